@@ -1,0 +1,1 @@
+//! The fast cover-color extractor: image bytes in, colors out.

@@ -1,0 +1,6 @@
+#![doc = include_str!("../README.md")]
+
+pub mod color;
+pub mod mail;
+pub mod secrets;
+pub mod spotify;

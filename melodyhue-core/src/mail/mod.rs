@@ -1,0 +1,1 @@
+//! Outgoing mail: the `Mailer` trait, SMTP with lettre, and a logging mailer for development.

@@ -1,0 +1,1 @@
+//! Fernet encryption at rest with `ENCRYPTION_KEY`.

@@ -1,0 +1,1 @@
+//! Spotify: the Web API client and the now-playing hub.
