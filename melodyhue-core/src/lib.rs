@@ -4,3 +4,6 @@ pub mod color;
 pub mod mail;
 pub mod secrets;
 pub mod spotify;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,1 @@
+//! An SMTP server on loopback that keeps every message it receives.
