@@ -1,0 +1,147 @@
+//! [`ApiError`]: every way a request can fail, each variant documenting its status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use super::response::json;
+use crate::service;
+use crate::store::BoxError;
+
+/// One bad field of a request, in the shape FastAPI clients know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where: `["body", "<field>"]`, `["query", "<name>"]` or `["body"]`.
+    pub loc: Vec<String>,
+    /// What is wrong, for humans.
+    pub msg: String,
+    /// What is wrong, for programs (`missing`, `string_too_short`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl FieldError {
+    /// An error at `loc` (e.g. `["body", "email"]`).
+    pub fn new(loc: &[&str], kind: &'static str, msg: impl Into<String>) -> Self {
+        FieldError {
+            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+            msg: msg.into(),
+            kind,
+        }
+    }
+}
+
+/// Why a request failed. Bodies are always `{"detail": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is understood but cannot be done (`detail` says why).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// 401: missing, invalid or expired credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403 with `X-Account-Banned: true`: the account is banned.
+    #[error("User banned")]
+    Banned,
+    /// 403: the role does not allow it.
+    #[error("Forbidden")]
+    Forbidden,
+    /// 404: no such thing (or not yours).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 405: the path exists, the method does not.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
+    /// 409: a unique value is taken.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// 413: the body is over 64 KiB.
+    #[error("Request body too large")]
+    PayloadTooLarge,
+    /// 422: bad fields, one entry each.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 429 with `Retry-After`.
+    #[error("Too many failed attempts, try again later")]
+    TooManyRequests {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// 500: logged with its cause, answered without it.
+    #[error("Internal server error")]
+    Internal(#[source] BoxError),
+    /// 503: the database does not answer.
+    #[error("Service unavailable")]
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct Detail<'a, T: Serialize> {
+    detail: &'a T,
+}
+
+impl ApiError {
+    /// The status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Banned | ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The response; a 500 is logged here with its cause.
+    pub fn into_response(self) -> Response<Bytes> {
+        let status = self.status();
+        let mut response = match &self {
+            ApiError::Validation(errors) => json(status, &Detail { detail: errors }),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, source = ?cause.source(), "request failed");
+                json(status, &Detail { detail: &self.to_string() })
+            }
+            _ => json(status, &Detail { detail: &self.to_string() }),
+        };
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Banned => {
+                headers.insert("x-account-banned", HeaderValue::from_static("true"));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                let seconds = retry_after.as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(err: service::Error) -> Self {
+        use service::Error as E;
+        match err {
+            E::NotFound(what) => ApiError::NotFound(what),
+            E::Conflict(what) => ApiError::Conflict(what),
+            E::Rejected(why) => ApiError::BadRequest(why),
+            E::Unauthorized(why) => ApiError::Unauthorized(why),
+            E::Banned => ApiError::Banned,
+            E::Forbidden => ApiError::Forbidden,
+            E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
+            E::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::Unavailable
+            }
+            E::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}

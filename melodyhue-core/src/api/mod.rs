@@ -1,0 +1,274 @@
+//! The HTTP contract, framework-neutral: `http::Request<Bytes>` in, `http::Response<Bytes>` out.
+//!
+//! Everything a frontend adapter would otherwise repeat lives here: routing, reading tokens
+//! from headers and cookies, JSON in and out, validation, errors, cookies, CORS and the body
+//! limit. An adapter only moves bytes: it reads at most [`MAX_BODY_BYTES`] of the body
+//! (answering [`payload_too_large`] beyond that), calls [`handle`], and writes the response.
+//!
+//! ```no_run
+//! # async fn example(app: melodyhue_core::App) {
+//! let request = http::Request::get("/health").body(bytes::Bytes::new()).unwrap();
+//! let response = melodyhue_core::api::handle(&app, request, None).await;
+//! assert_eq!(response.status(), 200);
+//! # }
+//! ```
+
+mod auth;
+mod cors;
+mod error;
+mod input;
+mod overlays;
+mod public;
+mod response;
+mod users;
+
+pub use error::{ApiError, FieldError};
+pub use response::{ACCESS_COOKIE, REFRESH_COOKIE};
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, header};
+
+use crate::App;
+use crate::model::MAX_ID_LEN;
+use crate::service::Principal;
+use input::Input;
+
+/// Request bodies above this many bytes are refused with `413`.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The `413` an adapter answers when a body grows past [`MAX_BODY_BYTES`] while it reads it.
+pub fn payload_too_large() -> Response<Bytes> {
+    ApiError::PayloadTooLarge.into_response()
+}
+
+/// Answers one request. Never panics and never fails: every problem is a status and a
+/// `{"detail": ...}` body. `peer` is the client's socket address, when known.
+pub async fn handle(app: &App, request: Request<Bytes>, peer: Option<SocketAddr>) -> Response<Bytes> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let cors = app.config().cors.as_ref();
+    if let Some(preflight) = cors.and_then(|c| cors::preflight(c, &parts.method, &parts.headers)) {
+        return preflight;
+    }
+    let path = parts.uri.path().to_owned();
+    let cx = Ctx {
+        app,
+        method: parts.method,
+        headers: parts.headers,
+        query: parts
+            .uri
+            .query()
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default(),
+        body,
+        peer,
+    };
+    let (template, result) = if cx.body.len() > MAX_BODY_BYTES {
+        ("", Err(ApiError::PayloadTooLarge))
+    } else {
+        route(&cx, &path).await
+    };
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    if let Some(cors) = cors {
+        cors::decorate(cors, &cx.headers, &mut response);
+    }
+    tracing::info!(
+        method = %cx.method,
+        route = template,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+type Reply = Result<Response<Bytes>, ApiError>;
+
+/// Dispatches on the method within one path; other methods get `405`.
+macro_rules! methods {
+    ($cx:expr, $($method:ident => $call:expr),+ $(,)?) => {
+        match $cx.method {
+            $(Method::$method => $call.await,)+
+            _ => Err(ApiError::MethodNotAllowed),
+        }
+    };
+}
+
+/// Finds the handler of a path; returns the route template (for logs) and the reply.
+async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        ["health"] => ("/health", methods!(cx, GET => public::health(cx))),
+        ["auth", "register"] => ("/auth/register", methods!(cx, POST => auth::register(cx))),
+        ["auth", "login"] => ("/auth/login", methods!(cx, POST => auth::login(cx))),
+        ["auth", "refresh"] => ("/auth/refresh", methods!(cx, POST => auth::refresh(cx))),
+        ["auth", "logout"] => ("/auth/logout", methods!(cx, POST => auth::logout(cx))),
+        ["users", "me"] => (
+            "/users/me",
+            methods!(cx, GET => users::me(cx), DELETE => users::delete_me(cx)),
+        ),
+        ["users", "me", "username"] => (
+            "/users/me/username",
+            methods!(cx, PATCH => users::change_username(cx)),
+        ),
+        ["users", "me", "email"] => (
+            "/users/me/email",
+            methods!(cx, PATCH => users::change_email(cx)),
+        ),
+        ["users", "me", "password"] => (
+            "/users/me/password",
+            methods!(cx, POST => users::change_password(cx)),
+        ),
+        ["users", id] => ("/users/{user_id}", methods!(cx, GET => public::user(cx, id))),
+        ["settings", "me"] => (
+            "/settings/me",
+            methods!(cx, GET => users::settings(cx), PATCH => users::update_settings(cx)),
+        ),
+        ["overlays"] => (
+            "/overlays",
+            methods!(cx, GET => overlays::list(cx), POST => overlays::create(cx)),
+        ),
+        ["overlays", id] => (
+            "/overlays/{id}",
+            methods!(
+                cx,
+                GET => overlays::get(cx, id),
+                PATCH => overlays::update(cx, id),
+                DELETE => overlays::delete(cx, id),
+            ),
+        ),
+        ["overlays", id, "duplicate"] => (
+            "/overlays/{id}/duplicate",
+            methods!(cx, POST => overlays::duplicate(cx, id)),
+        ),
+        ["overlay", id] => ("/overlay/{id}", methods!(cx, GET => public::overlay(cx, id))),
+        ["color", id] => ("/color/{user_id}", methods!(cx, GET => public::color(cx, id))),
+        ["infos", id] => ("/infos/{user_id}", methods!(cx, GET => public::infos(cx, id))),
+        _ => ("", Err(ApiError::NotFound("Not Found"))),
+    }
+}
+
+/// One request as handlers see it.
+pub(crate) struct Ctx<'a> {
+    pub(crate) app: &'a App,
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) body: Bytes,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Ctx<'_> {
+    /// The body as a JSON object; `optional` bodies may be empty.
+    pub(crate) fn input(&self, optional: bool) -> Result<Input, ApiError> {
+        Input::parse(&self.body, optional)
+    }
+
+    /// A query parameter.
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A cookie of the request.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        cookie_value(&self.headers, name)
+    }
+
+    /// The access token: `Authorization: Bearer`, else the access cookie.
+    pub(crate) fn access_token(&self) -> Option<String> {
+        bearer_token(&self.headers).or_else(|| self.cookie(ACCESS_COOKIE))
+    }
+
+    /// The authenticated caller, or `401 Invalid token` / `403 User banned`.
+    pub(crate) async fn principal(&self) -> Result<Principal, ApiError> {
+        let token = self
+            .access_token()
+            .ok_or(ApiError::Unauthorized("Invalid token"))?;
+        Ok(self.app.authenticate(&token).await?)
+    }
+
+    /// The client's IP: the socket peer, or the first `X-Forwarded-For` entry when the
+    /// configuration trusts a proxy.
+    pub(crate) fn client_ip(&self) -> Option<IpAddr> {
+        if self.app.config().trust_proxy {
+            let forwarded = self
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|ip| ip.trim().parse().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        self.peer.map(|p| p.ip())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_owned())
+}
+
+/// The value of cookie `name` in the `Cookie` headers.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+/// A path id, or `404 <not_found>` when it is longer than any id can be.
+pub(crate) fn path_id<'a>(id: &'a str, not_found: &'static str) -> Result<&'a str, ApiError> {
+    if id.is_empty() || id.chars().count() > MAX_ID_LEN {
+        Err(ApiError::NotFound(not_found))
+    } else {
+        Ok(id)
+    }
+}
+
+/// Reads a request body of any type within [`MAX_BODY_BYTES`] (never buffering more), then
+/// [`handle`]s the request. This is all an adapter needs for ordinary requests.
+pub async fn handle_incoming<B>(app: &App, request: Request<B>, peer: Option<SocketAddr>) -> Response<Bytes>
+where
+    B: http_body::Body,
+    B::Error: Into<crate::store::BoxError>,
+{
+    let (parts, body) = request.into_parts();
+    let declared_too_large = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64);
+    if declared_too_large {
+        return payload_too_large();
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => handle(app, Request::from_parts(parts, collected.to_bytes()), peer).await,
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => payload_too_large(),
+        Err(err) => {
+            tracing::debug!(error = %err, "request body could not be read");
+            ApiError::BadRequest("Request body could not be read").into_response()
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `/overlays`: the caller's overlays.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::response::{ok, rfc3339};
+use super::{Ctx, Reply, path_id};
+use crate::model::{Overlay, OverlayPatch};
+
+const NOT_FOUND: &str = "Overlay not found";
+
+/// An overlay as its owner and the public see it.
+#[derive(Debug, Serialize)]
+pub struct OverlayView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Template.
+    pub template: String,
+    /// Creation.
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Overlay> for OverlayView {
+    fn from(o: Overlay) -> Self {
+        OverlayView {
+            id: o.id,
+            name: o.name,
+            template: o.template,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+/// Reads `{name?, template?}` of a create or update.
+pub(super) fn overlay_patch(cx: &Ctx<'_>) -> Result<OverlayPatch, super::ApiError> {
+    let mut input = cx.input(false)?;
+    let name = input.optional_string("name", 1..=120);
+    let template = input.optional_string("template", 1..=64);
+    input.finish()?;
+    Ok(OverlayPatch { name, template })
+}
+
+pub(super) async fn list(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let overlays = cx.app.overlays_of(&principal.user).await?;
+    let views: Vec<OverlayView> = overlays.into_iter().map(OverlayView::from).collect();
+    Ok(ok(&views))
+}
+
+pub(super) async fn create(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    // An empty body is fine: both fields have defaults.
+    let patch = if cx.body.is_empty() {
+        OverlayPatch::default()
+    } else {
+        overlay_patch(cx)?
+    };
+    let overlay = cx
+        .app
+        .create_overlay(
+            &principal.user,
+            patch.name.unwrap_or_else(|| "Overlay".into()),
+            patch.template.unwrap_or_else(|| "classic".into()),
+        )
+        .await?;
+    Ok(ok(&OverlayView::from(overlay)))
+}
+
+pub(super) async fn get(cx: &Ctx<'_>, id: &str) -> Reply {
+    let principal = cx.principal().await?;
+    let overlay = cx
+        .app
+        .own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
+        .await?;
+    Ok(ok(&OverlayView::from(overlay)))
+}
+
+pub(super) async fn update(cx: &Ctx<'_>, id: &str) -> Reply {
+    let principal = cx.principal().await?;
+    let patch = overlay_patch(cx)?;
+    let overlay = cx
+        .app
+        .update_own_overlay(&principal.user, path_id(id, NOT_FOUND)?, &patch)
+        .await?;
+    Ok(ok(&OverlayView::from(overlay)))
+}
+
+pub(super) async fn delete(cx: &Ctx<'_>, id: &str) -> Reply {
+    let principal = cx.principal().await?;
+    cx.app
+        .delete_own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
+        .await?;
+    Ok(ok(&serde_json::json!({"status": "ok"})))
+}
+
+pub(super) async fn duplicate(cx: &Ctx<'_>, id: &str) -> Reply {
+    let principal = cx.principal().await?;
+    let overlay = cx
+        .app
+        .duplicate_own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
+        .await?;
+    Ok(ok(&OverlayView::from(overlay)))
+}

@@ -1,0 +1,212 @@
+//! Routes without authentication: health, public profiles and overlays, now playing.
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use serde::Serialize;
+
+use super::overlays::OverlayView;
+use super::response::{json, ok, rfc3339};
+use super::users::avatar_url;
+use super::{ApiError, Ctx, Reply, path_id};
+use crate::service::{NowPlaying, Track};
+
+const USER_NOT_FOUND: &str = "User not found";
+
+pub(super) async fn health(cx: &Ctx<'_>) -> Reply {
+    match cx.app.store().ping().await {
+        Ok(()) => Ok(ok(&serde_json::json!({"status": "ok"}))),
+        Err(err) => {
+            tracing::warn!(error = %err, "health check: database unavailable");
+            Ok(json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "unavailable", "detail": "Database unavailable"}),
+            ))
+        }
+    }
+}
+
+/// A user as anyone may see them.
+#[derive(Debug, Serialize)]
+pub struct PublicUserView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub username: String,
+    /// Creation.
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Gravatar.
+    pub avatar_url: String,
+    /// Fallback overlay color.
+    pub default_overlay_color: String,
+}
+
+pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
+    let user = cx
+        .app
+        .store()
+        .user_by_id(path_id(id, USER_NOT_FOUND)?)
+        .await
+        .map_err(crate::service::Error::from)?
+        .ok_or(ApiError::NotFound(USER_NOT_FOUND))?;
+    let profile = cx.app.profile(user).await?;
+    Ok(ok(&PublicUserView {
+        avatar_url: avatar_url(&profile.user.email),
+        id: profile.user.id,
+        username: profile.user.username,
+        created_at: profile.user.created_at,
+        default_overlay_color: profile.default_overlay_color,
+    }))
+}
+
+pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
+    let overlay = cx
+        .app
+        .public_overlay(path_id(id, "Overlay not found")?)
+        .await?;
+    Ok(ok(&OverlayView::from(overlay)))
+}
+
+/// A color as overlays read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColorView {
+    /// Red.
+    pub r: u8,
+    /// Green.
+    pub g: u8,
+    /// Blue.
+    pub b: u8,
+    /// `#rrggbb`, lowercase.
+    pub hex: String,
+}
+
+impl ColorView {
+    /// The view of a `#rrggbb` color; black for anything else (stored colors are validated).
+    pub fn from_hex(hex: &str) -> Self {
+        let channel = |i: usize| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .unwrap_or(0)
+        };
+        let (r, g, b) = (channel(1), channel(3), channel(5));
+        ColorView {
+            r,
+            g,
+            b,
+            hex: format!("#{r:02x}{g:02x}{b:02x}"),
+        }
+    }
+}
+
+/// The body of `/color/{user_id}`.
+#[derive(Debug, Serialize)]
+pub struct ColorResponse<'a> {
+    /// The color.
+    pub color: ColorView,
+    /// How long the answer took.
+    pub processing_time_ms: f64,
+    /// Always `album`.
+    pub source: &'static str,
+    /// Always `success`.
+    pub status: &'static str,
+    /// Unix seconds.
+    pub timestamp: i64,
+    /// The user id asked for.
+    pub user: &'a str,
+}
+
+/// The `track` of `/infos/{user_id}`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum TrackView<'a> {
+    /// Something plays (or is paused).
+    Playing {
+        /// Spotify id.
+        id: &'a str,
+        /// Title.
+        name: &'a str,
+        /// Artists joined by ", ".
+        artist: &'a str,
+        /// Album or show.
+        album: &'a str,
+        /// Length.
+        duration_ms: u64,
+        /// Position.
+        progress_ms: u64,
+        /// Playing or paused.
+        is_playing: bool,
+        /// Cover.
+        image_url: Option<&'a str>,
+        /// Unix seconds.
+        timestamp: i64,
+    },
+    /// Nothing plays.
+    Nothing {
+        /// Always `null`.
+        id: Option<&'a str>,
+        /// Always "No music playing".
+        name: &'static str,
+        /// Always `false`.
+        is_playing: bool,
+    },
+}
+
+impl<'a> TrackView<'a> {
+    fn of(track: Option<&'a Track>, timestamp: i64) -> Self {
+        match track {
+            Some(t) => TrackView::Playing {
+                id: &t.id,
+                name: &t.name,
+                artist: &t.artist,
+                album: &t.album,
+                duration_ms: t.duration_ms,
+                progress_ms: t.progress_ms,
+                is_playing: t.is_playing,
+                image_url: t.image_url.as_deref(),
+                timestamp,
+            },
+            None => TrackView::Nothing {
+                id: None,
+                name: "No music playing",
+                is_playing: false,
+            },
+        }
+    }
+}
+
+/// The body of `/infos/{user_id}`: `/color`'s plus the track.
+#[derive(Debug, Serialize)]
+pub struct InfosResponse<'a> {
+    /// Everything `/color` answers.
+    #[serde(flatten)]
+    pub color: ColorResponse<'a>,
+    /// The track.
+    pub track: TrackView<'a>,
+}
+
+fn color_response<'a>(user: &'a str, now_playing: &NowPlaying, timestamp: i64) -> ColorResponse<'a> {
+    ColorResponse {
+        color: ColorView::from_hex(&now_playing.color),
+        processing_time_ms: (now_playing.processing_time_ms * 1000.0).round() / 1000.0,
+        source: "album",
+        status: "success",
+        timestamp,
+        user,
+    }
+}
+
+pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
+    let id = path_id(id, USER_NOT_FOUND)?;
+    let now_playing = cx.app.now_playing(id).await?;
+    Ok(ok(&color_response(id, &now_playing, cx.app.now().timestamp())))
+}
+
+pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
+    let id = path_id(id, USER_NOT_FOUND)?;
+    let now_playing = cx.app.now_playing(id).await?;
+    let timestamp = cx.app.now().timestamp();
+    Ok(ok(&InfosResponse {
+        color: color_response(id, &now_playing, timestamp),
+        track: TrackView::of(now_playing.track.as_ref(), timestamp),
+    }))
+}

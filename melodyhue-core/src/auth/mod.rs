@@ -1,0 +1,11 @@
+//! Authentication building blocks: password hashing, JWTs, TOTP and login throttling.
+
+pub mod password;
+pub mod tokens;
+
+use sha2::{Digest, Sha256};
+
+/// Hex SHA-256 of a secret token: what the database keeps instead of the token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,714 @@
+//! Configuration: every environment variable of the HTTP contract, validated once, at start.
+//!
+//! [`Config::from_env`] reads the process environment (and a `.env` file when present), checks
+//! every value, and reports the first bad one as a [`ConfigError`] naming the variable.
+//! [`Config::from_vars`] does the same from any list of pairs, without touching files.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::password::HashParams;
+
+/// A bad or missing setting, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The variable holds a value that cannot be used.
+    #[error("invalid {variable}: {reason}")]
+    Invalid {
+        /// The environment variable.
+        variable: &'static str,
+        /// What is wrong with it (never the value of a secret).
+        reason: String,
+    },
+    /// A production run lacks a required secret.
+    #[error("{variable} must be set when MELODYHUE_ENV=production")]
+    MissingSecret {
+        /// The environment variable.
+        variable: &'static str,
+    },
+    /// Generated development secrets could not be kept on disk.
+    #[error("cannot keep generated secrets in {path}: {source}")]
+    SecretsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A secret value whose `Debug` output does not reveal it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(***)")
+    }
+}
+
+/// Development (secrets may be generated) or production (they must be given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// The default: friendly to a first run.
+    #[default]
+    Development,
+    /// `MELODYHUE_ENV=production`: refuses to start without explicit secrets.
+    Production,
+}
+
+/// The JWT signing algorithms MelodyHue accepts (HMAC only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 (default).
+    #[default]
+    HS256,
+    /// HMAC-SHA384.
+    HS384,
+    /// HMAC-SHA512.
+    HS512,
+}
+
+/// The `SameSite` attribute of the auth cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    /// `Lax` (default).
+    #[default]
+    Lax,
+    /// `Strict`.
+    Strict,
+    /// `None` (needs `COOKIE_SECURE=true` in browsers).
+    None,
+}
+
+/// How the auth cookies are set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieConfig {
+    /// `ACCESS_COOKIE_MAX_AGE` seconds (900).
+    pub access_max_age: u64,
+    /// `REFRESH_COOKIE_MAX_AGE` seconds (2592000).
+    pub refresh_max_age: u64,
+    /// `COOKIE_SAMESITE` (lax).
+    pub same_site: SameSite,
+    /// `COOKIE_SECURE` (false).
+    pub secure: bool,
+    /// `COOKIE_DOMAIN` (unset).
+    pub domain: Option<String>,
+}
+
+/// Which origins may call the API from a browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// `CORS_ALLOW_ORIGINS`: `None` means `*` (any origin).
+    pub origins: Option<Vec<String>>,
+    /// `CORS_ALLOW_CREDENTIALS`, forced off with `*`.
+    pub allow_credentials: bool,
+}
+
+/// Outgoing mail server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// `SMTP_HOST`.
+    pub host: String,
+    /// `SMTP_PORT` (587).
+    pub port: u16,
+    /// `SMTP_USER`.
+    pub username: Option<String>,
+    /// `SMTP_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `SMTP_STARTTLS` (true unless `SMTP_SSL`).
+    pub starttls: bool,
+    /// `SMTP_SSL`: implicit TLS (false).
+    pub implicit_tls: bool,
+    /// `SMTP_FROM` (no-reply@localhost).
+    pub from: String,
+    /// `SMTP_FROM_NAME` (MelodyHue).
+    pub from_name: Option<String>,
+}
+
+/// Spotify endpoints and polling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotifyConfig {
+    /// `SPOTIFY_REDIRECT_URI` (`FRONTEND_URL` + `/spotify/callback`).
+    pub redirect_uri: String,
+    /// `SPOTIFY_ACCOUNTS_URL` (<https://accounts.spotify.com>).
+    pub accounts_url: String,
+    /// `SPOTIFY_API_URL` (<https://api.spotify.com>).
+    pub api_url: String,
+    /// `SPOTIFY_POLLING_INTERVAL` seconds (3).
+    pub polling_interval: Duration,
+    /// `SPOTIFY_IMAGE_HOSTS`: hosts cover images may come from (unset: Spotify's own).
+    pub image_hosts: Option<String>,
+    /// Timeout of every call to Spotify (`SPOTIFY_TIMEOUT`, 5 s).
+    pub timeout: Duration,
+}
+
+/// Login throttling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5).
+    pub max_failures_per_identifier: u32,
+    /// `LOGIN_MAX_FAILURES_PER_IP` (20).
+    pub max_failures_per_ip: u32,
+    /// `LOGIN_THROTTLE_WINDOW_SECONDS` (900).
+    pub window: Duration,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line (`LOG_FORMAT=json`).
+    Json,
+}
+
+/// Every setting of a MelodyHue server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MELODYHUE_ENV`.
+    pub environment: Environment,
+    /// `HOST` (127.0.0.1).
+    pub host: String,
+    /// `PORT` (8765).
+    pub port: u16,
+    /// `MELODYHUE_DATA_DIR` (`./data`): the embedded database and generated secrets.
+    pub data_dir: PathBuf,
+    /// The database URL (`sqlite:`, `postgres://`, `mysql://`), from `DATABASE_URL`, the
+    /// `DB_*` variables, or the embedded default `sqlite:<data_dir>/melodyhue.db`.
+    pub database_url: SecretString,
+    /// `SECRET_KEY`.
+    pub secret_key: Option<SecretString>,
+    /// `JWT_SECRET` (falls back to `SECRET_KEY`).
+    pub jwt_secret: Option<SecretString>,
+    /// `JWT_ALG` (HS256).
+    pub jwt_algorithm: JwtAlgorithm,
+    /// `ENCRYPTION_KEY`: Fernet key for secrets at rest.
+    pub encryption_key: Option<SecretString>,
+    /// `ACCESS_TOKEN_EXPIRE_MIN` (15) as a duration.
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_EXPIRE_DAYS` (30) as a duration.
+    pub refresh_token_ttl: Duration,
+    /// Cookies.
+    pub cookies: CookieConfig,
+    /// CORS, when `ENABLE_CORS=true`.
+    pub cors: Option<CorsConfig>,
+    /// `FRONTEND_URL` (<http://localhost:4200>), base of links in e-mails.
+    pub frontend_url: String,
+    /// `PASSWORD_RESET_URL_BASE`: the reset link is this + token.
+    pub password_reset_url_base: Option<String>,
+    /// `TWOFA_DISABLE_URL_BASE`: the 2FA-disable link is this + token.
+    pub twofa_disable_url_base: Option<String>,
+    /// Mail server; `None` when `SMTP_HOST` is unset (nothing is sent).
+    pub smtp: Option<SmtpConfig>,
+    /// `EMAIL_DEBUG`: return raw e-mailed tokens in responses (never in production).
+    pub email_debug: bool,
+    /// Spotify.
+    pub spotify: SpotifyConfig,
+    /// Login throttling.
+    pub throttle: ThrottleConfig,
+    /// `TRUST_PROXY`: take the client IP from `X-Forwarded-For`.
+    pub trust_proxy: bool,
+    /// `METRICS`: serve `/metrics`.
+    pub metrics: bool,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `LOG_LEVEL` (info), an `EnvFilter` directive.
+    pub log_level: String,
+    /// Cost of new password hashes (argon2-cffi's defaults; not an environment variable).
+    pub password_hashing: HashParams,
+}
+
+/// The secrets file a development run generates and then keeps using.
+const SECRETS_FILE: &str = "secrets.env";
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_owned()
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(SecretString::new)
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| invalid(name, format!("expected a whole number, got {raw:?}"))),
+        }
+    }
+
+    fn positive(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.number(name, default)? {
+            0 => Err(invalid(name, "must be greater than 0".into())),
+            n => Ok(n),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        let raw = self.get(name);
+        let value = match raw {
+            None => default,
+            Some(raw) => raw
+                .parse::<f64>()
+                .map_err(|_| invalid(name, format!("expected a number of seconds, got {raw:?}")))?,
+        };
+        if !(value > 0.0 && value <= 86_400.0) {
+            return Err(invalid(name, "must be between 0 and 86400 seconds".into()));
+        }
+        Ok(Duration::from_secs_f64(value))
+    }
+
+    fn url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string(name, default);
+        url::Url::parse(&value).map_err(|err| invalid(name, format!("not a URL ({err})")))?;
+        Ok(value.trim_end_matches('/').to_owned())
+    }
+}
+
+fn invalid(variable: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { variable, reason }
+}
+
+impl Config {
+    /// Reads `.env` (when present, without overriding the real environment), then the process
+    /// environment, and validates everything. Secrets may still be missing: call
+    /// [`Config::ensure_secrets`] once logging is set up (it warns loudly when it generates them).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is the normal case; a malformed one is reported.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(err) if err.not_found() => {}
+            Err(err) => return Err(invalid(".env", err.to_string())),
+        }
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Builds a configuration from variable/value pairs only (no files, no generated secrets).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = Vars(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        let environment = match vars.get("MELODYHUE_ENV").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development" | "dev") => Environment::Development,
+            Some("production" | "prod") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "MELODYHUE_ENV",
+                    format!("expected development or production, got {other:?}"),
+                ));
+            }
+        };
+        let data_dir = PathBuf::from(vars.string("MELODYHUE_DATA_DIR", "./data"));
+        let database_url = database_url(&vars, &data_dir)?;
+        let jwt_algorithm = match vars.get("JWT_ALG").unwrap_or("HS256") {
+            "HS256" => JwtAlgorithm::HS256,
+            "HS384" => JwtAlgorithm::HS384,
+            "HS512" => JwtAlgorithm::HS512,
+            other => {
+                return Err(invalid(
+                    "JWT_ALG",
+                    format!("only HS256, HS384 and HS512 are supported, got {other:?}"),
+                ));
+            }
+        };
+        let same_site = match vars.get("COOKIE_SAMESITE").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("lax") => SameSite::Lax,
+            Some("strict") => SameSite::Strict,
+            Some("none") => SameSite::None,
+            Some(other) => {
+                return Err(invalid(
+                    "COOKIE_SAMESITE",
+                    format!("expected lax, strict or none, got {other:?}"),
+                ));
+            }
+        };
+        let cors = if vars.flag("ENABLE_CORS", false)? {
+            let list: Vec<String> = vars
+                .string("CORS_ALLOW_ORIGINS", "*")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+            let any = list.is_empty() || list.iter().any(|o| o == "*");
+            Some(CorsConfig {
+                origins: (!any).then_some(list),
+                allow_credentials: !any && vars.flag("CORS_ALLOW_CREDENTIALS", false)?,
+            })
+        } else {
+            None
+        };
+        let frontend_url = vars.url("FRONTEND_URL", "http://localhost:4200")?;
+        let smtp = match vars.get("SMTP_HOST") {
+            None => None,
+            Some(host) => {
+                let implicit_tls = vars.flag("SMTP_SSL", false)?;
+                Some(SmtpConfig {
+                    host: host.to_owned(),
+                    port: vars.number("SMTP_PORT", if implicit_tls { 465 } else { 587 })?,
+                    username: vars.get("SMTP_USER").map(str::to_owned),
+                    password: vars.secret("SMTP_PASSWORD"),
+                    starttls: vars.flag("SMTP_STARTTLS", !implicit_tls)?,
+                    implicit_tls,
+                    from: vars.string("SMTP_FROM", "no-reply@localhost"),
+                    from_name: Some(vars.string("SMTP_FROM_NAME", "MelodyHue")),
+                })
+            }
+        };
+        if let Some(smtp) = &smtp {
+            if smtp.starttls && smtp.implicit_tls {
+                return Err(invalid(
+                    "SMTP_STARTTLS",
+                    "cannot be combined with SMTP_SSL (implicit TLS)".into(),
+                ));
+            }
+        }
+        let email_debug = vars.flag("EMAIL_DEBUG", false)?;
+        if email_debug && environment == Environment::Production {
+            return Err(invalid(
+                "EMAIL_DEBUG",
+                "returns secret tokens in responses and is refused in production".into(),
+            ));
+        }
+        let spotify = SpotifyConfig {
+            redirect_uri: vars.url("SPOTIFY_REDIRECT_URI", &format!("{frontend_url}/spotify/callback"))?,
+            accounts_url: vars.url("SPOTIFY_ACCOUNTS_URL", "https://accounts.spotify.com")?,
+            api_url: vars.url("SPOTIFY_API_URL", "https://api.spotify.com")?,
+            polling_interval: vars.seconds("SPOTIFY_POLLING_INTERVAL", 3.0)?,
+            image_hosts: vars.get("SPOTIFY_IMAGE_HOSTS").map(str::to_owned),
+            timeout: vars.seconds("SPOTIFY_TIMEOUT", 5.0)?,
+        };
+        let log_format = match vars.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text" | "pretty" | "plain") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid("LOG_FORMAT", format!("expected text or json, got {other:?}")));
+            }
+        };
+        let encryption_key = vars.secret("ENCRYPTION_KEY");
+        Ok(Config {
+            environment,
+            host: vars.string("HOST", "127.0.0.1"),
+            port: vars.number("PORT", 8765)?,
+            data_dir,
+            database_url,
+            secret_key: vars.secret("SECRET_KEY"),
+            jwt_secret: vars.secret("JWT_SECRET"),
+            jwt_algorithm,
+            encryption_key,
+            access_token_ttl: Duration::from_secs(60 * vars.positive("ACCESS_TOKEN_EXPIRE_MIN", 15)?),
+            refresh_token_ttl: Duration::from_secs(
+                86_400 * vars.positive("REFRESH_TOKEN_EXPIRE_DAYS", 30)?,
+            ),
+            cookies: CookieConfig {
+                access_max_age: vars.number("ACCESS_COOKIE_MAX_AGE", 900)?,
+                refresh_max_age: vars.number("REFRESH_COOKIE_MAX_AGE", 2_592_000)?,
+                same_site,
+                secure: vars.flag("COOKIE_SECURE", false)?,
+                domain: vars.get("COOKIE_DOMAIN").map(str::to_owned),
+            },
+            cors,
+            frontend_url,
+            password_reset_url_base: vars.get("PASSWORD_RESET_URL_BASE").map(str::to_owned),
+            twofa_disable_url_base: vars.get("TWOFA_DISABLE_URL_BASE").map(str::to_owned),
+            smtp,
+            email_debug,
+            spotify,
+            throttle: ThrottleConfig {
+                max_failures_per_identifier: vars.positive("LOGIN_MAX_FAILURES_PER_IDENTIFIER", 5)?
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+                max_failures_per_ip: vars.positive("LOGIN_MAX_FAILURES_PER_IP", 20)?
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+                window: Duration::from_secs(vars.positive("LOGIN_THROTTLE_WINDOW_SECONDS", 900)?),
+            },
+            trust_proxy: vars.flag("TRUST_PROXY", false)?,
+            metrics: vars.flag("METRICS", false)?,
+            log_format,
+            log_level: vars.string("LOG_LEVEL", "info"),
+            password_hashing: HashParams::default(),
+        })
+    }
+
+    /// Makes sure the JWT and encryption secrets exist. In production a missing one is an
+    /// error. In development the missing ones are read from, or generated into,
+    /// `<data_dir>/secrets.env` (mode 0600), with a loud warning: fine for a first run, never
+    /// for real users. Returns the names of the variables that were generated.
+    pub fn ensure_secrets(&mut self) -> Result<Vec<&'static str>, ConfigError> {
+        let need_jwt = self.secret_key.is_none() && self.jwt_secret.is_none();
+        let need_encryption = self.encryption_key.is_none();
+        if !need_jwt && !need_encryption {
+            return Ok(Vec::new());
+        }
+        if self.environment == Environment::Production {
+            let variable = if need_jwt { "SECRET_KEY" } else { "ENCRYPTION_KEY" };
+            return Err(ConfigError::MissingSecret { variable });
+        }
+        let path = self.data_dir.join(SECRETS_FILE);
+        let mut kept = read_secrets_file(&path)?;
+        let mut generated = Vec::new();
+        if need_jwt && !kept.contains_key("SECRET_KEY") {
+            kept.insert("SECRET_KEY".into(), hex::encode(crate::model::random_bytes::<32>()));
+            generated.push("SECRET_KEY");
+        }
+        if need_encryption && !kept.contains_key("ENCRYPTION_KEY") {
+            kept.insert("ENCRYPTION_KEY".into(), fernet::Fernet::generate_key());
+            generated.push("ENCRYPTION_KEY");
+        }
+        if !generated.is_empty() {
+            write_secrets_file(&path, &kept)?;
+        }
+        if need_jwt {
+            self.secret_key = kept.get("SECRET_KEY").map(SecretString::new);
+        }
+        if need_encryption {
+            self.encryption_key = kept.get("ENCRYPTION_KEY").map(SecretString::new);
+        }
+        tracing::warn!(
+            file = %path.display(),
+            generated = ?generated,
+            "DEVELOPMENT SECRETS IN USE: SECRET_KEY/ENCRYPTION_KEY were not set, so MelodyHue uses \
+             secrets kept in this file. Set them explicitly (and MELODYHUE_ENV=production) before \
+             real users sign up; `melodyhue gen-keys` prints fresh ones."
+        );
+        Ok(generated)
+    }
+
+    /// The key that signs JWTs: `JWT_SECRET`, else `SECRET_KEY`.
+    pub fn jwt_key(&self) -> Option<&SecretString> {
+        self.jwt_secret.as_ref().or(self.secret_key.as_ref())
+    }
+
+    /// The address to listen on.
+    pub fn listen_address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The link mailed for a password reset.
+    pub fn password_reset_link(&self, token: &str) -> String {
+        match &self.password_reset_url_base {
+            Some(base) => format!("{base}{token}"),
+            None => format!("{}/auth/reset?token={token}", self.frontend_url),
+        }
+    }
+
+    /// The link mailed to disable 2FA.
+    pub fn twofa_disable_link(&self, token: &str) -> String {
+        match &self.twofa_disable_url_base {
+            Some(base) => format!("{base}{token}"),
+            None => format!("{}/auth/2fa/disable?token={token}", self.frontend_url),
+        }
+    }
+}
+
+fn database_url(vars: &Vars, data_dir: &Path) -> Result<SecretString, ConfigError> {
+    if let Some(url) = vars.get("DATABASE_URL") {
+        let known = ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"];
+        if !known.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected a sqlite:, postgres:// or mysql:// URL".into(),
+            ));
+        }
+        return Ok(SecretString::new(url.replacen("mariadb://", "mysql://", 1)));
+    }
+    let Some(host) = vars.get("DB_HOST") else {
+        let file = data_dir.join("melodyhue.db");
+        return Ok(SecretString::new(format!("sqlite:{}", file.display())));
+    };
+    let (scheme, default_port) = match vars.get("DB_DRIVER").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("mysql" | "mariadb") => ("mysql", 3306),
+        Some("postgres" | "postgresql") => ("postgres", 5432),
+        Some(other) => {
+            return Err(invalid("DB_DRIVER", format!("expected mysql or postgres, got {other:?}")));
+        }
+    };
+    let mut url = url::Url::parse(&format!("{scheme}://localhost"))
+        .map_err(|err| invalid("DB_HOST", err.to_string()))?;
+    url.set_host(Some(host))
+        .map_err(|err| invalid("DB_HOST", err.to_string()))?;
+    let port: u16 = vars.number("DB_PORT", default_port)?;
+    // Setting parts of a URL with a host never fails; the results are ignored on purpose.
+    let _ = url.set_port(Some(port));
+    let _ = url.set_username(vars.get("DB_USER").unwrap_or("root"));
+    let _ = url.set_password(vars.get("DB_PASSWORD"));
+    url.set_path(vars.get("DB_DATABASE").unwrap_or("melodyhue"));
+    Ok(SecretString::new(url.to_string()))
+}
+
+fn read_secrets_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(source) => Err(ConfigError::SecretsFile {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn write_secrets_file(path: &Path, secrets: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let fail = |source| ConfigError::SecretsFile {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut text = String::from("# Generated by MelodyHue for development. Keep private.\n");
+    let mut keys: Vec<_> = secrets.keys().collect();
+    keys.sort();
+    for key in keys {
+        text.push_str(&format!("{key}={}\n", secrets[key]));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().copied())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.listen_address(), "127.0.0.1:8765");
+        assert_eq!(config.database_url.expose(), "sqlite:./data/melodyhue.db");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.cookies.refresh_max_age, 2_592_000);
+        assert!(config.cors.is_none());
+        assert!(config.smtp.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid PORT:"), "{err}");
+        let err = config(&[("JWT_ALG", "RS256")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_ALG"), "{err}");
+        let err = config(&[("ENABLE_CORS", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("ENABLE_CORS"), "{err}");
+    }
+
+    #[test]
+    fn db_variables_build_a_url_with_escaped_password() {
+        let config = config(&[
+            ("DB_HOST", "db.internal"),
+            ("DB_USER", "mh"),
+            ("DB_PASSWORD", "p@ss/word"),
+            ("DB_DATABASE", "melody"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.database_url.expose(),
+            "mysql://mh:p%40ss%2Fword@db.internal:3306/melody"
+        );
+        let pg = Config::from_vars([("DB_HOST", "h"), ("DB_DRIVER", "postgres")]).unwrap();
+        assert!(pg.database_url.expose().starts_with("postgres://root@h:5432/"));
+    }
+
+    #[test]
+    fn cors_star_forces_credentials_off() {
+        let config = config(&[
+            ("ENABLE_CORS", "true"),
+            ("CORS_ALLOW_ORIGINS", "*"),
+            ("CORS_ALLOW_CREDENTIALS", "true"),
+        ])
+        .unwrap();
+        let cors = config.cors.unwrap();
+        assert_eq!(cors.origins, None);
+        assert!(!cors.allow_credentials);
+    }
+
+    #[test]
+    fn production_refuses_missing_secrets() {
+        let mut config = config(&[("MELODYHUE_ENV", "production")]).unwrap();
+        let err = config.ensure_secrets().unwrap_err();
+        assert!(err.to_string().contains("SECRET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn development_generates_and_keeps_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let mut first = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
+        assert_eq!(first.ensure_secrets().unwrap(), vec!["SECRET_KEY", "ENCRYPTION_KEY"]);
+        let mut second = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
+        assert!(second.ensure_secrets().unwrap().is_empty());
+        assert_eq!(first.secret_key, second.secret_key);
+        assert_eq!(first.encryption_key, second.encryption_key);
+    }
+
+    #[test]
+    fn secrets_are_not_debug_printed() {
+        let config = config(&[("SECRET_KEY", "hunter2-hunter2")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn links_follow_their_bases() {
+        let config = config(&[("FRONTEND_URL", "https://app.example/")]).unwrap();
+        assert_eq!(config.password_reset_link("T"), "https://app.example/auth/reset?token=T");
+        let config = config(&[("PASSWORD_RESET_URL_BASE", "https://x/r/")]).unwrap();
+        assert_eq!(config.password_reset_link("T"), "https://x/r/T");
+    }
+}

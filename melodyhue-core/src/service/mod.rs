@@ -1,0 +1,70 @@
+//! The use cases of MelodyHue, as methods of [`App`](crate::App): register, log in, create an
+//! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
+
+mod accounts;
+mod now_playing;
+mod overlays;
+mod settings;
+
+pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
+pub use now_playing::{NowPlaying, Track};
+
+use std::time::Duration;
+
+use crate::store::{BoxError, StoreError};
+
+/// Why a use case refused or failed. Each variant says what the caller did wrong (or that the
+/// server failed); the HTTP layer maps them to statuses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The thing does not exist, or is not the caller's (`"Overlay not found"`).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// A unique value is taken (`"Email already registered"`).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The request cannot be done as asked (`"Invalid old password"`).
+    #[error("{0}")]
+    Rejected(&'static str),
+    /// Not authenticated, or the credentials or token are not accepted (`"Invalid token"`).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The account is banned.
+    #[error("User banned")]
+    Banned,
+    /// The caller's role does not allow this.
+    #[error("Forbidden")]
+    Forbidden,
+    /// Too many failed attempts; try again after the delay.
+    #[error("Too many failed attempts, try again later")]
+    Throttled {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The database cannot be reached.
+    #[error("Service unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Anything else; logged, never shown.
+    #[error("Internal server error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Error::Unavailable(err),
+            other => Error::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl Error {
+    /// Wraps an unexpected failure.
+    pub(crate) fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Internal(Box::new(err))
+    }
+}
+
+/// Result of a use case.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,105 @@
+//! Overlays: each user's named overlays, and the public view of one.
+
+use super::{Error, Result};
+use crate::App;
+use crate::model::{Overlay, OverlayPatch, User, new_id};
+
+const NOT_FOUND: &str = "Overlay not found";
+/// Longest overlay name.
+pub const MAX_NAME_CHARS: usize = 120;
+
+impl App {
+    /// The caller's overlays, oldest first.
+    pub async fn overlays_of(&self, owner: &User) -> Result<Vec<Overlay>> {
+        Ok(self.inner().store.overlays_of(&owner.id).await?)
+    }
+
+    /// Makes an overlay for the caller.
+    pub async fn create_overlay(&self, owner: &User, name: String, template: String) -> Result<Overlay> {
+        let now = self.now();
+        let overlay = Overlay {
+            id: new_id(),
+            owner_id: owner.id.clone(),
+            name,
+            template,
+            created_at: now,
+            updated_at: now,
+        };
+        self.inner().store.insert_overlay(&overlay).await?;
+        Ok(overlay)
+    }
+
+    /// Any overlay, for its public page.
+    pub async fn public_overlay(&self, id: &str) -> Result<Overlay> {
+        self.inner()
+            .store
+            .overlay_by_id(id)
+            .await?
+            .ok_or(Error::NotFound(NOT_FOUND))
+    }
+
+    /// One of the caller's overlays; someone else's is "not found" too.
+    pub async fn own_overlay(&self, owner: &User, id: &str) -> Result<Overlay> {
+        match self.inner().store.overlay_by_id(id).await? {
+            Some(overlay) if overlay.owner_id == owner.id => Ok(overlay),
+            _ => Err(Error::NotFound(NOT_FOUND)),
+        }
+    }
+
+    /// Changes one of the caller's overlays.
+    pub async fn update_own_overlay(&self, owner: &User, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
+        self.own_overlay(owner, id).await?;
+        self.update_overlay(id, patch).await
+    }
+
+    /// Changes any overlay (owners after their check, moderators).
+    pub(crate) async fn update_overlay(&self, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
+        self.inner()
+            .store
+            .update_overlay(id, patch, self.now())
+            .await?
+            .ok_or(Error::NotFound(NOT_FOUND))
+    }
+
+    /// Deletes one of the caller's overlays.
+    pub async fn delete_own_overlay(&self, owner: &User, id: &str) -> Result<()> {
+        self.own_overlay(owner, id).await?;
+        self.delete_overlay(id).await
+    }
+
+    /// Deletes any overlay.
+    pub(crate) async fn delete_overlay(&self, id: &str) -> Result<()> {
+        if self.inner().store.delete_overlay(id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(NOT_FOUND))
+        }
+    }
+
+    /// Copies one of the caller's overlays as `"<name> (copy)"`.
+    pub async fn duplicate_own_overlay(&self, owner: &User, id: &str) -> Result<Overlay> {
+        let original = self.own_overlay(owner, id).await?;
+        self.create_overlay(owner, copy_name(&original.name), original.template)
+            .await
+    }
+}
+
+/// `"<name> (copy)"`, shortening the name so the result still fits.
+fn copy_name(name: &str) -> String {
+    const SUFFIX: &str = " (copy)";
+    let keep = MAX_NAME_CHARS - SUFFIX.chars().count();
+    let base: String = name.chars().take(keep).collect();
+    format!("{base}{SUFFIX}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_fit_the_name_limit() {
+        assert_eq!(copy_name("Main"), "Main (copy)");
+        let long = "x".repeat(MAX_NAME_CHARS);
+        assert_eq!(copy_name(&long).chars().count(), MAX_NAME_CHARS);
+    }
+}

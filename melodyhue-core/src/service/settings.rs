@@ -1,0 +1,22 @@
+//! Per-user settings.
+
+use super::Result;
+use crate::App;
+use crate::model::{Settings, SettingsPatch, User};
+
+impl App {
+    /// The caller's settings (the defaults until they change one).
+    pub async fn settings_of(&self, user: &User) -> Result<Settings> {
+        Ok(self
+            .inner()
+            .store
+            .settings(&user.id)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Changes some of the caller's settings atomically.
+    pub async fn update_settings(&self, user: &User, patch: &SettingsPatch) -> Result<Settings> {
+        Ok(self.inner().store.update_settings(&user.id, patch).await?)
+    }
+}
