@@ -272,3 +272,6 @@ where
         }
     }
 }
+
+#[cfg(feature = "http-suite")]
+pub mod suite;

@@ -1,0 +1,365 @@
+//! The black-box HTTP suite every frontend adapter runs over a real socket (feature
+//! `http-suite`).
+//!
+//! An adapter crate runs the whole suite with one line in a test file:
+//!
+//! ```ignore
+//! fn serve(app: melodyhue_core::App, listener: tokio::net::TcpListener) -> melodyhue_core::api::suite::ServeFuture {
+//!     Box::pin(my_adapter::serve(app, listener, std::future::pending()))
+//! }
+//! melodyhue_core::http_suite!(serve);
+//! ```
+//!
+//! Each case is a `#[tokio::test]` of its own: it starts a fresh app on a fresh database,
+//! serves it on `127.0.0.1:0` with the adapter, and talks HTTP to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+pub mod auth;
+pub mod conventions;
+pub mod overlays;
+pub mod public;
+pub mod users;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+
+use crate::App;
+use crate::auth::password::HashParams;
+use crate::clock::OffsetClock;
+use crate::config::Config;
+
+/// A server future an adapter returns; it serves until dropped.
+pub type ServeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How an adapter serves an app on a listener.
+pub type Serve = fn(App, tokio::net::TcpListener) -> ServeFuture;
+
+/// The database a suite run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A fresh SQLite file per test.
+    Sqlite,
+}
+
+/// What a suite run tests: one adapter on one backend.
+#[derive(Clone, Copy)]
+pub struct Harness {
+    /// The adapter.
+    pub serve: Serve,
+    /// The database.
+    pub backend: Backend,
+}
+
+/// The secret every test server signs its tokens with.
+pub const TEST_JWT_SECRET: &str = "melodyhue-test-secret-0123456789abcdef";
+/// The Fernet key of every test server.
+pub const TEST_ENCRYPTION_KEY: &str = "Wn2q0n7mCw3mYQ2Yf1pQ0v8lGk9cB3xJ5rT7uV9wX0E=";
+/// The password [`TestServer::register`] gives its users.
+pub const TEST_PASSWORD: &str = "correct-horse-42";
+
+/// One app served by the adapter under test, on its own database.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The app behind the socket (for direct store checks).
+    pub app: App,
+    /// Its clock; move it to expire tokens and bans.
+    pub clock: OffsetClock,
+    /// A client without cookie jar or redirects.
+    pub http: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An answer, with its JSON body (or `Null`).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The body's `detail` as text.
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_default()
+    }
+
+    /// The `Set-Cookie` header of cookie `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self
+    }
+}
+
+/// An account made by [`TestServer::register`].
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestServer {
+    /// A server with the test defaults.
+    pub async fn start(harness: &Harness) -> TestServer {
+        Self::start_with(harness, &[]).await
+    }
+
+    /// A server with extra environment variables.
+    pub async fn start_with(harness: &Harness, vars: &[(&str, &str)]) -> TestServer {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let data_dir = data.path().display().to_string();
+        let database_url = match harness.backend {
+            Backend::Sqlite => format!("sqlite:{data_dir}/melodyhue.db"),
+        };
+        let mut all: Vec<(String, String)> = vec![
+            ("MELODYHUE_DATA_DIR".into(), data_dir),
+            ("DATABASE_URL".into(), database_url),
+            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+            ("ENCRYPTION_KEY".into(), TEST_ENCRYPTION_KEY.into()),
+        ];
+        all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut config = Config::from_vars(all).expect("test configuration");
+        config.password_hashing = HashParams::insecure_fast_for_tests();
+        let clock = OffsetClock::new();
+        let store = crate::store::open(config.database_url.expose())
+            .await
+            .expect("test database");
+        let app = App::builder(config, store)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .expect("test app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let address = listener.local_addr().expect("local address");
+        let task = tokio::spawn((harness.serve)(app.clone(), listener));
+        TestServer {
+            base: format!("http://{address}"),
+            app,
+            clock,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            task,
+            _data: data,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request built from `self.http` and reads the reply.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("response body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("response is not JSON: {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Registers `<username>@example.com` with [`TEST_PASSWORD`].
+    pub async fn register(&self, username: &str) -> TestUser {
+        let email = format!("{username}@example.com");
+        let reply = self
+            .post(
+                "/auth/register",
+                None,
+                serde_json::json!({"username": username, "email": email, "password": TEST_PASSWORD}),
+            )
+            .await;
+        reply.assert_status(200);
+        TestUser {
+            id: reply.body["user_id"].as_str().unwrap().to_owned(),
+            username: username.to_owned(),
+            email,
+            password: TEST_PASSWORD.to_owned(),
+            access_token: reply.body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: reply.body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Logs in with a password; the full reply.
+    pub async fn login(&self, identifier: &str, password: &str) -> Reply {
+        self.post(
+            "/auth/login",
+            None,
+            serde_json::json!({"username_or_email": identifier, "password": password}),
+        )
+        .await
+    }
+}
+
+/// Signs arbitrary claims with `secret` and `alg` (for forged-token cases).
+pub fn sign_claims(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Defines one `#[tokio::test]` per suite case, for an adapter's `serve` function and an
+/// optional [`Backend`] (SQLite by default).
+#[macro_export]
+macro_rules! http_suite {
+    ($serve:expr) => {
+        $crate::http_suite!($serve, $crate::api::suite::Backend::Sqlite);
+    };
+    ($serve:expr, $backend:expr) => {
+        fn __melodyhue_suite_harness() -> $crate::api::suite::Harness {
+            $crate::api::suite::Harness {
+                serve: $serve,
+                backend: $backend,
+            }
+        }
+        $crate::__http_suite_cases!(
+            conventions {
+                health_answers_ok,
+                unknown_path_is_404,
+                wrong_method_is_405,
+                trailing_slash_is_the_same_resource,
+                body_over_64_kib_is_413,
+                chunked_body_over_64_kib_is_413,
+                malformed_json_is_422,
+                json_that_is_not_an_object_is_422,
+                cors_is_off_by_default,
+                cors_answers_preflight_and_allowed_origins,
+                cors_with_credentials_echoes_the_origin,
+                overlong_ids_are_404,
+            }
+            auth {
+                register_returns_tokens_and_cookies,
+                register_validates_every_field,
+                register_refuses_taken_email_case_insensitively,
+                concurrent_registrations_of_one_email_give_one_account,
+                login_by_email_or_username,
+                login_with_shared_username_picks_the_matching_password,
+                login_refuses_wrong_credentials,
+                login_validates_its_body,
+                two_logins_in_one_second_get_different_tokens,
+                refresh_rotates_the_session,
+                refresh_reads_the_cookie,
+                refresh_reuse_revokes_the_family,
+                refresh_explains_bad_tokens,
+                refresh_with_an_expired_token_is_refused,
+                logout_clears_cookies_and_ends_the_session,
+                logout_never_fails,
+                access_token_from_cookie_or_bearer,
+                forged_and_expired_access_tokens_are_401,
+                cookie_attributes_follow_the_configuration,
+            }
+            users {
+                me_shows_the_account,
+                public_profile_and_unknown_user,
+                change_username,
+                change_email,
+                change_password_revokes_other_sessions,
+                delete_account_removes_everything,
+                settings_defaults_and_patch,
+                settings_aliases_of_the_overlay_color,
+                settings_refuse_bad_values_and_change_nothing,
+            }
+            overlays {
+                overlay_lifecycle,
+                overlays_are_listed_oldest_first,
+                overlay_defaults_and_validation,
+                other_users_overlays_are_not_found,
+                duplicate_names_the_copy,
+                public_overlay_needs_no_auth,
+            }
+            public {
+                color_falls_back_to_the_default_color,
+                infos_without_music,
+                new_default_color_shows_at_once,
+                unknown_user_is_404,
+            }
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __http_suite_cases {
+    ($($module:ident { $($case:ident),* $(,)? })*) => {
+        $(
+            mod $module {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        $crate::api::suite::$module::$case(&super::__melodyhue_suite_harness()).await;
+                    }
+                )*
+            }
+        )*
+    };
+}
