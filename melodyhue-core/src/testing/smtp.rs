@@ -37,6 +37,8 @@ const MAX_LINE_BYTES: u64 = 8 * 1024;
 const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 /// A connection silent for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed accept.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// A message received by an [`SmtpCatcher`], with its envelope and its decoded content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +189,11 @@ async fn accept_loop(listener: TcpListener, inbox: Arc<Inbox>, login: Option<Arc
                         }
                     });
                 }
-                Err(error) => tracing::debug!(%error, "SMTP catcher: accept failed"),
+                Err(error) => {
+                    // E.g. out of file descriptors: pause rather than spin.
+                    tracing::debug!(%error, "SMTP catcher: accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
             },
             // Reap finished connections so that the set does not grow.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
