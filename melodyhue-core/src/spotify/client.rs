@@ -952,6 +952,7 @@ mod tests {
             "  \n",
             r#"{"currently_playing_type": "track", "item": null}"#,
             r#"{"currently_playing_type": "episode"}"#,
+            r#"{"currently_playing_type": "track", "item": ["Song", "Artist"]}"#,
         ] {
             assert_eq!(parse(body), Ok(Playback::Nothing), "{body:?}");
         }
