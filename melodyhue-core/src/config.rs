@@ -494,7 +494,7 @@ impl Config {
             generated.push("SECRET_KEY");
         }
         if need_encryption && !kept.contains_key("ENCRYPTION_KEY") {
-            kept.insert("ENCRYPTION_KEY".into(), fernet::Fernet::generate_key());
+            kept.insert("ENCRYPTION_KEY".into(), crate::secrets::SecretBox::generate_key());
             generated.push("ENCRYPTION_KEY");
         }
         if !generated.is_empty() {
@@ -706,9 +706,10 @@ mod tests {
 
     #[test]
     fn links_follow_their_bases() {
-        let config = config(&[("FRONTEND_URL", "https://app.example/")]).unwrap();
-        assert_eq!(config.password_reset_link("T"), "https://app.example/auth/reset?token=T");
-        let config = config(&[("PASSWORD_RESET_URL_BASE", "https://x/r/")]).unwrap();
-        assert_eq!(config.password_reset_link("T"), "https://x/r/T");
+        let frontend = config(&[("FRONTEND_URL", "https://app.example/")]).unwrap();
+        assert_eq!(frontend.password_reset_link("T"), "https://app.example/auth/reset?token=T");
+        assert_eq!(frontend.twofa_disable_link("T"), "https://app.example/auth/2fa/disable?token=T");
+        let based = config(&[("PASSWORD_RESET_URL_BASE", "https://x/r/")]).unwrap();
+        assert_eq!(based.password_reset_link("T"), "https://x/r/T");
     }
 }

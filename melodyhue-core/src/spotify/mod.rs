@@ -1,1 +1,9 @@
 //! Spotify: the Web API client and the now-playing hub.
+
+mod client;
+
+pub use client::{
+    AllowedHost, AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER,
+    DEFAULT_TIMEOUT, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints,
+    SpotifyError, TokenGrant,
+};

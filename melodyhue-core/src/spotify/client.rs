@@ -1,0 +1,1078 @@
+//! The Spotify Web API client: OAuth code exchange and refresh on the accounts service,
+//! the currently-playing endpoint, and cover downloads under an [`ImagePolicy`].
+//!
+//! One [`SpotifyClient`] serves every user: it holds no per-user state, every call takes
+//! the credentials it needs, and clones share one connection pool (HTTP/2 to Spotify).
+//! Every request has the timeout of [`SpotifyEndpoints::timeout`]; redirects are never
+//! followed blindly. Tokens and secrets are never logged nor put in error messages.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use serde_json::Value;
+use url::Url;
+
+/// Spotify's accounts service (OAuth), the default of `SPOTIFY_ACCOUNTS_URL`.
+pub const DEFAULT_ACCOUNTS_URL: &str = "https://accounts.spotify.com";
+/// Spotify's Web API, the default of `SPOTIFY_API_URL`.
+pub const DEFAULT_API_URL: &str = "https://api.spotify.com";
+/// Default timeout of one request, connection included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The wait assumed when Spotify answers 429 without a usable `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Scopes MelodyHue asks for, already encoded as they appear in the authorize URL.
+const SCOPES: &str = "user-read-currently-playing%20user-read-playback-state";
+/// Access-token lifetime assumed when the accounts service does not say (Spotify: 1 h).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Spotify's JSON answers are a few KiB; anything far larger is not Spotify.
+const MAX_API_BODY_BYTES: usize = 1024 * 1024;
+/// Redirects followed (each re-checked against the policy) when downloading a cover.
+const MAX_IMAGE_REDIRECTS: usize = 3;
+/// Characters left as they are in a query component: RFC 3986 "unreserved".
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Where Spotify lives, and how long one request may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpotifyEndpoints {
+    /// Base URL of the accounts service (`SPOTIFY_ACCOUNTS_URL`), e.g. `https://accounts.spotify.com`.
+    pub accounts_url: String,
+    /// Base URL of the Web API (`SPOTIFY_API_URL`), e.g. `https://api.spotify.com`.
+    pub api_url: String,
+    /// Timeout of one request, from connecting to the last byte of the body.
+    pub timeout: Duration,
+}
+
+impl Default for SpotifyEndpoints {
+    fn default() -> Self {
+        Self {
+            accounts_url: DEFAULT_ACCOUNTS_URL.to_owned(),
+            api_url: DEFAULT_API_URL.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A user's Spotify app: the client id and secret they registered with Spotify.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppCredentials {
+    /// The app's client id (not secret).
+    pub client_id: String,
+    /// The app's client secret.
+    pub client_secret: String,
+}
+
+impl fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the accounts service grants: an access token, and sometimes a new refresh token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Bearer token for the Web API.
+    pub access_token: String,
+    /// How long the access token lives from the moment it was issued.
+    pub expires_in: Duration,
+    /// A refresh token: always after a code exchange; after a refresh only when Spotify
+    /// rotates it, in which case it replaces the stored one.
+    pub refresh_token: Option<String>,
+}
+
+impl fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The answer of the currently-playing endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playback {
+    /// Nothing to show: `204 No Content`, an empty body, or a track or episode answer
+    /// without an item.
+    Nothing,
+    /// Something is loaded, playing or paused (see [`NowPlaying::is_playing`]). Ads and
+    /// items of unknown type are reported here too, with their [`ItemKind`], even when
+    /// Spotify sends no details about them.
+    Item(NowPlaying),
+}
+
+/// What kind of item is loaded (Spotify's `currently_playing_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    /// A music track.
+    Track,
+    /// A podcast episode.
+    Episode,
+    /// An advertisement (Spotify usually sends no item for it).
+    Ad,
+    /// Spotify's `unknown`, or any type this client does not know.
+    Unknown,
+}
+
+/// The item loaded in the user's player, as far as Spotify describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NowPlaying {
+    /// What kind of item this is.
+    pub kind: ItemKind,
+    /// Playing (`true`) or paused (`false`).
+    pub is_playing: bool,
+    /// Position in the item, in milliseconds.
+    pub progress_ms: Option<u64>,
+    /// Spotify id of the track or episode.
+    pub id: Option<String>,
+    /// Track or episode name.
+    pub name: Option<String>,
+    /// Track: artist names, in Spotify's order. Episode: the show's publisher, or the show
+    /// name when there is no publisher.
+    pub artists: Vec<String>,
+    /// Track: album name. Episode: show name.
+    pub album: Option<String>,
+    /// Length of the item, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// The largest cover: the album's for a track; for an episode its own image, else the
+    /// show's.
+    pub image_url: Option<String>,
+}
+
+/// Which cover URLs may be downloaded, and how big a cover may be.
+///
+/// Covers come from URLs in Spotify's answers; downloading only from known image hosts
+/// keeps a forged or proxied answer from making the server fetch arbitrary URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePolicy {
+    /// Hosts covers may come from (`SPOTIFY_IMAGE_HOSTS`).
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Largest cover accepted, in bytes; a larger one is refused without being buffered.
+    pub max_bytes: usize,
+}
+
+impl ImagePolicy {
+    /// The default of `SPOTIFY_IMAGE_HOSTS`: where the Web API points album, show and
+    /// episode images (`i.scdn.co`, and Spotify's newer image CDN). Playlist mosaics and
+    /// other editorial images live on other hosts, but never appear in a currently-playing
+    /// answer, so they are left out.
+    pub const DEFAULT_HOSTS: &str =
+        "i.scdn.co,image-cdn-ak.spotifycdn.com,image-cdn-fa.spotifycdn.com";
+    /// The default size cap of a cover: Spotify's 640 px JPEGs weigh well under 1 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+    /// Parses a `SPOTIFY_IMAGE_HOSTS` value: a comma-separated list of entries, blanks
+    /// ignored. A bare host (`i.scdn.co`) allows `https` only; an entry with a scheme
+    /// (`http://127.0.0.1`, `https://images.example:8443`) allows that scheme (`http` or
+    /// `https`) for that host. An entry with a port allows that port only, one without a
+    /// port any port. No paths, credentials or wildcards. An empty list allows nothing.
+    pub fn parse_hosts(list: &str) -> Result<Vec<AllowedHost>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::parse)
+            .collect()
+    }
+
+    /// Whether a cover may be downloaded from `url` (scheme, host and port).
+    pub fn allows(&self, url: &Url) -> bool {
+        self.allowed_hosts.iter().any(|host| host.allows(url))
+    }
+}
+
+impl Default for ImagePolicy {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Self::parse_hosts(Self::DEFAULT_HOSTS).unwrap_or_default(),
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// One entry of an [`ImagePolicy`]: a scheme, a host, and optionally a port.
+///
+/// Parse it from text (`"i.scdn.co"`, `"http://127.0.0.1:8080"`); see
+/// [`ImagePolicy::parse_hosts`] for the syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Whether `url` has this entry's scheme and host, and its port when it names one.
+    pub fn allows(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str() == Some(self.host.as_str())
+            && self
+                .port
+                .is_none_or(|port| url.port_or_known_default() == Some(port))
+    }
+}
+
+impl std::str::FromStr for AllowedHost {
+    type Err = String;
+
+    fn from_str(entry: &str) -> Result<Self, String> {
+        let entry = entry.trim();
+        let invalid = |why: &str| format!("invalid image host {entry:?}: {why}");
+        if entry.contains('*') {
+            return Err(invalid("wildcards are not supported"));
+        }
+        let url = if entry.contains("://") {
+            Url::parse(entry)
+        } else {
+            Url::parse(&format!("https://{entry}"))
+        }
+        .map_err(|error| invalid(&error.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("only http and https are allowed"));
+        }
+        let host = url.host_str().ok_or_else(|| invalid("no host"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("credentials are not allowed"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("a host may not have a path or query"));
+        }
+        Ok(Self {
+            scheme: url.scheme().to_owned(),
+            host: host.to_owned(),
+            port: url.port(),
+        })
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a Spotify call failed. The messages never contain tokens or secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpotifyError {
+    /// `429 Too Many Requests`: wait `retry_after` (from `Retry-After`, which may be hours;
+    /// [`DEFAULT_RETRY_AFTER`] when absent) before calling again for this user or app.
+    #[error("Spotify rate limit: retry after {} s", retry_after.as_secs())]
+    RateLimited {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// The accounts service answered `invalid_grant`: the authorization code or refresh
+    /// token is invalid, used or revoked. The user must connect Spotify again.
+    #[error("Spotify refused the authorization code or refresh token")]
+    InvalidGrant,
+    /// The accounts service answered `invalid_client`: the client id or secret is wrong.
+    #[error("Spotify refused the app's client id or secret")]
+    InvalidClient,
+    /// The Web API answered 401: the access token expired or is invalid. Refreshing and
+    /// retrying once is the caller's job.
+    #[error("Spotify refused the access token")]
+    Unauthorized,
+    /// Any other error status from Spotify (or from an image host).
+    #[error("Spotify answered HTTP {status}")]
+    Upstream {
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// No complete answer within the timeout.
+    #[error("Spotify did not answer in time")]
+    Timeout,
+    /// Connecting, sending or receiving failed.
+    #[error("network error talking to Spotify: {0}")]
+    Network(String),
+    /// The answer could not be understood (not JSON, missing token, far too large).
+    #[error("unexpected answer from Spotify: {0}")]
+    InvalidResponse(String),
+    /// A cover was not downloaded: not an http(s) URL, host not allowed, redirected
+    /// elsewhere, or larger than allowed.
+    #[error("cover image rejected: {0}")]
+    ImageRejected(String),
+    /// The client could not be built (bad base URL, TLS setup).
+    #[error("Spotify client misconfigured: {0}")]
+    Config(String),
+}
+
+impl SpotifyError {
+    fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            return Self::Timeout;
+        }
+        // reqwest's own message is terse ("error sending request"); the cause is in the
+        // source chain. URLs in it never carry tokens: those travel in headers and bodies.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::Network(message)
+    }
+}
+
+/// A Spotify Web API client shared by every user. Cheap to clone: clones share one
+/// connection pool.
+#[derive(Clone)]
+pub struct SpotifyClient {
+    http: reqwest::Client,
+    base: Arc<BaseUrls>,
+}
+
+/// Base URLs without trailing slash, ready for appending paths.
+#[derive(Debug)]
+struct BaseUrls {
+    accounts: String,
+    api: String,
+}
+
+impl fmt::Debug for SpotifyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpotifyClient")
+            .field("accounts_url", &self.base.accounts)
+            .field("api_url", &self.base.api)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Capped {
+    Body(Bytes),
+    TooLarge,
+}
+
+impl SpotifyClient {
+    /// Builds the client. Fails only on a base URL that is not http(s) or if TLS cannot be
+    /// set up.
+    pub fn new(endpoints: SpotifyEndpoints) -> Result<Self, SpotifyError> {
+        let http = reqwest::Client::builder()
+            .timeout(endpoints.timeout)
+            .connect_timeout(endpoints.timeout)
+            // Redirects of the API are not expected; those of image hosts are followed by
+            // hand so that every hop is checked against the image policy.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("melodyhue/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| SpotifyError::Config(error.to_string()))?;
+        Ok(Self {
+            http,
+            base: Arc::new(BaseUrls {
+                accounts: base_url(&endpoints.accounts_url, "accounts URL")?,
+                api: base_url(&endpoints.api_url, "API URL")?,
+            }),
+        })
+    }
+
+    /// The URL that sends the user to Spotify to grant MelodyHue access:
+    /// `{accounts_url}/authorize?client_id=…&response_type=code&redirect_uri=…&scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false`,
+    /// with `client_id` and `redirect_uri` percent-encoded.
+    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str) -> String {
+        format!(
+            "{}/authorize?client_id={}&response_type=code&redirect_uri={}&scope={SCOPES}&show_dialog=false",
+            self.base.accounts,
+            utf8_percent_encode(client_id, QUERY_COMPONENT),
+            utf8_percent_encode(redirect_uri, QUERY_COMPONENT),
+        )
+    }
+
+    /// Exchanges the authorization `code` Spotify sent to `redirect_uri` for tokens
+    /// (the grant then holds a refresh token). A refused code is [`SpotifyError::InvalidGrant`].
+    pub async fn exchange_code(
+        &self,
+        app: &AppCredentials,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, SpotifyError> {
+        self.token_request(
+            app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+            ],
+        )
+        .await
+    }
+
+    /// Gets a fresh access token with a refresh token. A dead refresh token is
+    /// [`SpotifyError::InvalidGrant`]; when the grant holds a new refresh token, store it.
+    pub async fn refresh(
+        &self,
+        app: &AppCredentials,
+        refresh_token: &str,
+    ) -> Result<TokenGrant, SpotifyError> {
+        self.token_request(
+            app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// What the user is playing: `GET {api_url}/v1/me/player/currently-playing?additional_types=episode`.
+    pub async fn currently_playing(&self, access_token: &str) -> Result<Playback, SpotifyError> {
+        let mut response = self
+            .http
+            .get(format!(
+                "{}/v1/me/player/currently-playing?additional_types=episode",
+                self.base.api
+            ))
+            .bearer_auth(access_token)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(SpotifyError::from_reqwest)?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Playback::Nothing);
+        }
+        if !status.is_success() {
+            return Err(api_error(response).await);
+        }
+        match read_capped(&mut response, MAX_API_BODY_BYTES).await? {
+            Capped::Body(body) => parse_currently_playing(&body),
+            Capped::TooLarge => Err(SpotifyError::InvalidResponse(
+                "currently-playing answer too large".to_owned(),
+            )),
+        }
+    }
+
+    /// Downloads a cover from `url` if `policy` allows its host (and the host of every
+    /// redirect), reading at most `policy.max_bytes`.
+    pub async fn fetch_image(
+        &self,
+        url: &str,
+        policy: &ImagePolicy,
+    ) -> Result<Bytes, SpotifyError> {
+        let mut url = Url::parse(url)
+            .map_err(|_| SpotifyError::ImageRejected("not a valid URL".to_owned()))?;
+        for _ in 0..=MAX_IMAGE_REDIRECTS {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SpotifyError::ImageRejected("not an http(s) URL".to_owned()));
+            }
+            if !policy.allows(&url) {
+                return Err(SpotifyError::ImageRejected(format!(
+                    "{}://{} is not an allowed image host",
+                    url.scheme(),
+                    url.host_str().unwrap_or_default()
+                )));
+            }
+            let mut response = self
+                .http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(SpotifyError::from_reqwest)?;
+            let status = response.status();
+            if status.is_redirection() {
+                url = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|location| location.to_str().ok())
+                    .and_then(|location| url.join(location).ok())
+                    .ok_or_else(|| {
+                        SpotifyError::ImageRejected("redirect without a valid location".to_owned())
+                    })?;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(SpotifyError::Upstream {
+                    status: status.as_u16(),
+                });
+            }
+            return match read_capped(&mut response, policy.max_bytes).await? {
+                Capped::Body(body) => Ok(body),
+                Capped::TooLarge => Err(SpotifyError::ImageRejected(format!(
+                    "larger than {} bytes",
+                    policy.max_bytes
+                ))),
+            };
+        }
+        Err(SpotifyError::ImageRejected("too many redirects".to_owned()))
+    }
+
+    async fn token_request(
+        &self,
+        app: &AppCredentials,
+        form: &[(&str, &str)],
+    ) -> Result<TokenGrant, SpotifyError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut response = self
+            .http
+            .post(format!("{}/api/token", self.base.accounts))
+            .basic_auth(&app.client_id, Some(&app.client_secret))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(SpotifyError::from_reqwest)?;
+        if !response.status().is_success() {
+            return Err(accounts_error(response).await);
+        }
+        match read_capped(&mut response, MAX_API_BODY_BYTES).await? {
+            Capped::Body(body) => parse_token_grant(&body),
+            Capped::TooLarge => Err(SpotifyError::InvalidResponse(
+                "token answer too large".to_owned(),
+            )),
+        }
+    }
+}
+
+fn base_url(value: &str, what: &str) -> Result<String, SpotifyError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    match Url::parse(trimmed) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(SpotifyError::Config(format!(
+            "Spotify {what} {value:?} is not an http(s) URL"
+        ))),
+    }
+}
+
+/// Reads a body, giving up as soon as it would exceed `max` bytes (before buffering more).
+async fn read_capped(response: &mut reqwest::Response, max: usize) -> Result<Capped, SpotifyError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > max as u64) {
+        return Ok(Capped::TooLarge);
+    }
+    let capacity = announced.map_or(0, |length| length.min(max as u64) as usize);
+    let mut body = BytesMut::with_capacity(capacity);
+    while let Some(chunk) = response.chunk().await.map_err(SpotifyError::from_reqwest)? {
+        if chunk.len() > max - body.len() {
+            return Ok(Capped::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Body(body.freeze()))
+}
+
+/// Reads the (small) body of an error answer, if it is there; reading it to the end also
+/// lets the connection go back to the pool.
+async fn error_body(response: &mut reqwest::Response) -> Option<Bytes> {
+    match read_capped(response, MAX_API_BODY_BYTES).await {
+        Ok(Capped::Body(body)) => Some(body),
+        _ => None,
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+}
+
+/// Maps an error answer of the Web API.
+async fn api_error(mut response: reqwest::Response) -> SpotifyError {
+    let status = response.status();
+    let error = match status {
+        StatusCode::UNAUTHORIZED => SpotifyError::Unauthorized,
+        StatusCode::TOO_MANY_REQUESTS => SpotifyError::RateLimited {
+            retry_after: retry_after(&response),
+        },
+        _ => SpotifyError::Upstream {
+            status: status.as_u16(),
+        },
+    };
+    error_body(&mut response).await;
+    error
+}
+
+/// Maps an error answer of the accounts service (`{"error": "...", "error_description": "..."}`).
+async fn accounts_error(mut response: reqwest::Response) -> SpotifyError {
+    #[derive(serde::Deserialize)]
+    struct OAuthError {
+        #[serde(default, deserialize_with = "lenient")]
+        error: Option<String>,
+    }
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = retry_after(&response);
+        error_body(&mut response).await;
+        return SpotifyError::RateLimited { retry_after };
+    }
+    let body = error_body(&mut response).await;
+    let error = body.and_then(|body| parse_object::<OAuthError>(&body, "error").ok());
+    match error.and_then(|error| error.error).as_deref() {
+        Some("invalid_grant") => SpotifyError::InvalidGrant,
+        Some("invalid_client") => SpotifyError::InvalidClient,
+        _ => SpotifyError::Upstream {
+            status: status.as_u16(),
+        },
+    }
+}
+
+// Spotify's JSON is read leniently: a field that is missing, `null` or of an unexpected
+// type becomes `None`, so that one odd field never loses the whole answer.
+
+/// A scalar field (string, number, boolean).
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).ok())
+}
+
+/// A field holding an object.
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Ok(from_object(Value::deserialize(deserializer)?))
+}
+
+/// A field holding an array of objects; entries that are not objects are skipped.
+fn objects<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    match Value::deserialize(deserializer)? {
+        Value::Array(values) => Ok(Some(values.into_iter().filter_map(from_object).collect())),
+        _ => Ok(None),
+    }
+}
+
+/// `T` from a JSON object, and only from an object: serde would also build a struct from
+/// an array of its fields in order.
+fn from_object<T: DeserializeOwned>(value: Value) -> Option<T> {
+    if value.is_object() {
+        T::deserialize(value).ok()
+    } else {
+        None
+    }
+}
+
+fn parse_object<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, SpotifyError> {
+    serde_json::from_slice(body)
+        .ok()
+        .and_then(from_object)
+        .ok_or_else(|| SpotifyError::InvalidResponse(format!("{what} is not a JSON object")))
+}
+
+fn parse_token_grant(body: &[u8]) -> Result<TokenGrant, SpotifyError> {
+    #[derive(serde::Deserialize)]
+    struct TokenJson {
+        #[serde(default, deserialize_with = "lenient")]
+        access_token: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        expires_in: Option<u64>,
+        #[serde(default, deserialize_with = "lenient")]
+        refresh_token: Option<String>,
+    }
+    let json: TokenJson = parse_object(body, "token answer")?;
+    let access_token = json
+        .access_token
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            SpotifyError::InvalidResponse("token answer without access_token".to_owned())
+        })?;
+    Ok(TokenGrant {
+        access_token,
+        expires_in: json
+            .expires_in
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs),
+        refresh_token: json.refresh_token.filter(|token| !token.is_empty()),
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct CurrentlyPlayingJson {
+    #[serde(default, deserialize_with = "lenient")]
+    is_playing: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    progress_ms: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    currently_playing_type: Option<String>,
+    #[serde(default, deserialize_with = "object")]
+    item: Option<ItemJson>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ItemJson {
+    #[serde(default, rename = "type", deserialize_with = "lenient")]
+    item_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    duration_ms: Option<u64>,
+    #[serde(default, deserialize_with = "objects")]
+    artists: Option<Vec<NamedJson>>,
+    #[serde(default, deserialize_with = "object")]
+    album: Option<AlbumJson>,
+    #[serde(default, deserialize_with = "objects")]
+    images: Option<Vec<ImageJson>>,
+    #[serde(default, deserialize_with = "object")]
+    show: Option<ShowJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedJson {
+    #[serde(default, deserialize_with = "lenient")]
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct AlbumJson {
+    #[serde(default, deserialize_with = "lenient")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "objects")]
+    images: Option<Vec<ImageJson>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ShowJson {
+    #[serde(default, deserialize_with = "lenient")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    publisher: Option<String>,
+    #[serde(default, deserialize_with = "objects")]
+    images: Option<Vec<ImageJson>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ImageJson {
+    #[serde(default, deserialize_with = "lenient")]
+    url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    width: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    height: Option<u64>,
+}
+
+fn kind_of(name: Option<&str>) -> Option<ItemKind> {
+    match name? {
+        "track" => Some(ItemKind::Track),
+        "episode" => Some(ItemKind::Episode),
+        "ad" => Some(ItemKind::Ad),
+        _ => None,
+    }
+}
+
+/// The URL of the largest image (by area; the first of equals, as Spotify lists the
+/// largest first and sometimes omits sizes).
+fn largest_image(images: Option<&Vec<ImageJson>>) -> Option<String> {
+    images?
+        .iter()
+        .filter_map(|image| {
+            let url = image.url.as_deref().filter(|url| !url.is_empty())?;
+            let area = image
+                .width
+                .unwrap_or(0)
+                .saturating_mul(image.height.unwrap_or(0));
+            Some((area, url))
+        })
+        .fold(None::<(u64, &str)>, |best, candidate| match best {
+            Some(best) if best.0 >= candidate.0 => Some(best),
+            _ => Some(candidate),
+        })
+        .map(|(_, url)| url.to_owned())
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|value| !value.is_empty())
+}
+
+fn parse_currently_playing(body: &[u8]) -> Result<Playback, SpotifyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Playback::Nothing);
+    }
+    let json: CurrentlyPlayingJson = parse_object(body, "currently-playing answer")?;
+    let item_kind = json
+        .item
+        .as_ref()
+        .and_then(|item| kind_of(item.item_type.as_deref()));
+    let kind = kind_of(json.currently_playing_type.as_deref())
+        .or(item_kind)
+        .unwrap_or(ItemKind::Unknown);
+    let item = match (json.item, kind) {
+        (Some(item), _) => item,
+        // A track or episode answer without its item has nothing to show.
+        (None, ItemKind::Track | ItemKind::Episode) => return Ok(Playback::Nothing),
+        (None, ItemKind::Ad | ItemKind::Unknown) => ItemJson::default(),
+    };
+    let show = item.show.as_ref();
+    let mut artists: Vec<String> = item
+        .artists
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|artist| non_empty(artist.name))
+        .collect();
+    if artists.is_empty() {
+        artists.extend(show.and_then(|show| {
+            non_empty(show.publisher.clone()).or_else(|| non_empty(show.name.clone()))
+        }));
+    }
+    let album = item.album.as_ref();
+    Ok(Playback::Item(NowPlaying {
+        kind,
+        is_playing: json.is_playing.unwrap_or(false),
+        progress_ms: json.progress_ms,
+        id: non_empty(item.id),
+        name: non_empty(item.name),
+        artists,
+        album: non_empty(album.and_then(|album| album.name.clone()))
+            .or_else(|| non_empty(show.and_then(|show| show.name.clone()))),
+        duration_ms: item.duration_ms,
+        image_url: largest_image(album.and_then(|album| album.images.as_ref()))
+            .or_else(|| largest_image(item.images.as_ref()))
+            .or_else(|| largest_image(show.and_then(|show| show.images.as_ref()))),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Playback, SpotifyError> {
+        parse_currently_playing(json.as_bytes())
+    }
+
+    fn item(json: &str) -> NowPlaying {
+        match parse(json) {
+            Ok(Playback::Item(now)) => now,
+            other => panic!("expected an item, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_track_with_its_largest_cover() {
+        let now = item(
+            r#"{"is_playing": true, "progress_ms": 1000, "currently_playing_type": "track",
+                "item": {"type": "track", "id": "t1", "name": "Song", "duration_ms": 200000,
+                  "artists": [{"name": "A"}, {"name": null}, {"name": "B"}, {}],
+                  "album": {"name": "Album", "images": [
+                    {"url": "https://i.scdn.co/300", "width": 300, "height": 300},
+                    {"url": "https://i.scdn.co/640", "width": 640, "height": 640},
+                    {"url": "https://i.scdn.co/64", "width": 64, "height": 64}]}}}"#,
+        );
+        assert_eq!(
+            now,
+            NowPlaying {
+                kind: ItemKind::Track,
+                is_playing: true,
+                progress_ms: Some(1000),
+                id: Some("t1".into()),
+                name: Some("Song".into()),
+                artists: vec!["A".into(), "B".into()],
+                album: Some("Album".into()),
+                duration_ms: Some(200_000),
+                image_url: Some("https://i.scdn.co/640".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn images_without_sizes_give_the_first() {
+        let now = item(
+            r#"{"item": {"type": "track", "album": {"images": [
+                {"url": "https://i.scdn.co/a", "width": null, "height": null},
+                {"url": "https://i.scdn.co/b"}]}}}"#,
+        );
+        assert_eq!(now.image_url.as_deref(), Some("https://i.scdn.co/a"));
+        assert_eq!(now.kind, ItemKind::Track);
+        assert!(!now.is_playing);
+    }
+
+    #[test]
+    fn an_episode_uses_its_image_then_the_show_image() {
+        let with_own = item(
+            r#"{"is_playing": true, "currently_playing_type": "episode",
+                "item": {"type": "episode", "id": "e1", "name": "Ep", "images": [{"url": "https://i.scdn.co/ep"}],
+                  "show": {"name": "Show", "publisher": "Pub", "images": [{"url": "https://i.scdn.co/show"}]}}}"#,
+        );
+        assert_eq!(with_own.kind, ItemKind::Episode);
+        assert_eq!(with_own.image_url.as_deref(), Some("https://i.scdn.co/ep"));
+        assert_eq!(with_own.artists, ["Pub"]);
+        assert_eq!(with_own.album.as_deref(), Some("Show"));
+        let show_only = item(
+            r#"{"currently_playing_type": "episode",
+                "item": {"type": "episode", "images": null,
+                  "show": {"name": "Show", "publisher": "", "images": [{"url": "https://i.scdn.co/show"}]}}}"#,
+        );
+        assert_eq!(
+            show_only.image_url.as_deref(),
+            Some("https://i.scdn.co/show")
+        );
+        assert_eq!(show_only.artists, ["Show"]);
+    }
+
+    #[test]
+    fn ads_and_unknown_types_are_items_without_details() {
+        let ad = item(r#"{"is_playing": true, "currently_playing_type": "ad", "item": null}"#);
+        assert_eq!(ad.kind, ItemKind::Ad);
+        assert!(ad.is_playing);
+        assert_eq!(ad.name, None);
+        let unknown = item(r#"{"currently_playing_type": "unknown", "item": null}"#);
+        assert_eq!(unknown.kind, ItemKind::Unknown);
+        let future = item(r#"{"currently_playing_type": "audiobook", "item": null}"#);
+        assert_eq!(future.kind, ItemKind::Unknown);
+    }
+
+    #[test]
+    fn no_item_or_empty_body_is_nothing() {
+        for body in [
+            "",
+            "  \n",
+            r#"{"currently_playing_type": "track", "item": null}"#,
+            r#"{"currently_playing_type": "episode"}"#,
+            r#"{"currently_playing_type": "track", "item": ["Song", "Artist"]}"#,
+        ] {
+            assert_eq!(parse(body), Ok(Playback::Nothing), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn odd_fields_are_ignored_not_fatal() {
+        let now = item(
+            r#"{"is_playing": "yes", "progress_ms": -5, "currently_playing_type": 7,
+                "item": {"type": "track", "id": 12, "name": ["x"], "duration_ms": 1.5,
+                  "artists": [null, 3, ["Bad"], {"name": "Ok"}], "album": ["Album"],
+                  "images": {"url": "x"}, "show": null}}"#,
+        );
+        assert_eq!(now.kind, ItemKind::Track);
+        assert!(!now.is_playing);
+        assert_eq!(now.progress_ms, None);
+        assert_eq!(now.id, None);
+        assert_eq!(now.name, None);
+        assert_eq!(now.duration_ms, None);
+        assert_eq!(now.artists, ["Ok"]);
+        assert_eq!(now.album, None);
+        assert_eq!(now.image_url, None);
+    }
+
+    #[test]
+    fn non_objects_are_invalid_responses() {
+        for body in ["null", "[]", "\"text\"", "{", "<html>", "\u{0}"] {
+            assert!(
+                matches!(parse(body), Err(SpotifyError::InvalidResponse(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_grants_tolerate_missing_fields_but_need_a_token() {
+        let grant =
+            parse_token_grant(br#"{"access_token": "at", "token_type": "Bearer"}"#).unwrap();
+        assert_eq!(grant.access_token, "at");
+        assert_eq!(grant.expires_in, DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(grant.refresh_token, None);
+        for body in [
+            &br#"{"expires_in": 3600}"#[..],
+            br#"{"access_token": ""}"#,
+            b"[]",
+            b"",
+        ] {
+            assert!(matches!(
+                parse_token_grant(body),
+                Err(SpotifyError::InvalidResponse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let app = AppCredentials {
+            client_id: "id".into(),
+            client_secret: "s3cret".into(),
+        };
+        let grant = TokenGrant {
+            access_token: "acc3ss".into(),
+            expires_in: Duration::from_secs(1),
+            refresh_token: Some("r3fresh".into()),
+        };
+        let debug = format!("{app:?} {grant:?}");
+        for secret in ["s3cret", "acc3ss", "r3fresh"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("id"));
+    }
+
+    #[test]
+    fn image_hosts_parse() {
+        let hosts =
+            ImagePolicy::parse_hosts(" i.scdn.co , http://127.0.0.1:8080,,HTTPS://Example.COM")
+                .unwrap();
+        let shown: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "https://i.scdn.co",
+                "http://127.0.0.1:8080",
+                "https://example.com"
+            ]
+        );
+        assert_eq!(ImagePolicy::parse_hosts(""), Ok(vec![]));
+        for bad in [
+            "ftp://i.scdn.co",
+            "*.scdn.co",
+            "https://i.scdn.co/path",
+            "https://user:pw@i.scdn.co",
+            "i.scdn.co?x=1",
+            "http://",
+            "exa mple.com",
+        ] {
+            assert!(ImagePolicy::parse_hosts(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_policy_checks_scheme_host_and_port() {
+        let policy = ImagePolicy {
+            allowed_hosts: ImagePolicy::parse_hosts(
+                "i.scdn.co,http://127.0.0.1:8080,http://localhost",
+            )
+            .unwrap(),
+            max_bytes: 1,
+        };
+        let allows = |url: &str| policy.allows(&Url::parse(url).unwrap());
+        assert!(allows("https://i.scdn.co/image/ab67616d0000b273"));
+        assert!(allows("https://I.SCDN.CO/image/x"));
+        assert!(!allows("http://i.scdn.co/image/x"));
+        assert!(!allows("https://i.scdn.co.evil.example/image/x"));
+        assert!(!allows("https://evil.example/i.scdn.co"));
+        assert!(allows("http://127.0.0.1:8080/images/a"));
+        assert!(!allows("http://127.0.0.1:8081/images/a"));
+        assert!(!allows("https://127.0.0.1:8080/images/a"));
+        assert!(allows("http://localhost:1234/x"));
+        assert!(!allows("file:///etc/passwd"));
+        assert!(ImagePolicy::default().allows(&Url::parse("https://i.scdn.co/image/x").unwrap()));
+    }
+}
