@@ -240,10 +240,7 @@ struct Vars(HashMap<String, String>);
 
 impl Vars {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn string(&self, name: &str, default: &str) -> String {
@@ -259,11 +256,18 @@ impl Vars {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
-            Some(other) => Err(invalid(name, format!("expected true or false, got {other:?}"))),
+            Some(other) => Err(invalid(
+                name,
+                format!("expected true or false, got {other:?}"),
+            )),
         }
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+    fn number<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
             Some(raw) => raw
@@ -330,7 +334,11 @@ impl Config {
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         );
-        let environment = match vars.get("MELODYHUE_ENV").map(str::to_ascii_lowercase).as_deref() {
+        let environment = match vars
+            .get("MELODYHUE_ENV")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("development" | "dev") => Environment::Development,
             Some("production" | "prod") => Environment::Production,
             Some(other) => {
@@ -353,7 +361,11 @@ impl Config {
                 ));
             }
         };
-        let same_site = match vars.get("COOKIE_SAMESITE").map(str::to_ascii_lowercase).as_deref() {
+        let same_site = match vars
+            .get("COOKIE_SAMESITE")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("lax") => SameSite::Lax,
             Some("strict") => SameSite::Strict,
             Some("none") => SameSite::None,
@@ -412,18 +424,28 @@ impl Config {
             ));
         }
         let spotify = SpotifyConfig {
-            redirect_uri: vars.url("SPOTIFY_REDIRECT_URI", &format!("{frontend_url}/spotify/callback"))?,
+            redirect_uri: vars.url(
+                "SPOTIFY_REDIRECT_URI",
+                &format!("{frontend_url}/spotify/callback"),
+            )?,
             accounts_url: vars.url("SPOTIFY_ACCOUNTS_URL", "https://accounts.spotify.com")?,
             api_url: vars.url("SPOTIFY_API_URL", "https://api.spotify.com")?,
             polling_interval: vars.seconds("SPOTIFY_POLLING_INTERVAL", 3.0)?,
             image_hosts: vars.get("SPOTIFY_IMAGE_HOSTS").map(str::to_owned),
             timeout: vars.seconds("SPOTIFY_TIMEOUT", 5.0)?,
         };
-        let log_format = match vars.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        let log_format = match vars
+            .get("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("text" | "pretty" | "plain") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(invalid("LOG_FORMAT", format!("expected text or json, got {other:?}")));
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("expected text or json, got {other:?}"),
+                ));
             }
         };
         let encryption_key = vars.secret("ENCRYPTION_KEY");
@@ -437,7 +459,9 @@ impl Config {
             jwt_secret: vars.secret("JWT_SECRET"),
             jwt_algorithm,
             encryption_key,
-            access_token_ttl: Duration::from_secs(60 * vars.positive("ACCESS_TOKEN_EXPIRE_MIN", 15)?),
+            access_token_ttl: Duration::from_secs(
+                60 * vars.positive("ACCESS_TOKEN_EXPIRE_MIN", 15)?,
+            ),
             refresh_token_ttl: Duration::from_secs(
                 86_400 * vars.positive("REFRESH_TOKEN_EXPIRE_DAYS", 30)?,
             ),
@@ -456,10 +480,12 @@ impl Config {
             email_debug,
             spotify,
             throttle: ThrottleConfig {
-                max_failures_per_identifier: vars.positive("LOGIN_MAX_FAILURES_PER_IDENTIFIER", 5)?
+                max_failures_per_identifier: vars
+                    .positive("LOGIN_MAX_FAILURES_PER_IDENTIFIER", 5)?
                     .try_into()
                     .unwrap_or(u32::MAX),
-                max_failures_per_ip: vars.positive("LOGIN_MAX_FAILURES_PER_IP", 20)?
+                max_failures_per_ip: vars
+                    .positive("LOGIN_MAX_FAILURES_PER_IP", 20)?
                     .try_into()
                     .unwrap_or(u32::MAX),
                 window: Duration::from_secs(vars.positive("LOGIN_THROTTLE_WINDOW_SECONDS", 900)?),
@@ -483,18 +509,28 @@ impl Config {
             return Ok(Vec::new());
         }
         if self.environment == Environment::Production {
-            let variable = if need_jwt { "SECRET_KEY" } else { "ENCRYPTION_KEY" };
+            let variable = if need_jwt {
+                "SECRET_KEY"
+            } else {
+                "ENCRYPTION_KEY"
+            };
             return Err(ConfigError::MissingSecret { variable });
         }
         let path = self.data_dir.join(SECRETS_FILE);
         let mut kept = read_secrets_file(&path)?;
         let mut generated = Vec::new();
         if need_jwt && !kept.contains_key("SECRET_KEY") {
-            kept.insert("SECRET_KEY".into(), hex::encode(crate::model::random_bytes::<32>()));
+            kept.insert(
+                "SECRET_KEY".into(),
+                hex::encode(crate::model::random_bytes::<32>()),
+            );
             generated.push("SECRET_KEY");
         }
         if need_encryption && !kept.contains_key("ENCRYPTION_KEY") {
-            kept.insert("ENCRYPTION_KEY".into(), crate::secrets::SecretBox::generate_key());
+            kept.insert(
+                "ENCRYPTION_KEY".into(),
+                crate::secrets::SecretBox::generate_key(),
+            );
             generated.push("ENCRYPTION_KEY");
         }
         if !generated.is_empty() {
@@ -549,7 +585,13 @@ impl Config {
 
 fn database_url(vars: &Vars, data_dir: &Path) -> Result<SecretString, ConfigError> {
     if let Some(url) = vars.get("DATABASE_URL") {
-        let known = ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"];
+        let known = [
+            "sqlite:",
+            "postgres://",
+            "postgresql://",
+            "mysql://",
+            "mariadb://",
+        ];
         if !known.iter().any(|scheme| url.starts_with(scheme)) {
             return Err(invalid(
                 "DATABASE_URL",
@@ -562,11 +604,18 @@ fn database_url(vars: &Vars, data_dir: &Path) -> Result<SecretString, ConfigErro
         let file = data_dir.join("melodyhue.db");
         return Ok(SecretString::new(format!("sqlite:{}", file.display())));
     };
-    let (scheme, default_port) = match vars.get("DB_DRIVER").map(str::to_ascii_lowercase).as_deref() {
+    let (scheme, default_port) = match vars
+        .get("DB_DRIVER")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("mysql" | "mariadb") => ("mysql", 3306),
         Some("postgres" | "postgresql") => ("postgres", 5432),
         Some(other) => {
-            return Err(invalid("DB_DRIVER", format!("expected mysql or postgres, got {other:?}")));
+            return Err(invalid(
+                "DB_DRIVER",
+                format!("expected mysql or postgres, got {other:?}"),
+            ));
         }
     };
     let mut url = url::Url::parse(&format!("{scheme}://localhost"))
@@ -663,7 +712,11 @@ mod tests {
             "mysql://mh:p%40ss%2Fword@db.internal:3306/melody"
         );
         let pg = Config::from_vars([("DB_HOST", "h"), ("DB_DRIVER", "postgres")]).unwrap();
-        assert!(pg.database_url.expose().starts_with("postgres://root@h:5432/"));
+        assert!(
+            pg.database_url
+                .expose()
+                .starts_with("postgres://root@h:5432/")
+        );
     }
 
     #[test]
@@ -691,7 +744,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_str().unwrap();
         let mut first = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
-        assert_eq!(first.ensure_secrets().unwrap(), vec!["SECRET_KEY", "ENCRYPTION_KEY"]);
+        assert_eq!(
+            first.ensure_secrets().unwrap(),
+            vec!["SECRET_KEY", "ENCRYPTION_KEY"]
+        );
         let mut second = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
         assert!(second.ensure_secrets().unwrap().is_empty());
         assert_eq!(first.secret_key, second.secret_key);
@@ -707,8 +763,14 @@ mod tests {
     #[test]
     fn links_follow_their_bases() {
         let frontend = config(&[("FRONTEND_URL", "https://app.example/")]).unwrap();
-        assert_eq!(frontend.password_reset_link("T"), "https://app.example/auth/reset?token=T");
-        assert_eq!(frontend.twofa_disable_link("T"), "https://app.example/auth/2fa/disable?token=T");
+        assert_eq!(
+            frontend.password_reset_link("T"),
+            "https://app.example/auth/reset?token=T"
+        );
+        assert_eq!(
+            frontend.twofa_disable_link("T"),
+            "https://app.example/auth/2fa/disable?token=T"
+        );
         let based = config(&[("PASSWORD_RESET_URL_BASE", "https://x/r/")]).unwrap();
         assert_eq!(based.password_reset_link("T"), "https://x/r/T");
     }

@@ -5,14 +5,14 @@ pub mod mail;
 pub mod secrets;
 pub mod spotify;
 
-#[cfg(feature = "testing")]
-pub mod testing;
-pub mod model;
-pub mod store;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod model;
 pub mod service;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 mod app;
 pub use app::{App, AppBuilder, StartError};

@@ -149,7 +149,10 @@ impl SettingsPatch {
         let fields = [
             (&self.theme, &mut settings.theme),
             (&self.layout, &mut settings.layout),
-            (&self.default_overlay_color, &mut settings.default_overlay_color),
+            (
+                &self.default_overlay_color,
+                &mut settings.default_overlay_color,
+            ),
             (&self.avatar_mode, &mut settings.avatar_mode),
             (&self.avatar_color, &mut settings.avatar_color),
         ];
@@ -381,7 +384,10 @@ mod tests {
     fn ids_are_22_url_safe_characters() {
         let id = new_id();
         assert_eq!(id.len(), 22);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(new_id(), id);
     }
 

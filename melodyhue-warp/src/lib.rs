@@ -15,7 +15,9 @@ use warp::{Filter, Rejection};
 
 /// Every MelodyHue route as one warp filter. It matches any path below where it is mounted,
 /// so put it last (or under a prefix such as `warp::path("api")`).
-pub fn routes(app: App) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
+pub fn routes(
+    app: App,
+) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
     let query = warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
@@ -49,7 +51,9 @@ where
         Some(query) => format!("/{}?{query}", tail.as_str()),
         None => format!("/{}", tail.as_str()),
     };
-    let body = StreamBody::new(body.map_ok(|mut chunk| Frame::data(chunk.copy_to_bytes(chunk.remaining()))));
+    let body = StreamBody::new(
+        body.map_ok(|mut chunk| Frame::data(chunk.copy_to_bytes(chunk.remaining()))),
+    );
     match Request::builder().method(method).uri(uri).body(body) {
         Ok(mut request) => {
             *request.headers_mut() = headers;
@@ -60,7 +64,11 @@ where
 }
 
 /// Serves MelodyHue on `listener` until `shutdown` completes, then lets open requests finish.
-pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     warp::serve(routes(app))
         .incoming(listener)
         .graceful(shutdown)

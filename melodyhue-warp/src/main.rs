@@ -8,7 +8,11 @@ use melodyhue_core::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "melodyhue", version, about = "MelodyHue: Spotify now-playing colors for stream overlays")]
+#[command(
+    name = "melodyhue",
+    version,
+    about = "MelodyHue: Spotify now-playing colors for stream overlays"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -45,8 +49,8 @@ fn fail(err: &dyn std::fmt::Display) -> ExitCode {
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log_level)
-        .map_err(|err| format!("invalid LOG_LEVEL: {err}"))?;
+    let filter =
+        EnvFilter::try_new(&config.log_level).map_err(|err| format!("invalid LOG_LEVEL: {err}"))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log_format {
         LogFormat::Json => builder.json().init(),

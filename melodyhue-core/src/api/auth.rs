@@ -63,7 +63,11 @@ pub struct RefreshedTokens<'a> {
 }
 
 /// A response carrying fresh tokens in its body and in the auth cookies.
-pub(super) fn with_token_cookies(cx: &Ctx<'_>, mut response: Response<Bytes>, tokens: &IssuedTokens) -> Response<Bytes> {
+pub(super) fn with_token_cookies(
+    cx: &Ctx<'_>,
+    mut response: Response<Bytes>,
+    tokens: &IssuedTokens,
+) -> Response<Bytes> {
     set_auth_cookies(
         &mut response,
         &cx.app.config().cookies,
@@ -87,7 +91,11 @@ pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
             password,
         })
         .await?;
-    Ok(with_token_cookies(cx, ok(&LoginTokens::from(&tokens)), &tokens))
+    Ok(with_token_cookies(
+        cx,
+        ok(&LoginTokens::from(&tokens)),
+        &tokens,
+    ))
 }
 
 pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
@@ -101,7 +109,11 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
         .login(identifier.trim(), &password, cx.client_ip())
         .await?
     {
-        LoginOutcome::Tokens(tokens) => Ok(with_token_cookies(cx, ok(&LoginTokens::from(&tokens)), &tokens)),
+        LoginOutcome::Tokens(tokens) => Ok(with_token_cookies(
+            cx,
+            ok(&LoginTokens::from(&tokens)),
+            &tokens,
+        )),
         LoginOutcome::TwoFactorRequired { ticket } => Ok(ok(&TwoFactorRequired {
             requires_2fa: true,
             ticket: &ticket,

@@ -20,7 +20,11 @@ fn allowed_origin<'a>(config: &CorsConfig, origin: &'a HeaderValue) -> Option<&'
 
 /// Answers a preflight request (`OPTIONS` with `Origin` and `Access-Control-Request-Method`),
 /// or `None` when the request is not one.
-pub(crate) fn preflight(config: &CorsConfig, method: &Method, headers: &HeaderMap) -> Option<Response<Bytes>> {
+pub(crate) fn preflight(
+    config: &CorsConfig,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response<Bytes>> {
     if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         return None;
     }
@@ -41,12 +45,19 @@ pub(crate) fn preflight(config: &CorsConfig, method: &Method, headers: &HeaderMa
     if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
         out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
     }
-    out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    out.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
     Some(response)
 }
 
 /// Adds the CORS headers of an allowed origin to an ordinary response.
-pub(crate) fn decorate(config: &CorsConfig, request_headers: &HeaderMap, response: &mut Response<Bytes>) {
+pub(crate) fn decorate(
+    config: &CorsConfig,
+    request_headers: &HeaderMap,
+    response: &mut Response<Bytes>,
+) {
     if let Some(origin) = request_headers
         .get(header::ORIGIN)
         .and_then(|o| allowed_origin(config, o))
@@ -58,7 +69,10 @@ pub(crate) fn decorate(config: &CorsConfig, request_headers: &HeaderMap, respons
 fn allow_origin(config: &CorsConfig, origin: &HeaderValue, out: &mut HeaderMap) {
     match &config.origins {
         None => {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
         }
         Some(_) => {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());

@@ -107,9 +107,19 @@ impl ApiError {
             ApiError::Validation(errors) => json(status, &Detail { detail: errors }),
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, source = ?cause.source(), "request failed");
-                json(status, &Detail { detail: &self.to_string() })
+                json(
+                    status,
+                    &Detail {
+                        detail: &self.to_string(),
+                    },
+                )
             }
-            _ => json(status, &Detail { detail: &self.to_string() }),
+            _ => json(
+                status,
+                &Detail {
+                    detail: &self.to_string(),
+                },
+            ),
         };
         let headers = response.headers_mut();
         match self {

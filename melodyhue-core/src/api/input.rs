@@ -56,7 +56,8 @@ impl Input {
     }
 
     fn fail(&mut self, field: &str, kind: &'static str, msg: impl Into<String>) {
-        self.errors.push(FieldError::new(&["body", field], kind, msg));
+        self.errors
+            .push(FieldError::new(&["body", field], kind, msg));
     }
 
     /// A required string whose length (in characters) is within `length`.
@@ -73,7 +74,11 @@ impl Input {
     }
 
     /// An optional string (absent or `null` is `None`) whose length is within `length`.
-    pub fn optional_string(&mut self, field: &str, length: RangeInclusive<usize>) -> Option<String> {
+    pub fn optional_string(
+        &mut self,
+        field: &str,
+        length: RangeInclusive<usize>,
+    ) -> Option<String> {
         let value = match self.fields.get(field) {
             None | Some(Value::Null) => return None,
             Some(Value::String(s)) => s.clone(),
@@ -84,7 +89,11 @@ impl Input {
         };
         let chars = value.chars().count();
         if chars < *length.start() {
-            let unit = if *length.start() == 1 { "character" } else { "characters" };
+            let unit = if *length.start() == 1 {
+                "character"
+            } else {
+                "characters"
+            };
             self.fail(
                 field,
                 "string_too_short",
@@ -138,11 +147,6 @@ impl Input {
         }
     }
 
-    /// Whether the body has this field (even `null`).
-    pub fn has(&self, field: &str) -> bool {
-        self.fields.contains_key(field)
-    }
-
     fn has_error(&self, field: &str) -> bool {
         self.errors
             .iter()
@@ -174,42 +178,6 @@ fn normalize_email(value: &str) -> Option<String> {
         return None;
     }
     Some(value.to_owned())
-}
-
-/// A page-number style query parameter: absent means `default`, else an integer in `range`.
-pub fn query_number(
-    query: &[(String, String)],
-    name: &'static str,
-    default: u32,
-    range: RangeInclusive<u32>,
-    errors: &mut Vec<FieldError>,
-) -> u32 {
-    let Some((_, raw)) = query.iter().find(|(k, _)| k == name) else {
-        return default;
-    };
-    match raw.trim().parse::<u32>() {
-        Ok(n) if range.contains(&n) => n,
-        Ok(_) => {
-            errors.push(FieldError::new(
-                &["query", name],
-                "out_of_range",
-                format!(
-                    "Input should be between {} and {}",
-                    range.start(),
-                    range.end()
-                ),
-            ));
-            default
-        }
-        Err(_) => {
-            errors.push(FieldError::new(
-                &["query", name],
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer",
-            ));
-            default
-        }
-    }
 }
 
 #[cfg(test)]
@@ -250,7 +218,8 @@ mod tests {
 
     #[test]
     fn emails_and_colors() {
-        let mut body = input(r##"{"a": " x@example.com ", "b": "x@localhost", "c": "#A0b1C2", "d": "red"}"##);
+        let mut body =
+            input(r##"{"a": " x@example.com ", "b": "x@localhost", "c": "#A0b1C2", "d": "red"}"##);
         assert_eq!(body.email("a"), "x@example.com");
         assert_eq!(body.email("b"), "");
         assert_eq!(body.optional_color("c").as_deref(), Some("#a0b1c2"));

@@ -46,7 +46,11 @@ pub fn payload_too_large() -> Response<Bytes> {
 
 /// Answers one request. Never panics and never fails: every problem is a status and a
 /// `{"detail": ...}` body. `peer` is the client's socket address, when known.
-pub async fn handle(app: &App, request: Request<Bytes>, peer: Option<SocketAddr>) -> Response<Bytes> {
+pub async fn handle(
+    app: &App,
+    request: Request<Bytes>,
+    peer: Option<SocketAddr>,
+) -> Response<Bytes> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let cors = app.config().cors.as_ref();
@@ -58,11 +62,6 @@ pub async fn handle(app: &App, request: Request<Bytes>, peer: Option<SocketAddr>
         app,
         method: parts.method,
         headers: parts.headers,
-        query: parts
-            .uri
-            .query()
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default(),
         body,
         peer,
     };
@@ -103,7 +102,11 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
@@ -128,7 +131,10 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
             "/users/me/password",
             methods!(cx, POST => users::change_password(cx)),
         ),
-        ["users", id] => ("/users/{user_id}", methods!(cx, GET => public::user(cx, id))),
+        ["users", id] => (
+            "/users/{user_id}",
+            methods!(cx, GET => public::user(cx, id)),
+        ),
         ["settings", "me"] => (
             "/settings/me",
             methods!(cx, GET => users::settings(cx), PATCH => users::update_settings(cx)),
@@ -150,9 +156,18 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
             "/overlays/{id}/duplicate",
             methods!(cx, POST => overlays::duplicate(cx, id)),
         ),
-        ["overlay", id] => ("/overlay/{id}", methods!(cx, GET => public::overlay(cx, id))),
-        ["color", id] => ("/color/{user_id}", methods!(cx, GET => public::color(cx, id))),
-        ["infos", id] => ("/infos/{user_id}", methods!(cx, GET => public::infos(cx, id))),
+        ["overlay", id] => (
+            "/overlay/{id}",
+            methods!(cx, GET => public::overlay(cx, id)),
+        ),
+        ["color", id] => (
+            "/color/{user_id}",
+            methods!(cx, GET => public::color(cx, id)),
+        ),
+        ["infos", id] => (
+            "/infos/{user_id}",
+            methods!(cx, GET => public::infos(cx, id)),
+        ),
         _ => ("", Err(ApiError::NotFound("Not Found"))),
     }
 }
@@ -162,7 +177,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) app: &'a App,
     pub(crate) method: Method,
     pub(crate) headers: HeaderMap,
-    pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Bytes,
     pub(crate) peer: Option<SocketAddr>,
 }
@@ -171,14 +185,6 @@ impl Ctx<'_> {
     /// The body as a JSON object; `optional` bodies may be empty.
     pub(crate) fn input(&self, optional: bool) -> Result<Input, ApiError> {
         Input::parse(&self.body, optional)
-    }
-
-    /// A query parameter.
-    pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
     }
 
     /// A cookie of the request.
@@ -221,7 +227,8 @@ impl Ctx<'_> {
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_owned())
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_owned())
 }
 
 /// The value of cookie `name` in the `Cookie` headers.
@@ -247,7 +254,11 @@ pub(crate) fn path_id<'a>(id: &'a str, not_found: &'static str) -> Result<&'a st
 
 /// Reads a request body of any type within [`MAX_BODY_BYTES`] (never buffering more), then
 /// [`handle`]s the request. This is all an adapter needs for ordinary requests.
-pub async fn handle_incoming<B>(app: &App, request: Request<B>, peer: Option<SocketAddr>) -> Response<Bytes>
+pub async fn handle_incoming<B>(
+    app: &App,
+    request: Request<B>,
+    peer: Option<SocketAddr>,
+) -> Response<Bytes>
 where
     B: http_body::Body,
     B::Error: Into<crate::store::BoxError>,

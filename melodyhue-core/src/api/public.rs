@@ -184,7 +184,11 @@ pub struct InfosResponse<'a> {
     pub track: TrackView<'a>,
 }
 
-fn color_response<'a>(user: &'a str, now_playing: &NowPlaying, timestamp: i64) -> ColorResponse<'a> {
+fn color_response<'a>(
+    user: &'a str,
+    now_playing: &NowPlaying,
+    timestamp: i64,
+) -> ColorResponse<'a> {
     ColorResponse {
         color: ColorView::from_hex(&now_playing.color),
         processing_time_ms: (now_playing.processing_time_ms * 1000.0).round() / 1000.0,
@@ -198,7 +202,11 @@ fn color_response<'a>(user: &'a str, now_playing: &NowPlaying, timestamp: i64) -
 pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = path_id(id, USER_NOT_FOUND)?;
     let now_playing = cx.app.now_playing(id).await?;
-    Ok(ok(&color_response(id, &now_playing, cx.app.now().timestamp())))
+    Ok(ok(&color_response(
+        id,
+        &now_playing,
+        cx.app.now().timestamp(),
+    )))
 }
 
 pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {

@@ -50,7 +50,10 @@ pub(crate) mod rfc3339 {
         use chrono::{DateTime, Utc};
         use serde::Serializer;
 
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_str(&super::super::timestamp(*t)),
                 None => s.serialize_none(),
@@ -59,11 +62,18 @@ pub(crate) mod rfc3339 {
     }
 }
 
-fn auth_cookie<'a>(config: &CookieConfig, name: &'a str, value: &'a str, max_age: u64) -> Cookie<'a> {
+fn auth_cookie<'a>(
+    config: &CookieConfig,
+    name: &'a str,
+    value: &'a str,
+    max_age: u64,
+) -> Cookie<'a> {
     let mut cookie = Cookie::build((name, value))
         .http_only(true)
         .path("/")
-        .max_age(cookie::time::Duration::seconds(i64::try_from(max_age).unwrap_or(i64::MAX)))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
         .same_site(match config.same_site {
             SameSite::Lax => CookieSameSite::Lax,
             SameSite::Strict => CookieSameSite::Strict,
@@ -96,7 +106,12 @@ pub fn set_auth_cookies(
     );
     append_cookie(
         response,
-        &auth_cookie(config, REFRESH_COOKIE, refresh_token, config.refresh_max_age),
+        &auth_cookie(
+            config,
+            REFRESH_COOKIE,
+            refresh_token,
+            config.refresh_max_age,
+        ),
     );
 }
 

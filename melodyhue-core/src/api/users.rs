@@ -134,7 +134,9 @@ pub(super) async fn change_password(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn settings(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    Ok(ok(&SettingsView::from(cx.app.settings_of(&principal.user).await?)))
+    Ok(ok(&SettingsView::from(
+        cx.app.settings_of(&principal.user).await?,
+    )))
 }
 
 pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
@@ -146,7 +148,11 @@ pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
     let avatar_color = input.optional_color("avatar_color");
     // The earlier frontend sent the fallback color under three names; the first given wins.
     let mut default_overlay_color = None;
-    for alias in ["default_overlay_color", "default_color_overlays", "default_color_hex"] {
+    for alias in [
+        "default_overlay_color",
+        "default_color_overlays",
+        "default_color_hex",
+    ] {
         let color = input.optional_color(alias);
         default_overlay_color = default_overlay_color.or(color);
     }

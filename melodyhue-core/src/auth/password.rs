@@ -69,8 +69,13 @@ impl std::fmt::Debug for PasswordHasher {
 impl PasswordHasher {
     /// A hasher making new hashes with `params`.
     pub fn new(params: HashParams) -> Result<Self, HashError> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|err| HashError(err.to_string()))?;
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|err| HashError(err.to_string()))?;
         let spare_cores = std::thread::available_parallelism()
             .map(|n| n.get().saturating_sub(1))
             .unwrap_or(1)
@@ -98,8 +103,12 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, HashError> {
         let password = password.to_owned();
         let hash = hash.to_owned();
-        self.run(move |hasher| hasher.verify_password(password.as_bytes(), hash.as_str()).is_ok())
-            .await
+        self.run(move |hasher| {
+            hasher
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
     }
 
     /// Spends the time of one verification without an account, so that a login for an
@@ -108,7 +117,8 @@ impl PasswordHasher {
         let decoy = self
             .decoy
             .get_or_try_init(|| async {
-                self.hash(&hex::encode(crate::model::random_bytes::<16>())).await
+                self.hash(&hex::encode(crate::model::random_bytes::<16>()))
+                    .await
             })
             .await?
             .clone();

@@ -164,7 +164,11 @@ impl TokenIssuer {
     }
 
     /// Checks an access token.
-    pub fn decode_access(&self, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+    pub fn decode_access(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AccessClaims, TokenError> {
         let claims = self.decode(token, now)?;
         if claims.kind.as_deref() != Some("access") {
             return Err(TokenError::WrongType);
@@ -179,7 +183,11 @@ impl TokenIssuer {
     }
 
     /// Checks a refresh token.
-    pub fn decode_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<RefreshClaims, TokenError> {
+    pub fn decode_refresh(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshClaims, TokenError> {
         let claims = self.decode(token, now)?;
         if claims.kind.as_deref() != Some("refresh") {
             return Err(TokenError::WrongType);
@@ -262,15 +270,24 @@ mod tests {
         let issuer = issuer(b"secret");
         let now = Utc::now();
         let refresh = issuer.refresh_token("u1", "fam", now).unwrap().token;
-        assert_eq!(issuer.decode_access(&refresh, now), Err(TokenError::WrongType));
+        assert_eq!(
+            issuer.decode_access(&refresh, now),
+            Err(TokenError::WrongType)
+        );
         let access = issuer.access_token(&user(), "fam", now).unwrap();
-        assert_eq!(issuer.decode_refresh(&access, now), Err(TokenError::WrongType));
+        assert_eq!(
+            issuer.decode_refresh(&access, now),
+            Err(TokenError::WrongType)
+        );
         let other = self::issuer(b"other");
         assert_eq!(other.decode_access(&access, now), Err(TokenError::Invalid));
         // alg "none": header {"alg":"none","typ":"JWT"}, no signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OSwidHlwZSI6ImFjY2VzcyJ9.";
         assert_eq!(issuer.decode_access(none, now), Err(TokenError::Invalid));
-        assert_eq!(issuer.decode_access("garbage", now), Err(TokenError::Invalid));
+        assert_eq!(
+            issuer.decode_access("garbage", now),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -280,6 +297,9 @@ mod tests {
         let a = issuer.refresh_token("u1", "f", now).unwrap().token;
         let b = issuer.refresh_token("u1", "f", now).unwrap().token;
         assert_ne!(a, b);
-        assert_eq!(issuer.decode_refresh(&a, now).unwrap().family.as_deref(), Some("f"));
+        assert_eq!(
+            issuer.decode_refresh(&a, now).unwrap().family.as_deref(),
+            Some("f")
+        );
     }
 }

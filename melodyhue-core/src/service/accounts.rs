@@ -107,7 +107,12 @@ impl App {
     ) -> Result<LoginOutcome> {
         let inner = self.inner();
         let candidates = if identifier.contains('@') {
-            inner.store.user_by_email(identifier).await?.into_iter().collect()
+            inner
+                .store
+                .user_by_email(identifier)
+                .await?
+                .into_iter()
+                .collect()
         } else {
             inner.store.users_by_username(identifier).await?
         };
@@ -134,7 +139,9 @@ impl App {
         let user = matched.ok_or(Error::Unauthorized(INVALID_CREDENTIALS))?;
         self.ensure_not_banned(&user.id).await?;
         // Accounts with verified 2FA continue at `/auth/login/2fa` (see the two-factor issue).
-        self.open_session(user, None).await.map(LoginOutcome::Tokens)
+        self.open_session(user, None)
+            .await
+            .map(LoginOutcome::Tokens)
     }
 
     /// Rotates a refresh token: its session is replaced by a new one of the same family. A token

@@ -15,7 +15,12 @@ impl App {
     }
 
     /// Makes an overlay for the caller.
-    pub async fn create_overlay(&self, owner: &User, name: String, template: String) -> Result<Overlay> {
+    pub async fn create_overlay(
+        &self,
+        owner: &User,
+        name: String,
+        template: String,
+    ) -> Result<Overlay> {
         let now = self.now();
         let overlay = Overlay {
             id: new_id(),
@@ -47,7 +52,12 @@ impl App {
     }
 
     /// Changes one of the caller's overlays.
-    pub async fn update_own_overlay(&self, owner: &User, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
+    pub async fn update_own_overlay(
+        &self,
+        owner: &User,
+        id: &str,
+        patch: &OverlayPatch,
+    ) -> Result<Overlay> {
         self.own_overlay(owner, id).await?;
         self.update_overlay(id, patch).await
     }

@@ -29,7 +29,11 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         return Ok(Arc::new(sqlite::open(url).await?));
     }
     Err(StoreError::Backend(
-        format!("unsupported database URL scheme in {:?}", url.split(':').next().unwrap_or("")).into(),
+        format!(
+            "unsupported database URL scheme in {:?}",
+            url.split(':').next().unwrap_or("")
+        )
+        .into(),
     ))
 }
 
@@ -266,7 +270,11 @@ pub trait TwoFactorStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Marks the record verified; `false` when there is none.
-    async fn mark_two_factor_verified(&self, user_id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn mark_two_factor_verified(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Deletes the record; `false` when there was none.
     async fn delete_two_factor(&self, user_id: &str) -> StoreResult<bool>;
     /// Atomically records `step` as used when it is newer than the last used step.

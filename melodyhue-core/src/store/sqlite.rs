@@ -22,7 +22,11 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if !in_memory {
         // A first run creates `./data/` itself.
-        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|err| StoreError::Unavailable(Box::new(err)))?;
         }
     }

@@ -39,19 +39,50 @@ pub async fn register_returns_tokens_and_cookies(h: &Harness) {
     assert!(refresh_cookie.contains("Max-Age=2592000"));
     let me = server.get("/users/me", Some(access)).await;
     me.assert_status(200);
-    assert!(me.body["last_login_at"].is_string(), "last_login_at is set on registration");
+    assert!(
+        me.body["last_login_at"].is_string(),
+        "last_login_at is set on registration"
+    );
 }
 
 pub async fn register_validates_every_field(h: &Harness) {
     let server = TestServer::start(h).await;
     let cases = [
-        (json!({"username": "ab", "email": "a@example.com", "password": TEST_PASSWORD}), "username", "string_too_short"),
-        (json!({"username": "a".repeat(81), "email": "a@example.com", "password": TEST_PASSWORD}), "username", "string_too_long"),
-        (json!({"username": "abc", "email": "not-an-email", "password": TEST_PASSWORD}), "email", "value_error"),
-        (json!({"username": "abc", "email": "a@example.com", "password": "short"}), "password", "string_too_short"),
-        (json!({"username": "abc", "email": "a@example.com", "password": "p".repeat(129)}), "password", "string_too_long"),
-        (json!({"username": 12, "email": "a@example.com", "password": TEST_PASSWORD}), "username", "string_type"),
-        (json!({"email": "a@example.com", "password": TEST_PASSWORD}), "username", "missing"),
+        (
+            json!({"username": "ab", "email": "a@example.com", "password": TEST_PASSWORD}),
+            "username",
+            "string_too_short",
+        ),
+        (
+            json!({"username": "a".repeat(81), "email": "a@example.com", "password": TEST_PASSWORD}),
+            "username",
+            "string_too_long",
+        ),
+        (
+            json!({"username": "abc", "email": "not-an-email", "password": TEST_PASSWORD}),
+            "email",
+            "value_error",
+        ),
+        (
+            json!({"username": "abc", "email": "a@example.com", "password": "short"}),
+            "password",
+            "string_too_short",
+        ),
+        (
+            json!({"username": "abc", "email": "a@example.com", "password": "p".repeat(129)}),
+            "password",
+            "string_too_long",
+        ),
+        (
+            json!({"username": 12, "email": "a@example.com", "password": TEST_PASSWORD}),
+            "username",
+            "string_type",
+        ),
+        (
+            json!({"email": "a@example.com", "password": TEST_PASSWORD}),
+            "username",
+            "missing",
+        ),
     ];
     for (body, field, kind) in cases {
         let reply = server.post("/auth/register", None, body.clone()).await;
@@ -64,7 +95,11 @@ pub async fn register_validates_every_field(h: &Harness) {
     }
     // Every bad field is reported at once.
     let reply = server
-        .post("/auth/register", None, json!({"username": "x", "email": 3, "password": []}))
+        .post(
+            "/auth/register",
+            None,
+            json!({"username": "x", "email": 3, "password": []}),
+        )
         .await;
     reply.assert_status(422);
     assert_eq!(reply.body["detail"].as_array().unwrap().len(), 3);
@@ -98,7 +133,12 @@ pub async fn concurrent_registrations_of_one_email_give_one_account(h: &Harness)
     let replies = futures_util::future::join_all(attempts).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
     let conflicts = replies.iter().filter(|r| r.status == 409).count();
-    assert_eq!((ok, conflicts), (1, 7), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        (ok, conflicts),
+        (1, 7),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(server.app.store().stats().await.unwrap().users_count, 1);
 }
 
@@ -114,7 +154,10 @@ pub async fn login_by_email_or_username(h: &Harness) {
         assert!(reply.set_cookie(REFRESH_COOKIE).is_some());
     }
     // Usernames are case-sensitive.
-    server.login("CAROL", TEST_PASSWORD).await.assert_status(401);
+    server
+        .login("CAROL", TEST_PASSWORD)
+        .await
+        .assert_status(401);
 }
 
 pub async fn login_with_shared_username_picks_the_matching_password(h: &Harness) {
@@ -139,7 +182,11 @@ pub async fn login_with_shared_username_picks_the_matching_password(h: &Harness)
 pub async fn login_refuses_wrong_credentials(h: &Harness) {
     let server = TestServer::start(h).await;
     server.register("dave").await;
-    for (identifier, password) in [("dave", "wrong-password"), ("nobody", TEST_PASSWORD), ("nobody@example.com", TEST_PASSWORD)] {
+    for (identifier, password) in [
+        ("dave", "wrong-password"),
+        ("nobody", TEST_PASSWORD),
+        ("nobody@example.com", TEST_PASSWORD),
+    ] {
         let reply = server.login(identifier, password).await;
         reply.assert_status(401);
         assert_eq!(reply.detail(), "Invalid credentials");
@@ -149,16 +196,26 @@ pub async fn login_refuses_wrong_credentials(h: &Harness) {
 
 pub async fn login_validates_its_body(h: &Harness) {
     let server = TestServer::start(h).await;
-    let reply = server.post("/auth/login", None, json!({"username_or_email": "x"})).await;
+    let reply = server
+        .post("/auth/login", None, json!({"username_or_email": "x"}))
+        .await;
     reply.assert_status(422);
     assert_eq!(reply.body["detail"][0]["loc"], json!(["body", "password"]));
     let reply = server
-        .post("/auth/login", None, json!({"username_or_email": ["x"], "password": 1}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username_or_email": ["x"], "password": 1}),
+        )
         .await;
     reply.assert_status(422);
     assert_eq!(reply.body["detail"].as_array().unwrap().len(), 2);
     let reply = server
-        .post("/auth/login", None, json!({"username_or_email": "x", "password": "p".repeat(2000)}))
+        .post(
+            "/auth/login",
+            None,
+            json!({"username_or_email": "x", "password": "p".repeat(2000)}),
+        )
         .await;
     reply.assert_status(422);
 }
@@ -166,7 +223,10 @@ pub async fn login_validates_its_body(h: &Harness) {
 pub async fn two_logins_in_one_second_get_different_tokens(h: &Harness) {
     let server = TestServer::start(h).await;
     server.register("erin").await;
-    let (a, b) = tokio::join!(server.login("erin", TEST_PASSWORD), server.login("erin", TEST_PASSWORD));
+    let (a, b) = tokio::join!(
+        server.login("erin", TEST_PASSWORD),
+        server.login("erin", TEST_PASSWORD)
+    );
     a.assert_status(200);
     b.assert_status(200);
     assert_ne!(a.body["refresh_token"], b.body["refresh_token"]);
@@ -184,16 +244,33 @@ pub async fn refresh_rotates_the_session(h: &Harness) {
     let server = TestServer::start(h).await;
     let user = server.register("frank").await;
     let reply = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await;
     reply.assert_status(200);
     assert_eq!(reply.body["token_type"], "bearer");
     let new_access = reply.body["access_token"].as_str().unwrap();
     let new_refresh = reply.body["refresh_token"].as_str().unwrap();
     assert_ne!(new_refresh, user.refresh_token);
-    assert!(reply.set_cookie(ACCESS_COOKIE).unwrap().contains(new_access));
-    assert!(reply.set_cookie(REFRESH_COOKIE).unwrap().contains(new_refresh));
-    server.get("/users/me", Some(new_access)).await.assert_status(200);
+    assert!(
+        reply
+            .set_cookie(ACCESS_COOKIE)
+            .unwrap()
+            .contains(new_access)
+    );
+    assert!(
+        reply
+            .set_cookie(REFRESH_COOKIE)
+            .unwrap()
+            .contains(new_refresh)
+    );
+    server
+        .get("/users/me", Some(new_access))
+        .await
+        .assert_status(200);
     // The new refresh token works once more.
     server
         .post("/auth/refresh", None, json!({"refresh_token": new_refresh}))
@@ -222,13 +299,21 @@ pub async fn refresh_reuse_revokes_the_family(h: &Harness) {
     // Another login of the same user is another family and must survive.
     let other = server.login("hank", TEST_PASSWORD).await;
     let rotated = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await;
     rotated.assert_status(200);
     let successor = rotated.body["refresh_token"].as_str().unwrap();
     // Presenting the already-rotated token again is reuse.
     let reuse = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await;
     reuse.assert_status(401);
     assert_eq!(reuse.detail(), "session_revoked");
@@ -239,7 +324,11 @@ pub async fn refresh_reuse_revokes_the_family(h: &Harness) {
     successor_reply.assert_status(401);
     assert_eq!(successor_reply.detail(), "session_revoked");
     server
-        .post("/auth/refresh", None, json!({"refresh_token": other.body["refresh_token"]}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": other.body["refresh_token"]}),
+        )
         .await
         .assert_status(200);
 }
@@ -247,16 +336,26 @@ pub async fn refresh_reuse_revokes_the_family(h: &Harness) {
 pub async fn refresh_explains_bad_tokens(h: &Harness) {
     let server = TestServer::start(h).await;
     let user = server.register("ivan").await;
-    let missing = server.send(server.http.post(server.url("/auth/refresh"))).await;
+    let missing = server
+        .send(server.http.post(server.url("/auth/refresh")))
+        .await;
     missing.assert_status(401);
     assert_eq!(missing.detail(), "missing_refresh_token");
-    let empty = server.post("/auth/refresh", None, json!({"refresh_token": ""})).await;
+    let empty = server
+        .post("/auth/refresh", None, json!({"refresh_token": ""}))
+        .await;
     assert_eq!(empty.detail(), "missing_refresh_token");
-    let garbage = server.post("/auth/refresh", None, json!({"refresh_token": "garbage"})).await;
+    let garbage = server
+        .post("/auth/refresh", None, json!({"refresh_token": "garbage"}))
+        .await;
     garbage.assert_status(401);
     assert_eq!(garbage.detail(), "invalid_token");
     let access = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.access_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.access_token}),
+        )
         .await;
     access.assert_status(401);
     assert_eq!(access.detail(), "not_refresh_token");
@@ -265,7 +364,9 @@ pub async fn refresh_explains_bad_tokens(h: &Harness) {
         "another-secret",
         Algorithm::HS256,
     );
-    let forged = server.post("/auth/refresh", None, json!({"refresh_token": other_key})).await;
+    let forged = server
+        .post("/auth/refresh", None, json!({"refresh_token": other_key}))
+        .await;
     assert_eq!(forged.detail(), "invalid_token");
     // A well-signed token without a session (never issued) is refused too.
     let unknown = sign_claims(
@@ -273,10 +374,14 @@ pub async fn refresh_explains_bad_tokens(h: &Harness) {
         TEST_JWT_SECRET,
         Algorithm::HS256,
     );
-    let reply = server.post("/auth/refresh", None, json!({"refresh_token": unknown})).await;
+    let reply = server
+        .post("/auth/refresh", None, json!({"refresh_token": unknown}))
+        .await;
     reply.assert_status(401);
     assert_eq!(reply.detail(), "session_revoked");
-    let wrong_type = server.post("/auth/refresh", None, json!({"refresh_token": 42})).await;
+    let wrong_type = server
+        .post("/auth/refresh", None, json!({"refresh_token": 42}))
+        .await;
     wrong_type.assert_status(422);
 }
 
@@ -285,7 +390,11 @@ pub async fn refresh_with_an_expired_token_is_refused(h: &Harness) {
     let user = server.register("judy").await;
     server.clock.advance(Duration::days(31));
     let reply = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await;
     reply.assert_status(401);
     assert_eq!(reply.detail(), "token_expired");
@@ -309,7 +418,11 @@ pub async fn logout_clears_cookies_and_ends_the_session(h: &Harness) {
         assert!(cookie.contains("Max-Age=0"), "{cookie}");
     }
     let refresh = server
-        .post("/auth/refresh", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await;
     refresh.assert_status(401);
     assert_eq!(refresh.detail(), "session_revoked");
@@ -318,9 +431,17 @@ pub async fn logout_clears_cookies_and_ends_the_session(h: &Harness) {
 pub async fn logout_never_fails(h: &Harness) {
     let server = TestServer::start(h).await;
     let user = server.register("leo").await;
-    server.send(server.http.post(server.url("/auth/logout"))).await.assert_status(200);
     server
-        .send(server.http.post(server.url("/auth/logout")).body("{not json"))
+        .send(server.http.post(server.url("/auth/logout")))
+        .await
+        .assert_status(200);
+    server
+        .send(
+            server
+                .http
+                .post(server.url("/auth/logout"))
+                .body("{not json"),
+        )
         .await
         .assert_status(200);
     server
@@ -330,7 +451,11 @@ pub async fn logout_never_fails(h: &Harness) {
     // An expired token still ends its session.
     server.clock.advance(Duration::days(40));
     server
-        .post("/auth/logout", None, json!({"refresh_token": user.refresh_token}))
+        .post(
+            "/auth/logout",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
         .await
         .assert_status(200);
     let session = server
@@ -345,14 +470,15 @@ pub async fn logout_never_fails(h: &Harness) {
 pub async fn access_token_from_cookie_or_bearer(h: &Harness) {
     let server = TestServer::start(h).await;
     let user = server.register("mia").await;
-    server.get("/users/me", Some(&user.access_token)).await.assert_status(200);
+    server
+        .get("/users/me", Some(&user.access_token))
+        .await
+        .assert_status(200);
     let by_cookie = server
-        .send(
-            server
-                .http
-                .get(server.url("/users/me"))
-                .header("cookie", format!("other=1; {ACCESS_COOKIE}={}", user.access_token)),
-        )
+        .send(server.http.get(server.url("/users/me")).header(
+            "cookie",
+            format!("other=1; {ACCESS_COOKIE}={}", user.access_token),
+        ))
         .await;
     by_cookie.assert_status(200);
     assert_eq!(by_cookie.body["id"], user.id.as_str());
@@ -386,7 +512,10 @@ pub async fn forged_and_expired_access_tokens_are_401(h: &Harness) {
         TEST_JWT_SECRET,
         Algorithm::HS256,
     );
-    server.get("/users/me", Some(&ghost)).await.assert_status(401);
+    server
+        .get("/users/me", Some(&ghost))
+        .await
+        .assert_status(401);
     server.clock.advance(Duration::minutes(16));
     let expired = server.get("/users/me", Some(&user.access_token)).await;
     expired.assert_status(401);

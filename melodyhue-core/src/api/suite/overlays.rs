@@ -10,12 +10,22 @@ pub async fn overlay_lifecycle(h: &Harness) {
     let user = server.register("olly").await;
     let token = Some(user.access_token.as_str());
     let created = server
-        .post("/overlays/", token, json!({"name": "Main", "template": "minimal"}))
+        .post(
+            "/overlays/",
+            token,
+            json!({"name": "Main", "template": "minimal"}),
+        )
         .await;
     created.assert_status(200);
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 22);
-    let keys: Vec<&str> = created.body.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = created
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["created_at", "id", "name", "template", "updated_at"]);
     assert_eq!(created.body["name"], "Main");
     assert_eq!(created.body["template"], "minimal");
@@ -24,7 +34,11 @@ pub async fn overlay_lifecycle(h: &Harness) {
     assert_eq!(fetched.body, created.body);
     server.clock.advance(Duration::seconds(5));
     let renamed = server
-        .patch(&format!("/overlays/{id}"), token, json!({"name": "Renamed"}))
+        .patch(
+            &format!("/overlays/{id}"),
+            token,
+            json!({"name": "Renamed"}),
+        )
         .await;
     renamed.assert_status(200);
     assert_eq!(renamed.body["name"], "Renamed");
@@ -37,7 +51,10 @@ pub async fn overlay_lifecycle(h: &Harness) {
     let gone = server.get(&format!("/overlays/{id}"), token).await;
     gone.assert_status(404);
     assert_eq!(gone.detail(), "Overlay not found");
-    server.delete(&format!("/overlays/{id}"), token).await.assert_status(404);
+    server
+        .delete(&format!("/overlays/{id}"), token)
+        .await
+        .assert_status(404);
     server.get("/overlays/", None).await.assert_status(401);
 }
 
@@ -46,15 +63,30 @@ pub async fn overlays_are_listed_oldest_first(h: &Harness) {
     let user = server.register("pia").await;
     let token = Some(user.access_token.as_str());
     for name in ["first", "second", "third"] {
-        server.post("/overlays/", token, json!({"name": name})).await.assert_status(200);
+        server
+            .post("/overlays/", token, json!({"name": name}))
+            .await
+            .assert_status(200);
         server.clock.advance(Duration::seconds(1));
     }
     let list = server.get("/overlays", token).await;
     list.assert_status(200);
-    let names: Vec<&str> = list.body.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["first", "second", "third"]);
     let other = server.register("empty").await;
-    assert_eq!(server.get("/overlays", Some(&other.access_token)).await.body, json!([]));
+    assert_eq!(
+        server
+            .get("/overlays", Some(&other.access_token))
+            .await
+            .body,
+        json!([])
+    );
 }
 
 pub async fn overlay_defaults_and_validation(h: &Harness) {
@@ -66,7 +98,12 @@ pub async fn overlay_defaults_and_validation(h: &Harness) {
     assert_eq!(defaults.body["name"], "Overlay");
     assert_eq!(defaults.body["template"], "classic");
     let empty_body = server
-        .send(server.http.post(server.url("/overlays/")).bearer_auth(&user.access_token))
+        .send(
+            server
+                .http
+                .post(server.url("/overlays/"))
+                .bearer_auth(&user.access_token),
+        )
         .await;
     empty_body.assert_status(200);
     assert_eq!(empty_body.body["name"], "Overlay");
@@ -77,10 +114,17 @@ pub async fn overlay_defaults_and_validation(h: &Harness) {
         json!({"template": "t".repeat(65)}),
         json!({"name": 7}),
     ] {
-        server.post("/overlays/", token, body.clone()).await.assert_status(422);
+        server
+            .post("/overlays/", token, body.clone())
+            .await
+            .assert_status(422);
     }
     let longest = server
-        .post("/overlays/", token, json!({"name": "n".repeat(120), "template": "t".repeat(64)}))
+        .post(
+            "/overlays/",
+            token,
+            json!({"name": "n".repeat(120), "template": "t".repeat(64)}),
+        )
         .await;
     longest.assert_status(200);
     let id = defaults.body["id"].as_str().unwrap();
@@ -88,27 +132,42 @@ pub async fn overlay_defaults_and_validation(h: &Harness) {
         .patch(&format!("/overlays/{id}"), token, json!({"template": ""}))
         .await
         .assert_status(422);
-    assert_eq!(server.get(&format!("/overlays/{id}"), token).await.body["template"], "classic");
+    assert_eq!(
+        server.get(&format!("/overlays/{id}"), token).await.body["template"],
+        "classic"
+    );
 }
 
 pub async fn other_users_overlays_are_not_found(h: &Harness) {
     let server = TestServer::start(h).await;
     let owner = server.register("owner").await;
     let intruder = server.register("intruder").await;
-    let overlay = server.post("/overlays/", Some(&owner.access_token), json!({"name": "Mine"})).await;
+    let overlay = server
+        .post(
+            "/overlays/",
+            Some(&owner.access_token),
+            json!({"name": "Mine"}),
+        )
+        .await;
     let id = overlay.body["id"].as_str().unwrap();
     let token = Some(intruder.access_token.as_str());
     for reply in [
         server.get(&format!("/overlays/{id}"), token).await,
-        server.patch(&format!("/overlays/{id}"), token, json!({"name": "Stolen"})).await,
+        server
+            .patch(&format!("/overlays/{id}"), token, json!({"name": "Stolen"}))
+            .await,
         server.delete(&format!("/overlays/{id}"), token).await,
-        server.post(&format!("/overlays/{id}/duplicate"), token, json!({})).await,
+        server
+            .post(&format!("/overlays/{id}/duplicate"), token, json!({}))
+            .await,
         server.get("/overlays/does-not-exist", token).await,
     ] {
         reply.assert_status(404);
         assert_eq!(reply.detail(), "Overlay not found");
     }
-    let intact = server.get(&format!("/overlays/{id}"), Some(&owner.access_token)).await;
+    let intact = server
+        .get(&format!("/overlays/{id}"), Some(&owner.access_token))
+        .await;
     assert_eq!(intact.body["name"], "Mine");
     assert_eq!(server.get("/overlays", token).await.body, json!([]));
 }
@@ -118,29 +177,52 @@ pub async fn duplicate_names_the_copy(h: &Harness) {
     let user = server.register("rory").await;
     let token = Some(user.access_token.as_str());
     let original = server
-        .post("/overlays/", token, json!({"name": "Stream", "template": "color"}))
+        .post(
+            "/overlays/",
+            token,
+            json!({"name": "Stream", "template": "color"}),
+        )
         .await;
     let id = original.body["id"].as_str().unwrap();
-    let copy = server.post(&format!("/overlays/{id}/duplicate"), token, json!({})).await;
+    let copy = server
+        .post(&format!("/overlays/{id}/duplicate"), token, json!({}))
+        .await;
     copy.assert_status(200);
     assert_eq!(copy.body["name"], "Stream (copy)");
     assert_eq!(copy.body["template"], "color");
     assert_ne!(copy.body["id"], original.body["id"]);
-    let long = server.post("/overlays/", token, json!({"name": "n".repeat(120)})).await;
+    let long = server
+        .post("/overlays/", token, json!({"name": "n".repeat(120)}))
+        .await;
     let long_id = long.body["id"].as_str().unwrap();
-    let long_copy = server.post(&format!("/overlays/{long_id}/duplicate"), token, json!({})).await;
+    let long_copy = server
+        .post(&format!("/overlays/{long_id}/duplicate"), token, json!({}))
+        .await;
     long_copy.assert_status(200);
     let name = long_copy.body["name"].as_str().unwrap();
     assert_eq!(name.chars().count(), 120);
     assert!(name.ends_with(" (copy)"));
-    assert_eq!(server.get("/overlays", token).await.body.as_array().unwrap().len(), 4);
+    assert_eq!(
+        server
+            .get("/overlays", token)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 pub async fn public_overlay_needs_no_auth(h: &Harness) {
     let server = TestServer::start(h).await;
     let user = server.register("sia").await;
     let overlay = server
-        .post("/overlays/", Some(&user.access_token), json!({"name": "Public"}))
+        .post(
+            "/overlays/",
+            Some(&user.access_token),
+            json!({"name": "Public"}),
+        )
         .await;
     let id = overlay.body["id"].as_str().unwrap();
     let reply = server.get(&format!("/overlay/{id}"), None).await;

@@ -10,7 +10,10 @@ pub async fn color_falls_back_to_the_default_color(h: &Harness) {
     let reply = server.get(&format!("/color/{}", user.id), None).await;
     reply.assert_status(200);
     let body = &reply.body;
-    assert_eq!(body["color"], json!({"r": 0x25, "g": 0xd8, "b": 0x65, "hex": "#25d865"}));
+    assert_eq!(
+        body["color"],
+        json!({"r": 0x25, "g": 0xd8, "b": 0x65, "hex": "#25d865"})
+    );
     assert_eq!(body["source"], "album");
     assert_eq!(body["status"], "success");
     assert_eq!(body["user"], user.id.as_str());
@@ -38,11 +41,18 @@ pub async fn new_default_color_shows_at_once(h: &Harness) {
     let path = format!("/color/{}", user.id);
     server.get(&path, None).await.assert_status(200);
     server
-        .patch("/settings/me", Some(&user.access_token), json!({"default_overlay_color": "#FF5500"}))
+        .patch(
+            "/settings/me",
+            Some(&user.access_token),
+            json!({"default_overlay_color": "#FF5500"}),
+        )
         .await
         .assert_status(200);
     let reply = server.get(&path, None).await;
-    assert_eq!(reply.body["color"], json!({"r": 255, "g": 85, "b": 0, "hex": "#ff5500"}));
+    assert_eq!(
+        reply.body["color"],
+        json!({"r": 255, "g": 85, "b": 0, "hex": "#ff5500"})
+    );
     let infos = server.get(&format!("/infos/{}", user.id), None).await;
     assert_eq!(infos.body["color"]["hex"], "#ff5500");
 }
