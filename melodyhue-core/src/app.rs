@@ -5,11 +5,19 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
+use crate::secrets::SecretBox;
 use crate::store::{self, Store, StoreError};
+
+/// How long one e-mail may take to reach the SMTP server.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why an [`App`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +31,9 @@ pub enum StartError {
     /// The password-hashing parameters are unusable.
     #[error(transparent)]
     Hashing(#[from] HashError),
+    /// The SMTP settings are unusable.
+    #[error("SMTP: {0}")]
+    Mail(#[from] MailError),
 }
 
 /// A running MelodyHue: configuration, storage, clock and the services over them.
@@ -37,6 +48,9 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tokens: TokenIssuer,
     pub(crate) passwords: PasswordHasher,
+    pub(crate) secrets: SecretBox,
+    pub(crate) outbox: Outbox,
+    pub(crate) throttle: LoginThrottle,
 }
 
 impl std::fmt::Debug for App {
@@ -51,9 +65,16 @@ pub struct AppBuilder {
     config: Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    mailer: Option<Arc<dyn Mailer>>,
 }
 
 impl AppBuilder {
+    /// Sends mail through this mailer instead of the one the configuration describes.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
     /// Uses another clock (tests, simulations).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -72,12 +93,19 @@ impl AppBuilder {
             .expose()
             .as_bytes()
             .to_vec();
-        if config.encryption_key.is_none() {
-            return Err(ConfigError::MissingSecret {
-                variable: "ENCRYPTION_KEY",
-            }
-            .into());
-        }
+        let secrets = SecretBox::new(
+            config
+                .encryption_key
+                .as_ref()
+                .ok_or(ConfigError::MissingSecret {
+                    variable: "ENCRYPTION_KEY",
+                })?
+                .expose(),
+        );
+        let mailer = match self.mailer {
+            Some(mailer) => mailer,
+            None => mailer_from(&config)?,
+        };
         let tokens = TokenIssuer::new(
             &jwt_key,
             config.jwt_algorithm,
@@ -85,6 +113,7 @@ impl AppBuilder {
             config.refresh_token_ttl,
         );
         let passwords = PasswordHasher::new(config.password_hashing)?;
+        let throttle = LoginThrottle::new(config.throttle.clone(), MAX_TRACKED_KEYS);
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -92,9 +121,31 @@ impl AppBuilder {
                 clock: self.clock,
                 tokens,
                 passwords,
+                secrets,
+                outbox: Outbox::new(mailer),
+                throttle,
             }),
         })
     }
+}
+
+/// SMTP when `SMTP_HOST` is set; otherwise a mailer that sends nothing and says so in the log.
+fn mailer_from(config: &Config) -> Result<Arc<dyn Mailer>, MailError> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(Arc::new(DisabledMailer));
+    };
+    let settings = SmtpSettings {
+        host: smtp.host.clone(),
+        port: smtp.port,
+        username: smtp.username.clone(),
+        password: smtp.password.as_ref().map(|p| p.expose().to_owned()),
+        starttls: smtp.starttls,
+        implicit_tls: smtp.implicit_tls,
+        from: smtp.from.clone(),
+        from_name: smtp.from_name.clone(),
+        timeout: SMTP_TIMEOUT,
+    };
+    Ok(Arc::new(SmtpMailer::new(settings)?))
 }
 
 impl App {
@@ -110,6 +161,7 @@ impl App {
             config,
             store,
             clock: Arc::new(SystemClock),
+            mailer: None,
         }
     }
 

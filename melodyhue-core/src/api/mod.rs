@@ -20,6 +20,7 @@ mod input;
 mod overlays;
 mod public;
 mod response;
+mod two_factor;
 mod users;
 
 pub use error::{ApiError, FieldError};
@@ -62,6 +63,15 @@ pub async fn handle(
         app,
         method: parts.method,
         headers: parts.headers,
+        query: parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default(),
         body,
         peer,
     };
@@ -115,6 +125,32 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
         ["auth", "login"] => ("/auth/login", methods!(cx, POST => auth::login(cx))),
         ["auth", "refresh"] => ("/auth/refresh", methods!(cx, POST => auth::refresh(cx))),
         ["auth", "logout"] => ("/auth/logout", methods!(cx, POST => auth::logout(cx))),
+        ["auth", "login", "2fa"] => (
+            "/auth/login/2fa",
+            methods!(cx, POST => two_factor::login(cx)),
+        ),
+        ["auth", "forgot"] => ("/auth/forgot", methods!(cx, POST => two_factor::forgot(cx))),
+        ["auth", "reset"] => ("/auth/reset", methods!(cx, POST => two_factor::reset(cx))),
+        ["auth", "2fa", "setup"] => (
+            "/auth/2fa/setup",
+            methods!(cx, POST => two_factor::setup(cx)),
+        ),
+        ["auth", "2fa", "verify"] => (
+            "/auth/2fa/verify",
+            methods!(cx, POST => two_factor::verify(cx)),
+        ),
+        ["auth", "2fa", "disable"] => (
+            "/auth/2fa/disable",
+            methods!(cx, POST => two_factor::disable(cx)),
+        ),
+        ["auth", "2fa", "disable", "request"] => (
+            "/auth/2fa/disable/request",
+            methods!(cx, POST => two_factor::disable_request(cx)),
+        ),
+        ["auth", "2fa", "disable", "confirm"] => (
+            "/auth/2fa/disable/confirm",
+            methods!(cx, GET => two_factor::disable_confirm(cx), POST => two_factor::disable_confirm(cx)),
+        ),
         ["users", "me"] => (
             "/users/me",
             methods!(cx, GET => users::me(cx), DELETE => users::delete_me(cx)),
@@ -177,6 +213,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) app: &'a App,
     pub(crate) method: Method,
     pub(crate) headers: HeaderMap,
+    pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Bytes,
     pub(crate) peer: Option<SocketAddr>,
 }
@@ -185,6 +222,14 @@ impl Ctx<'_> {
     /// The body as a JSON object; `optional` bodies may be empty.
     pub(crate) fn input(&self, optional: bool) -> Result<Input, ApiError> {
         Input::parse(&self.body, optional)
+    }
+
+    /// A query parameter.
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A cookie of the request.

@@ -1,7 +1,9 @@
 //! Authentication building blocks: password hashing, JWTs, TOTP and login throttling.
 
 pub mod password;
+pub mod throttle;
 pub mod tokens;
+pub mod totp;
 
 use sha2::{Digest, Sha256};
 

@@ -98,13 +98,43 @@ impl App {
     }
 
     /// Checks a password login. `identifier` is an e-mail when it contains `@`, else a
-    /// username (shared usernames: the account whose password matches).
+    /// username (shared usernames: the account whose password matches). Too many failures for
+    /// the identifier or the client IP are refused for a while, before any password is checked.
     pub async fn login(
         &self,
         identifier: &str,
         password: &str,
-        _client_ip: Option<IpAddr>,
+        client_ip: Option<IpAddr>,
     ) -> Result<LoginOutcome> {
+        let inner = self.inner();
+        let now = self.now();
+        inner
+            .throttle
+            .check(identifier, client_ip, now)
+            .map_err(|retry_after| Error::Throttled { retry_after })?;
+        let Some(user) = self.check_password(identifier, password).await? else {
+            inner.throttle.record_failure(identifier, client_ip, now);
+            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
+        };
+        inner.throttle.clear(identifier);
+        self.ensure_not_banned(&user.id).await?;
+        let has_two_factor = inner
+            .store
+            .two_factor(&user.id)
+            .await?
+            .is_some_and(|tf| tf.verified_at.is_some());
+        if has_two_factor {
+            let ticket = self.issue_login_ticket(&user).await?;
+            return Ok(LoginOutcome::TwoFactorRequired { ticket });
+        }
+        self.open_session(user, None)
+            .await
+            .map(LoginOutcome::Tokens)
+    }
+
+    /// The account `identifier` names whose password is `password`. Unknown identifiers cost
+    /// the same time as known ones.
+    async fn check_password(&self, identifier: &str, password: &str) -> Result<Option<User>> {
         let inner = self.inner();
         let candidates = if identifier.contains('@') {
             inner
@@ -122,9 +152,8 @@ impl App {
                 .verify_decoy(password)
                 .await
                 .map_err(Error::internal)?;
-            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
+            return Ok(None);
         }
-        let mut matched = None;
         for user in candidates {
             if inner
                 .passwords
@@ -132,16 +161,10 @@ impl App {
                 .await
                 .map_err(Error::internal)?
             {
-                matched = Some(user);
-                break;
+                return Ok(Some(user));
             }
         }
-        let user = matched.ok_or(Error::Unauthorized(INVALID_CREDENTIALS))?;
-        self.ensure_not_banned(&user.id).await?;
-        // Accounts with verified 2FA continue at `/auth/login/2fa` (see the two-factor issue).
-        self.open_session(user, None)
-            .await
-            .map(LoginOutcome::Tokens)
+        Ok(None)
     }
 
     /// Rotates a refresh token: its session is replaced by a new one of the same family. A token

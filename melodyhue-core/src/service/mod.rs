@@ -4,10 +4,14 @@
 mod accounts;
 mod now_playing;
 mod overlays;
+mod recovery;
 mod settings;
+mod two_factor;
 
 pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
 pub use now_playing::{NowPlaying, Track};
+pub use recovery::ONE_TIME_TOKEN_LIFETIME;
+pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
 
 use std::time::Duration;
 

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod conventions;
 pub mod overlays;
 pub mod public;
+pub mod security;
 pub mod users;
 
 use std::future::Future;
@@ -347,6 +348,25 @@ macro_rules! http_suite {
                 other_users_overlays_are_not_found,
                 duplicate_names_the_copy,
                 public_overlay_needs_no_auth,
+            }
+            security {
+                two_factor_setup_and_verification,
+                two_factor_login_takes_a_ticket_and_a_code,
+                two_factor_codes_work_once,
+                concurrent_logins_with_one_code_cannot_both_pass,
+                tickets_die_after_five_wrong_codes_or_five_minutes,
+                banned_users_stop_at_the_second_step,
+                two_factor_disable_with_a_code,
+                two_factor_disable_by_email,
+                two_factor_disable_tokens_expire,
+                password_reset_by_email,
+                forgot_answers_the_same_for_unknown_emails,
+                reset_tokens_in_debug_mode_and_their_expiry,
+                mail_failures_do_not_fail_requests,
+                login_throttle_per_identifier,
+                login_success_forgets_earlier_failures,
+                login_throttle_per_client_ip,
+                forwarded_ips_count_only_behind_a_trusted_proxy,
             }
             public {
                 color_falls_back_to_the_default_color,

@@ -1,0 +1,205 @@
+//! TOTP two-factor authentication: setup, verification, the second login step, and disabling
+//! it with a code or by e-mail.
+
+use std::net::IpAddr;
+
+use chrono::Duration;
+
+use super::{Error, IssuedTokens, Result};
+use crate::App;
+use crate::auth::totp;
+use crate::mail::templates;
+use crate::model::{LoginChallenge, TokenPurpose, TwoFactor, User, new_id};
+
+/// How long a login ticket lives.
+pub const TICKET_LIFETIME: Duration = Duration::minutes(5);
+/// Wrong codes after which a ticket is dead.
+pub const MAX_TICKET_FAILURES: u32 = 5;
+
+const INVALID_TICKET: &str = "Invalid or expired ticket";
+const INVALID_CODE: &str = "Invalid code";
+
+/// A new pending TOTP secret, to show once.
+#[derive(Debug, Clone)]
+pub struct TwoFactorSetup {
+    /// Base32 secret.
+    pub secret: String,
+    /// `otpauth://` URL for authenticator apps.
+    pub otpauth_url: String,
+}
+
+/// The outcome of asking for a link by e-mail.
+#[derive(Debug, Clone)]
+pub struct EmailedToken {
+    /// Whether a mail server is configured (the message itself is sent in the background).
+    pub email_sent: bool,
+    /// The raw token, only with `EMAIL_DEBUG=true`.
+    pub debug_token: Option<String>,
+}
+
+impl App {
+    /// The user's verified 2FA record, if 2FA is active.
+    async fn active_two_factor(&self, user_id: &str) -> Result<Option<TwoFactor>> {
+        Ok(self
+            .inner()
+            .store
+            .two_factor(user_id)
+            .await?
+            .filter(|tf| tf.verified_at.is_some()))
+    }
+
+    /// Whether `code` is valid for `record` now and its time step was not used before. Records
+    /// the step, so the same code never works twice (checked and recorded atomically).
+    async fn accept_code(&self, record: &TwoFactor, code: &str) -> Result<bool> {
+        let inner = self.inner();
+        let secret = inner
+            .secrets
+            .decrypt(&record.secret_encrypted)
+            .map_err(Error::internal)?;
+        let step = totp::verify(&secret, code, self.now()).map_err(Error::internal)?;
+        match step {
+            Some(step) => Ok(inner.store.claim_totp_step(&record.user_id, step).await?),
+            None => Ok(false),
+        }
+    }
+
+    /// Starts a login's second step: a ticket for `/auth/login/2fa`.
+    pub(crate) async fn issue_login_ticket(&self, user: &User) -> Result<String> {
+        let now = self.now();
+        let challenge = LoginChallenge {
+            id: new_id(),
+            user_id: user.id.clone(),
+            created_at: now,
+            expires_at: now + TICKET_LIFETIME,
+            used_at: None,
+            failed_attempts: 0,
+        };
+        self.inner().store.insert_challenge(&challenge).await?;
+        Ok(challenge.id)
+    }
+
+    /// Finishes a two-step login with the ticket and a TOTP code.
+    pub async fn login_two_factor(
+        &self,
+        ticket: &str,
+        code: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<IssuedTokens> {
+        let inner = self.inner();
+        let now = self.now();
+        let challenge = inner
+            .store
+            .challenge(ticket)
+            .await?
+            .filter(|c| {
+                c.used_at.is_none() && c.expires_at > now && c.failed_attempts < MAX_TICKET_FAILURES
+            })
+            .ok_or(Error::Rejected(INVALID_TICKET))?;
+        let throttle_key = format!("2fa:{}", challenge.user_id);
+        inner
+            .throttle
+            .check(&throttle_key, client_ip, now)
+            .map_err(|retry_after| Error::Throttled { retry_after })?;
+        self.ensure_not_banned(&challenge.user_id).await?;
+        let user = inner
+            .store
+            .user_by_id(&challenge.user_id)
+            .await?
+            .ok_or(Error::Rejected(INVALID_TICKET))?;
+        // 2FA removed since the password step: the ticket no longer means anything.
+        let record = self
+            .active_two_factor(&user.id)
+            .await?
+            .ok_or(Error::Rejected(INVALID_TICKET))?;
+        if !self.accept_code(&record, code).await? {
+            inner.store.record_challenge_failure(ticket).await?;
+            inner.throttle.record_failure(&throttle_key, client_ip, now);
+            return Err(Error::Unauthorized("Invalid 2FA code"));
+        }
+        if !inner.store.consume_challenge(ticket, now).await? {
+            return Err(Error::Rejected(INVALID_TICKET));
+        }
+        inner.throttle.clear(&throttle_key);
+        self.open_session(user, None).await
+    }
+
+    /// Makes a new pending secret; 2FA becomes active once a code of it is verified.
+    pub async fn setup_two_factor(&self, user: &User) -> Result<TwoFactorSetup> {
+        if self.active_two_factor(&user.id).await?.is_some() {
+            return Err(Error::Rejected("2FA already enabled"));
+        }
+        let inner = self.inner();
+        let secret = totp::generate_secret();
+        inner
+            .store
+            .save_pending_two_factor(&user.id, &inner.secrets.encrypt(&secret), self.now())
+            .await?;
+        Ok(TwoFactorSetup {
+            otpauth_url: totp::otpauth_url(&user.email, &secret),
+            secret,
+        })
+    }
+
+    /// Activates the pending secret with a first code.
+    pub async fn verify_two_factor(&self, user: &User, code: &str) -> Result<()> {
+        let record = self
+            .inner()
+            .store
+            .two_factor(&user.id)
+            .await?
+            .ok_or(Error::Rejected("2FA not set up"))?;
+        if record.verified_at.is_some() {
+            return Err(Error::Rejected("2FA already enabled"));
+        }
+        if !self.accept_code(&record, code).await? {
+            return Err(Error::Rejected(INVALID_CODE));
+        }
+        self.inner()
+            .store
+            .mark_two_factor_verified(&user.id, self.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Turns 2FA off with a current code.
+    pub async fn disable_two_factor(&self, user: &User, code: &str) -> Result<()> {
+        let record = self
+            .active_two_factor(&user.id)
+            .await?
+            .ok_or(Error::Rejected("2FA not enabled"))?;
+        if !self.accept_code(&record, code).await? {
+            return Err(Error::Rejected(INVALID_CODE));
+        }
+        self.inner().store.delete_two_factor(&user.id).await?;
+        Ok(())
+    }
+
+    /// Mails the user a link that turns 2FA off (for a lost authenticator).
+    pub async fn request_two_factor_disable(&self, user: &User) -> Result<EmailedToken> {
+        if self.active_two_factor(&user.id).await?.is_none() {
+            return Err(Error::Rejected("2FA not enabled"));
+        }
+        let inner = self.inner();
+        let token = self
+            .issue_one_time_token(TokenPurpose::TwoFactorDisable, &user.id)
+            .await?;
+        let link = inner.config.twofa_disable_link(&token);
+        inner
+            .outbox
+            .send_in_background(templates::twofa_disable(&user.email, &link));
+        Ok(EmailedToken {
+            email_sent: inner.outbox.is_enabled(),
+            debug_token: inner.config.email_debug.then_some(token),
+        })
+    }
+
+    /// Turns 2FA off with the e-mailed token (single use, one hour).
+    pub async fn confirm_two_factor_disable(&self, token: &str) -> Result<()> {
+        self.inner()
+            .store
+            .redeem_two_factor_disable(&crate::auth::token_hash(token), self.now())
+            .await?
+            .ok_or(Error::Rejected("Invalid or expired token"))
+            .map(drop)
+    }
+}
