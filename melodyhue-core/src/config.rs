@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::password::HashParams;
+use crate::spotify::{AllowedHost, ImagePolicy};
 
 /// A bad or missing setting, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +141,7 @@ pub struct SmtpConfig {
 }
 
 /// Spotify endpoints and polling.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SpotifyConfig {
     /// `SPOTIFY_REDIRECT_URI` (`FRONTEND_URL` + `/spotify/callback`).
     pub redirect_uri: String,
@@ -150,8 +151,8 @@ pub struct SpotifyConfig {
     pub api_url: String,
     /// `SPOTIFY_POLLING_INTERVAL` seconds (3).
     pub polling_interval: Duration,
-    /// `SPOTIFY_IMAGE_HOSTS`: hosts cover images may come from (unset: Spotify's own).
-    pub image_hosts: Option<String>,
+    /// `SPOTIFY_IMAGE_HOSTS`: hosts cover images may come from (default: Spotify's own).
+    pub image_hosts: Vec<AllowedHost>,
     /// Timeout of every call to Spotify (`SPOTIFY_TIMEOUT`, 5 s).
     pub timeout: Duration,
 }
@@ -431,7 +432,11 @@ impl Config {
             accounts_url: vars.url("SPOTIFY_ACCOUNTS_URL", "https://accounts.spotify.com")?,
             api_url: vars.url("SPOTIFY_API_URL", "https://api.spotify.com")?,
             polling_interval: vars.seconds("SPOTIFY_POLLING_INTERVAL", 3.0)?,
-            image_hosts: vars.get("SPOTIFY_IMAGE_HOSTS").map(str::to_owned),
+            image_hosts: ImagePolicy::parse_hosts(
+                vars.get("SPOTIFY_IMAGE_HOSTS")
+                    .unwrap_or(ImagePolicy::DEFAULT_HOSTS),
+            )
+            .map_err(|reason| invalid("SPOTIFY_IMAGE_HOSTS", reason))?,
             timeout: vars.seconds("SPOTIFY_TIMEOUT", 5.0)?,
         };
         let log_format = match vars
