@@ -9,7 +9,11 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::service::AccountEvent;
 use crate::store::{self, Store, StoreError};
+
+/// Account events a slow listener may fall behind by before it misses some (it is told so).
+const ACCOUNT_EVENTS_CAPACITY: usize = 256;
 
 /// Why an [`App`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tokens: TokenIssuer,
     pub(crate) passwords: PasswordHasher,
+    pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
 }
 
 impl std::fmt::Debug for App {
@@ -92,6 +97,7 @@ impl AppBuilder {
                 clock: self.clock,
                 tokens,
                 passwords,
+                account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
             }),
         })
     }
@@ -125,6 +131,13 @@ impl App {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// Subscribes to account events (bans...), e.g. to close the WebSockets of a banned user.
+    /// A receiver that falls more than 256 events behind gets `RecvError::Lagged` and should
+    /// then re-check every connection it holds.
+    pub fn account_events(&self) -> tokio::sync::broadcast::Receiver<AccountEvent> {
+        self.inner.account_events.subscribe()
     }
 
     /// Now, as this app's clock tells it.

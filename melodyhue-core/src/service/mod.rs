@@ -2,11 +2,15 @@
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
 
 mod accounts;
+mod jobs;
+mod moderation;
 mod now_playing;
 mod overlays;
 mod settings;
 
 pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
+pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
+pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};
 
 use std::time::Duration;
