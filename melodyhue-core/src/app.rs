@@ -14,10 +14,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
 use crate::secrets::SecretBox;
+use crate::service::AccountEvent;
 use crate::store::{self, Store, StoreError};
 
 /// How long one e-mail may take to reach the SMTP server.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Account events a slow listener may fall behind by before it misses some (it is told so).
+const ACCOUNT_EVENTS_CAPACITY: usize = 256;
 
 /// Why an [`App`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,7 @@ pub(crate) struct Inner {
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
     pub(crate) throttle: LoginThrottle,
+    pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
 }
 
 impl std::fmt::Debug for App {
@@ -124,6 +129,7 @@ impl AppBuilder {
                 secrets,
                 outbox: Outbox::new(mailer),
                 throttle,
+                account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
             }),
         })
     }
@@ -177,6 +183,13 @@ impl App {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// Subscribes to account events (bans...), e.g. to close the WebSockets of a banned user.
+    /// A receiver that falls more than 256 events behind gets `RecvError::Lagged` and should
+    /// then re-check every connection it holds.
+    pub fn account_events(&self) -> tokio::sync::broadcast::Receiver<AccountEvent> {
+        self.inner.account_events.subscribe()
     }
 
     /// Now, as this app's clock tells it.

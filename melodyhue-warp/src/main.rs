@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
 use melodyhue_core::App;
 use melodyhue_core::config::{Config, LogFormat};
+use melodyhue_core::model::Role;
+use melodyhue_core::service::Error;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -22,6 +25,15 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Give an account a role, in the configured database (this is how the first admin is made).
+    Promote {
+        /// The account's e-mail address.
+        email: String,
+        /// The new role.
+        #[arg(long, value_parser = PossibleValuesParser::new(["admin", "moderator", "user"])
+            .try_map(|role| role.parse::<Role>()))]
+        role: Role,
+    },
 }
 
 #[tokio::main]
@@ -40,6 +52,7 @@ async fn main() -> ExitCode {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Promote { email, role } => promote(config, &email, role).await,
     }
 }
 
@@ -77,9 +90,40 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     tracing::info!(%address, "MelodyHue listening");
+    let _jobs = app.spawn_background_jobs();
     melodyhue_warp::serve(app, listener, shutdown_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+async fn promote(config: Config, email: &str, role: Role) -> ExitCode {
+    let app = match App::connect(config).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("melodyhue: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.promote(email, role).await {
+        Ok(user) => {
+            println!("{} ({}) is now {role}", user.email, user.username);
+            ExitCode::SUCCESS
+        }
+        Err(Error::NotFound(_)) => {
+            eprintln!("melodyhue: no account has the e-mail address {email:?}");
+            ExitCode::FAILURE
+        }
+        Err(Error::Rejected(_)) => {
+            eprintln!(
+                "melodyhue: {email} is the last admin; promote another account to admin first"
+            );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("melodyhue: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

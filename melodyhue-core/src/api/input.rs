@@ -8,9 +8,11 @@
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
+use crate::store::ListQuery;
 
 /// The fields of a JSON object body, and the errors found so far.
 #[derive(Debug)]
@@ -114,17 +116,25 @@ impl Input {
 
     /// A required e-mail address (trimmed; at most 255 characters).
     pub fn email(&mut self, field: &str) -> String {
-        let value = self.string(field, 1..=255);
-        if self.has_error(field) {
-            return value;
-        }
-        match normalize_email(&value) {
+        match self.optional_email(field) {
             Some(email) => email,
             None => {
-                self.fail(field, "value_error", "value is not a valid email address");
+                if !self.has_error(field) {
+                    self.fail(field, "missing", "Field required");
+                }
                 String::new()
             }
         }
+    }
+
+    /// An optional e-mail address (absent or `null` is `None`), like [`Input::email`].
+    pub fn optional_email(&mut self, field: &str) -> Option<String> {
+        let value = self.optional_string(field, 1..=255)?;
+        let email = normalize_email(&value);
+        if email.is_none() {
+            self.fail(field, "value_error", "value is not a valid email address");
+        }
+        email
     }
 
     /// An optional `#rrggbb` color, returned lowercase.
@@ -147,6 +157,65 @@ impl Input {
         }
     }
 
+    /// A required string that must be one of the names of `choices` (pydantic's `Literal`); the
+    /// value paired with it, or `T::default()` (and an error) when it is none of them.
+    pub fn choice<T: Copy + Default>(&mut self, field: &str, choices: &[(&str, T)]) -> T {
+        let value = match self.fields.get(field) {
+            None | Some(Value::Null) => {
+                self.fail(field, "missing", "Field required");
+                return T::default();
+            }
+            Some(value) => value,
+        };
+        if let Some((_, found)) = choices
+            .iter()
+            .find(|(name, _)| value.as_str() == Some(name))
+        {
+            return *found;
+        }
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        self.fail(
+            field,
+            "literal_error",
+            format!("Input should be {}", quoted_alternatives(&names)),
+        );
+        T::default()
+    }
+
+    /// An optional timestamp (absent or `null` is `None`): RFC 3339, or without an offset, which
+    /// then means UTC. It must be later than `after`.
+    pub fn optional_timestamp_after(
+        &mut self,
+        field: &str,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let text = match self.fields.get(field) {
+            None | Some(Value::Null) => return None,
+            Some(Value::String(text)) => text.trim(),
+            Some(_) => {
+                self.fail(field, "datetime_type", "Input should be a valid datetime");
+                return None;
+            }
+        };
+        let Some(time) = parse_timestamp(text) else {
+            self.fail(
+                field,
+                "datetime_from_date_parsing",
+                "Input should be a valid datetime",
+            );
+            return None;
+        };
+        if time <= after {
+            self.fail(
+                field,
+                "value_error",
+                "Value error, the date must be in the future",
+            );
+            return None;
+        }
+        Some(time)
+    }
+
     fn has_error(&self, field: &str) -> bool {
         self.errors
             .iter()
@@ -161,6 +230,145 @@ impl Input {
             Err(ApiError::Validation(self.errors))
         }
     }
+}
+
+/// The parameters of a query string, read and validated like a body: every bad parameter
+/// becomes one entry of a `422` with `loc: ["query", "<name>"]`.
+#[derive(Debug)]
+pub struct QueryInput<'a> {
+    pairs: &'a [(String, String)],
+    errors: Vec<FieldError>,
+}
+
+/// Largest `page_size` of a list.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// `page_size` when not given.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Longest `search` term, in characters.
+pub const MAX_SEARCH_CHARS: usize = 255;
+
+impl<'a> QueryInput<'a> {
+    /// Reads `pairs` (decoded, in order).
+    pub fn new(pairs: &'a [(String, String)]) -> Self {
+        QueryInput {
+            pairs,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The value of `name`; the last one when repeated, like FastAPI.
+    fn value(&self, name: &str) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn fail(&mut self, name: &str, kind: &'static str, msg: impl Into<String>) {
+        self.errors
+            .push(FieldError::new(&["query", name], kind, msg));
+    }
+
+    /// An integer within `range`, `default` when absent.
+    pub fn integer(&mut self, name: &str, default: u32, range: RangeInclusive<u32>) -> u32 {
+        let Some(text) = self.value(name) else {
+            return default;
+        };
+        let Ok(value) = text.trim().parse::<i64>() else {
+            self.fail(
+                name,
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer",
+            );
+            return default;
+        };
+        if value < i64::from(*range.start()) {
+            self.fail(
+                name,
+                "greater_than_equal",
+                format!("Input should be greater than or equal to {}", range.start()),
+            );
+            return default;
+        }
+        if value > i64::from(*range.end()) {
+            self.fail(
+                name,
+                "less_than_equal",
+                format!("Input should be less than or equal to {}", range.end()),
+            );
+            return default;
+        }
+        u32::try_from(value).unwrap_or(default)
+    }
+
+    /// An optional boolean, spelled as pydantic accepts it (`true`/`false`, `1`/`0`, `yes`/`no`,
+    /// `on`/`off`, `t`/`f`, `y`/`n`, any case).
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        let text = self.value(name)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+            "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+            _ => {
+                self.fail(
+                    name,
+                    "bool_parsing",
+                    "Input should be a valid boolean, unable to interpret input",
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional string of at most `max_chars` characters; empty counts as absent.
+    pub fn optional_string(&mut self, name: &str, max_chars: usize) -> Option<String> {
+        let text = self.value(name).filter(|text| !text.is_empty())?;
+        if text.chars().count() > max_chars {
+            self.fail(
+                name,
+                "string_too_long",
+                format!("String should have at most {max_chars} characters"),
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// The paging and search of a list: `page` (≥ 1, default 1), `page_size` (1..=100,
+    /// default 20) and `search`.
+    pub fn list_query(&mut self) -> ListQuery {
+        ListQuery {
+            page: self.integer("page", 1, 1..=u32::MAX),
+            page_size: self.integer("page_size", DEFAULT_PAGE_SIZE, 1..=MAX_PAGE_SIZE),
+            search: self.optional_string("search", MAX_SEARCH_CHARS),
+        }
+    }
+
+    /// Fails with every error found, or succeeds when there was none.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+/// `'a', 'b' or 'c'`, as pydantic lists the values of a `Literal`.
+fn quoted_alternatives(choices: &[&str]) -> String {
+    let quoted: Vec<String> = choices.iter().map(|c| format!("'{c}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// An RFC 3339 timestamp, or one without an offset taken as UTC.
+fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    text.parse::<NaiveDateTime>().ok().map(|t| t.and_utc())
 }
 
 /// `#` and six hex digits.
@@ -214,6 +422,98 @@ mod tests {
         assert!(Input::parse(&Bytes::from_static(b"[1]"), false).is_err());
         assert!(Input::parse(&Bytes::from_static(b""), false).is_err());
         assert!(Input::parse(&Bytes::from_static(b""), true).is_ok());
+    }
+
+    #[test]
+    fn choices_and_timestamps() {
+        let now = "2030-01-01T00:00:00Z".parse().unwrap();
+        let mut body = input(
+            r#"{"role": "admin", "bad": "root", "until": "2030-02-01T10:00:00+02:00",
+                "naive": "2030-03-01T00:00:00", "past": "2029-12-31T23:59:59Z", "junk": "soon"}"#,
+        );
+        let roles = [("user", 1), ("moderator", 2), ("admin", 3)];
+        assert_eq!(body.choice("role", &roles), 3);
+        assert_eq!(body.choice("bad", &roles), 0);
+        assert_eq!(
+            body.optional_timestamp_after("until", now),
+            Some("2030-02-01T08:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            body.optional_timestamp_after("naive", now),
+            Some("2030-03-01T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(body.optional_timestamp_after("absent", now), None);
+        assert_eq!(body.optional_timestamp_after("past", now), None);
+        assert_eq!(body.optional_timestamp_after("junk", now), None);
+        let Err(ApiError::Validation(errors)) = body.finish() else {
+            panic!("expected a validation error");
+        };
+        let found: Vec<_> = errors.iter().map(|e| (e.loc[1].as_str(), e.kind)).collect();
+        assert_eq!(
+            found,
+            [
+                ("bad", "literal_error"),
+                ("past", "value_error"),
+                ("junk", "datetime_from_date_parsing")
+            ]
+        );
+        assert_eq!(
+            errors[0].msg,
+            "Input should be 'user', 'moderator' or 'admin'"
+        );
+    }
+
+    fn pairs(query: &str) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    #[test]
+    fn list_queries() {
+        let pairs = pairs("page=3&page_size=50&search=50%25_off&banned=no");
+        let mut query = QueryInput::new(&pairs);
+        let list = query.list_query();
+        assert_eq!((list.page, list.page_size), (3, 50));
+        assert_eq!(list.search.as_deref(), Some("50%_off"));
+        assert_eq!(query.optional_bool("banned"), Some(false));
+        assert!(query.finish().is_ok());
+
+        let empty = Vec::new();
+        let mut query = QueryInput::new(&empty);
+        assert_eq!(query.list_query(), ListQuery::default());
+        assert_eq!(query.optional_bool("banned"), None);
+    }
+
+    #[test]
+    fn bad_list_queries_name_each_parameter() {
+        let pairs = pairs("page=0&page_size=101&banned=maybe&page=abc");
+        let mut query = QueryInput::new(&pairs);
+        let _ = query.list_query();
+        let _ = query.optional_bool("banned");
+        let Err(ApiError::Validation(errors)) = query.finish() else {
+            panic!("expected a validation error");
+        };
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.loc[0].as_str(), e.loc[1].as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("query", "page", "int_parsing"),
+                ("query", "page_size", "less_than_equal"),
+                ("query", "banned", "bool_parsing")
+            ]
+        );
+        let zero = self::pairs("page_size=0&page=-1");
+        let mut query = QueryInput::new(&zero);
+        let _ = query.list_query();
+        let Err(ApiError::Validation(errors)) = query.finish() else {
+            panic!("expected a validation error");
+        };
+        assert!(errors.iter().all(|e| e.kind == "greater_than_equal"));
+        assert_eq!(errors.len(), 2);
     }
 
     #[test]

@@ -13,10 +13,12 @@
 //! # }
 //! ```
 
+mod admin;
 mod auth;
 mod cors;
 mod error;
 mod input;
+mod modo;
 mod overlays;
 mod public;
 mod response;
@@ -35,7 +37,7 @@ use http::{HeaderMap, Method, Request, Response, header};
 use crate::App;
 use crate::model::MAX_ID_LEN;
 use crate::service::Principal;
-use input::Input;
+use input::{Input, QueryInput};
 
 /// Request bodies above this many bytes are refused with `413`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -59,19 +61,14 @@ pub async fn handle(
         return preflight;
     }
     let path = parts.uri.path().to_owned();
+    let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
     let cx = Ctx {
         app,
         method: parts.method,
         headers: parts.headers,
-        query: parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default(),
+        query,
         body,
         peer,
     };
@@ -204,6 +201,60 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
             "/infos/{user_id}",
             methods!(cx, GET => public::infos(cx, id)),
         ),
+        ["admin", ..] | ["modo", ..] => staff_route(cx, &segments).await,
+        _ => ("", Err(ApiError::NotFound("Not Found"))),
+    }
+}
+
+/// The `/admin` (role admin) and `/modo` (role moderator or admin) routes.
+async fn staff_route(cx: &Ctx<'_>, segments: &[&str]) -> (&'static str, Reply) {
+    match segments {
+        ["admin", "stats"] => ("/admin/stats", methods!(cx, GET => admin::stats(cx))),
+        ["admin", "users"] => ("/admin/users", methods!(cx, GET => admin::users(cx))),
+        ["admin", "users", id, "role"] => (
+            "/admin/users/{id}/role",
+            methods!(cx, PATCH => admin::change_role(cx, id)),
+        ),
+        ["admin", "users", id, "warnings"] => (
+            "/admin/users/{id}/warnings",
+            methods!(
+                cx,
+                GET => admin::user_warnings(cx, id),
+                DELETE => admin::delete_user_warnings(cx, id),
+            ),
+        ),
+        ["admin", "warnings"] => ("/admin/warnings", methods!(cx, GET => admin::warnings(cx))),
+        ["admin", "warnings", id] => (
+            "/admin/warnings/{id}",
+            methods!(cx, DELETE => admin::delete_warning(cx, id)),
+        ),
+        ["modo", "users"] => ("/modo/users", methods!(cx, GET => modo::users(cx))),
+        ["modo", "users", id] => (
+            "/modo/users/{id}",
+            methods!(cx, GET => modo::user(cx, id), PATCH => modo::update_user(cx, id)),
+        ),
+        ["modo", "users", id, "warn"] => (
+            "/modo/users/{id}/warn",
+            methods!(cx, POST => modo::warn(cx, id)),
+        ),
+        ["modo", "users", id, "ban"] => (
+            "/modo/users/{id}/ban",
+            methods!(cx, POST => modo::ban(cx, id)),
+        ),
+        ["modo", "users", id, "ban", "revoke"] => (
+            "/modo/users/{id}/ban/revoke",
+            methods!(cx, POST => modo::revoke_ban(cx, id)),
+        ),
+        ["modo", "overlays"] => ("/modo/overlays", methods!(cx, GET => modo::overlays(cx))),
+        ["modo", "overlays", id] => (
+            "/modo/overlays/{id}",
+            methods!(
+                cx,
+                GET => modo::overlay(cx, id),
+                PATCH => modo::update_overlay(cx, id),
+                DELETE => modo::delete_overlay(cx, id),
+            ),
+        ),
         _ => ("", Err(ApiError::NotFound("Not Found"))),
     }
 }
@@ -213,6 +264,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) app: &'a App,
     pub(crate) method: Method,
     pub(crate) headers: HeaderMap,
+    /// The query string's pairs, decoded, in order.
     pub(crate) query: Vec<(String, String)>,
     pub(crate) body: Bytes,
     pub(crate) peer: Option<SocketAddr>,
@@ -224,12 +276,9 @@ impl Ctx<'_> {
         Input::parse(&self.body, optional)
     }
 
-    /// A query parameter.
-    pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    /// The query string's parameters, to read and validate.
+    pub(crate) fn query(&self) -> QueryInput<'_> {
+        QueryInput::new(&self.query)
     }
 
     /// A cookie of the request.

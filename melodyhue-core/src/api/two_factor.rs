@@ -107,14 +107,22 @@ pub(super) async fn disable_request(cx: &Ctx<'_>) -> Reply {
 }
 
 pub(super) async fn disable_confirm(cx: &Ctx<'_>) -> Reply {
-    let token = match cx.query("token") {
-        Some(token) if cx.method == http::Method::GET => token.to_owned(),
-        _ => {
-            let mut input = cx.input(false)?;
-            let token = input.string("token", 1..=256);
-            input.finish()?;
-            token
-        }
+    let token = if cx.method == http::Method::GET {
+        let mut query = cx.query();
+        let token = query.optional_string("token", 256);
+        query.finish()?;
+        token.ok_or_else(|| {
+            ApiError::Validation(vec![super::FieldError::new(
+                &["query", "token"],
+                "missing",
+                "Field required",
+            )])
+        })?
+    } else {
+        let mut input = cx.input(false)?;
+        let token = input.string("token", 1..=256);
+        input.finish()?;
+        token
     };
     cx.app.confirm_two_factor_disable(&token).await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))

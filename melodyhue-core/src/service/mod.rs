@@ -2,6 +2,8 @@
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
 
 mod accounts;
+mod jobs;
+mod moderation;
 mod now_playing;
 mod overlays;
 mod recovery;
@@ -9,6 +11,8 @@ mod settings;
 mod two_factor;
 
 pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
+pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
+pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};
 pub use recovery::ONE_TIME_TOKEN_LIFETIME;
 pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};

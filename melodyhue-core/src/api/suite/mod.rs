@@ -15,8 +15,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod conventions;
+pub mod modo;
 pub mod overlays;
 pub mod public;
 pub mod security;
@@ -373,6 +375,28 @@ macro_rules! http_suite {
                 infos_without_music,
                 new_default_color_shows_at_once,
                 unknown_user_is_404,
+            }
+            admin {
+                admin_routes_are_for_admins_only,
+                stats_count_accounts_and_overlays,
+                admin_users_are_paged_newest_first,
+                list_parameters_are_validated,
+                search_matches_wildcards_literally,
+                roles_change_but_the_last_admin_stays,
+                warnings_are_listed_and_deleted,
+            }
+            modo {
+                modo_routes_are_for_moderators_and_admins,
+                moderators_see_users_with_their_bans,
+                moderators_edit_users_but_not_admins,
+                warnings_by_moderators,
+                ban_revokes_sessions_and_blocks_every_route,
+                banned_staff_lose_their_powers,
+                temporary_bans_end_by_themselves,
+                ban_rules,
+                moderators_manage_overlays,
+                purge_deletes_long_permanent_bans_only,
+                background_jobs_run_at_start_and_repeat,
             }
         );
     };
