@@ -13,13 +13,12 @@ const BINS: usize = 13;
 const MIN_SATURATION: f64 = 0.2;
 
 /// One colour group of the histogram.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Group {
+    key: u16,
     count: u32,
     saturation_sum: f64,
-    sum: [u64; 3],
-    /// Raster index of the first pixel of the group, for ties.
-    first_seen: usize,
+    sum: [u32; 3],
 }
 
 /// Outcome of the group statistics, before the colour is amplified.
@@ -31,7 +30,7 @@ pub(crate) struct Winner {
     /// `None` when fewer than two groups competed.
     pub(crate) margin: Option<f64>,
     /// Index of the winning group, `None` for the brightest-pixel fallback.
-    pub(crate) key: Option<usize>,
+    pub(crate) key: Option<u16>,
 }
 
 /// HSV saturation `(max - min) / max`, 0 for black.
@@ -68,28 +67,40 @@ pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
     }
     let kept = || pixels(rgb).filter(move |&p| keep_all || is_bright(p));
 
-    let mut groups = vec![Group::default(); BINS * BINS * BINS];
-    let mut any_group = false;
-    for (index, p) in kept().enumerate() {
+    // Groups in order of first appearance, as the original's insertion-ordered dict; `slots`
+    // maps a group key to its place there.
+    let mut slots = [u16::MAX; BINS * BINS * BINS];
+    let mut groups: Vec<Group> = Vec::with_capacity(64);
+    for p in kept() {
         let saturation = saturation(p);
         if saturation < MIN_SATURATION {
             continue;
         }
-        let key = (usize::from(p[0] / 20) * BINS + usize::from(p[1] / 20)) * BINS
-            + usize::from(p[2] / 20);
-        let Some(group) = groups.get_mut(key) else {
+        let key = (u16::from(p[0] / 20) * BINS as u16 + u16::from(p[1] / 20)) * BINS as u16
+            + u16::from(p[2] / 20);
+        let Some(slot) = slots.get_mut(usize::from(key)) else {
             continue;
         };
-        if group.count == 0 {
-            group.first_seen = index;
+        if *slot == u16::MAX {
+            // At most 13^3 groups, so the place fits a u16 below u16::MAX.
+            *slot = groups.len() as u16;
+            groups.push(Group {
+                key,
+                count: 0,
+                saturation_sum: 0.0,
+                sum: [0; 3],
+            });
         }
+        let Some(group) = groups.get_mut(usize::from(*slot)) else {
+            continue;
+        };
         group.count += 1;
         group.saturation_sum += saturation;
         for (sum, &v) in group.sum.iter_mut().zip(&p) {
-            *sum += u64::from(v);
+            *sum += u32::from(v);
         }
-        any_group = true;
     }
+    let any_group = !groups.is_empty();
 
     if !any_group {
         // No saturated pixel: the brightest kept pixel, the first one on ties.
@@ -105,28 +116,24 @@ pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
     }
 
     let kept_count = kept_count as f64;
-    let mut scored: Vec<(f64, usize, usize)> = groups
+    let mut scored: Vec<(f64, &Group)> = groups
         .iter()
-        .enumerate()
-        .filter(|(_, g)| g.count > 0)
-        .map(|(key, g)| {
+        .map(|g| {
             let count = f64::from(g.count);
-            let score = count / kept_count * 0.7 + g.saturation_sum / count * 0.3;
-            (score, g.first_seen, key)
+            (count / kept_count * 0.7 + g.saturation_sum / count * 0.3, g)
         })
         .collect();
-    // Highest score first; on equal scores the group seen first wins.
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let &(best_score, _, key) = scored.first()?;
-    let best = groups.get(key)?;
+    // Highest score first; the sort is stable, so on equal scores the group seen first wins.
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let &(best_score, best) = scored.first()?;
     let margin = scored
         .get(1)
-        .map(|&(second, _, _)| (best_score - second) / best_score);
+        .map(|&(second, _)| (best_score - second) / best_score);
     let count = f64::from(best.count);
     Some(Winner {
-        mean: best.sum.map(|s| s as f64 / count),
+        mean: best.sum.map(|s| f64::from(s) / count),
         margin,
-        key: Some(key),
+        key: Some(best.key),
     })
 }
 

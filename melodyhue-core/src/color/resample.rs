@@ -67,56 +67,78 @@ fn taps(in_size: usize, out_size: usize) -> Vec<Taps> {
         .collect()
 }
 
-fn clip8(acc: i64) -> u8 {
+fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
+/// Rounding term added to every sum before the shift.
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
 /// Resizes packed RGB8 pixels to `width` x `height` with Pillow's `Image.resize(LANCZOS)`.
+///
+/// Sums are `i32`, as in Pillow: 255 times the sum of the positive weights stays below 2^31.
 pub(crate) fn lanczos(src: &Raster, width: u32, height: u32) -> Raster {
     let (in_w, in_h) = (src.width as usize, src.height as usize);
     let (out_w, out_h) = (width as usize, height as usize);
-    let half = 1i64 << (PRECISION_BITS - 1);
-
-    let horizontal = if in_w == out_w {
-        src.rgb.clone()
-    } else {
-        let columns = taps(in_w, out_w);
-        let mut out = Vec::with_capacity(out_w * in_h * 3);
-        for row in src.rgb.chunks_exact(in_w * 3).take(in_h) {
-            for tap in &columns {
-                let mut acc = [half; 3];
-                let pixels = row.get(tap.first * 3..).unwrap_or_default().chunks_exact(3);
-                for (p, &w) in pixels.zip(&tap.weights) {
-                    for (a, &v) in acc.iter_mut().zip(p) {
-                        *a += i64::from(v) * i64::from(w);
-                    }
-                }
-                out.extend(acc.map(clip8));
-            }
+    let columns = (in_w != out_w).then(|| taps(in_w, out_w));
+    let rows = (in_h != out_h).then(|| {
+        if (in_h, out_h) == (in_w, out_w) {
+            None
+        } else {
+            Some(taps(in_h, out_h))
         }
-        out
+    });
+
+    let horizontal = match &columns {
+        None => src.rgb.clone(),
+        Some(columns) => {
+            let mut out = Vec::with_capacity(out_w * in_h * 3);
+            for row in src.rgb.chunks_exact(in_w * 3).take(in_h) {
+                for tap in columns {
+                    let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+                    let pixels = row.get(tap.first * 3..).unwrap_or_default();
+                    for (p, &w) in pixels.chunks_exact(3).zip(&tap.weights) {
+                        r += i32::from(p[0]) * w;
+                        g += i32::from(p[1]) * w;
+                        b += i32::from(p[2]) * w;
+                    }
+                    out.extend([clip8(r), clip8(g), clip8(b)]);
+                }
+            }
+            out
+        }
     };
 
-    let rgb = if in_h == out_h {
-        horizontal
-    } else {
-        let rows = taps(in_h, out_h);
-        let stride = out_w * 3;
-        let mut out = Vec::with_capacity(out_w * out_h * 3);
-        for tap in &rows {
-            let mut acc = vec![half; stride];
-            let lines = horizontal
-                .get(tap.first * stride..)
-                .unwrap_or_default()
-                .chunks_exact(stride);
-            for (line, &w) in lines.zip(&tap.weights) {
-                for (a, &v) in acc.iter_mut().zip(line) {
-                    *a += i64::from(v) * i64::from(w);
+    let rgb = match rows {
+        None => horizontal,
+        Some(own) => {
+            // Square images share the horizontal taps.
+            let rows = match (&own, &columns) {
+                (Some(own), _) => own,
+                (None, Some(columns)) => columns,
+                (None, None) => {
+                    return Raster {
+                        width,
+                        height,
+                        rgb: horizontal,
+                    };
                 }
+            };
+            let stride = out_w * 3;
+            let mut out = Vec::with_capacity(stride * out_h);
+            let mut acc = vec![HALF; stride];
+            for tap in rows {
+                acc.fill(HALF);
+                let lines = horizontal.get(tap.first * stride..).unwrap_or_default();
+                for (line, &w) in lines.chunks_exact(stride).zip(&tap.weights) {
+                    for (a, &v) in acc.iter_mut().zip(line) {
+                        *a += i32::from(v) * w;
+                    }
+                }
+                out.extend(acc.iter().map(|&a| clip8(a)));
             }
-            out.extend(acc.into_iter().map(clip8));
+            out
         }
-        out
     };
     Raster { width, height, rgb }
 }
