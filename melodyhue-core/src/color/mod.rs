@@ -1,1 +1,312 @@
 //! The fast cover-color extractor: image bytes in, colors out.
+//!
+//! Usable on its own: no network, no database, no async. Every function here is synchronous
+//! and CPU-bound (well under a millisecond for a typical 640x640 JPEG cover, a few
+//! milliseconds for the rare cover that needs the exact path); callers on an async executor
+//! run them on a blocking thread.
+//!
+//! ```
+//! use melodyhue_core::color::{analyze, contrast_ratio, ColorError};
+//!
+//! // Any JPEG, PNG or WebP bytes; here a small blue PNG.
+//! let mut png = Vec::new();
+//! image::RgbImage::from_pixel(16, 16, image::Rgb([30, 60, 200]))
+//!     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+//!
+//! let report = analyze(&png)?;
+//! assert!(report.color.b > report.color.r && report.color.b > report.color.g);
+//! assert!(contrast_ratio(report.color, report.text_color) >= 4.5);
+//! println!("{report}"); // #rrggbb, then the swatches and the text colour, tab-separated
+//!
+//! assert_eq!(analyze(b""), Err(ColorError::Empty));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The classic color
+//!
+//! [`classic_color`] reproduces the colour of the earlier Python service: Pillow's
+//! `resize((100, 100), LANCZOS)` of the decoded image, then a histogram of saturated colours
+//! grouped in cubes of 20 levels, the best group scored on frequency and saturation. Covers are JPEGs, so the fast path decodes them with the
+//! inverse DCT scaled to 1/4 (160x160 for a 640x640 cover), resamples that to 100x100 with
+//! Pillow's exact Lanczos arithmetic and runs the statistics. The statistics then check their
+//! own stability: if the winning group barely beats the next one, or changes when every
+//! channel is moved by 2 levels (pixels sitting on a group boundary), the fast image is not
+//! trusted and the cover is decoded again at full size, which reproduces Pillow's choice.
+//! PNG and WebP have no reduced decode and always take the full-size path.
+//!
+//! # Limits
+//!
+//! [`Limits::default`] accepts inputs up to 32 MiB and images up to 25 megapixels (5000x5000).
+//! The pixel count is read from the header before any pixel is decoded, so a small file that
+//! declares 50000x50000 pixels is refused at once. Decoders may allocate at most 8 bytes per
+//! allowed pixel (200 MB at the default), the size of a 16-bit RGBA image.
+
+mod classic;
+mod decode;
+mod resample;
+mod swatches;
+
+use std::fmt;
+
+use palette::color_difference::{Ciede2000, Wcag21RelativeContrast};
+use palette::{IntoColor, Lab, Srgb};
+
+use decode::{Format, Raster};
+/// An sRGB colour with 8 bits per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rgb {
+    /// Red.
+    pub r: u8,
+    /// Green.
+    pub g: u8,
+    /// Blue.
+    pub b: u8,
+}
+
+impl Rgb {
+    /// Builds a colour from its channels.
+    pub const fn new(r: u8, g: u8, b: u8) -> Self {
+        Self { r, g, b }
+    }
+
+    /// `#rrggbb`, lowercase.
+    pub fn hex(&self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.r, self.g, self.b)
+    }
+
+    /// Parses `#rrggbb` (either case); `None` for anything else.
+    pub fn from_hex(s: &str) -> Option<Rgb> {
+        let digits = s.strip_prefix('#')?;
+        if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let channel = |i: usize| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok();
+        Some(Rgb::new(channel(0)?, channel(2)?, channel(4)?))
+    }
+}
+
+/// Errors of the colour extractor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ColorError {
+    /// The input has no bytes.
+    #[error("empty input")]
+    Empty,
+    /// The input has more bytes than [`Limits::max_input_bytes`].
+    #[error("input of {bytes} bytes is over the limit of {limit} bytes")]
+    InputTooLarge {
+        /// Size of the input.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The image declares more pixels than [`Limits::max_pixels`].
+    #[error("image of {width}x{height} pixels is over the limit of {limit} pixels")]
+    TooManyPixels {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The bytes are not a JPEG, PNG or WebP image.
+    #[error("not a JPEG, PNG or WebP image")]
+    UnsupportedFormat,
+    /// The image is damaged or uses a feature the decoders lack.
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+}
+
+/// Resource limits of one extraction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted input, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest accepted image, in pixels (width times height), checked on the header before
+    /// any pixel is decoded.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    /// 32 MiB of input, 25 megapixels.
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 32 << 20,
+            max_pixels: 25_000_000,
+        }
+    }
+}
+
+/// The six swatches of a cover, in the sense of Android's `Palette`.
+///
+/// Each is the mean colour of a cluster of the image that fits the target's saturation and
+/// lightness ranges. When no cluster fits a target, the swatch is derived from the cluster
+/// closest to it, moved to the target lightness with its saturation capped at the target's
+/// maximum (never raised): a grey image gets grey swatches, never an invented hue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Palette {
+    /// Saturated, medium lightness.
+    pub vibrant: Rgb,
+    /// Desaturated, medium lightness.
+    pub muted: Rgb,
+    /// Saturated, dark.
+    pub dark_vibrant: Rgb,
+    /// Desaturated, dark.
+    pub dark_muted: Rgb,
+    /// Saturated, light.
+    pub light_vibrant: Rgb,
+    /// Desaturated, light.
+    pub light_muted: Rgb,
+}
+
+impl Palette {
+    /// The swatches with their names, in display order.
+    pub fn named(&self) -> [(&'static str, Rgb); 6] {
+        [
+            ("vibrant", self.vibrant),
+            ("muted", self.muted),
+            ("dark_vibrant", self.dark_vibrant),
+            ("dark_muted", self.dark_muted),
+            ("light_vibrant", self.light_vibrant),
+            ("light_muted", self.light_muted),
+        ]
+    }
+}
+
+/// Everything the extractor says about one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ColorReport {
+    /// The classic colour of the earlier service.
+    pub color: Rgb,
+    /// The Android-style swatches.
+    pub palette: Palette,
+    /// A colour for text drawn on [`ColorReport::color`], with WCAG 2 contrast of at least 4.5.
+    pub text_color: Rgb,
+}
+
+impl fmt::Display for ColorReport {
+    /// `#rrggbb<TAB>vibrant=#..<TAB>...<TAB>light_muted=#..<TAB>text=#..`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.color.hex())?;
+        for (name, swatch) in self.palette.named() {
+            write!(f, "\t{name}={}", swatch.hex())?;
+        }
+        write!(f, "\ttext={}", self.text_color.hex())
+    }
+}
+
+/// The classic colour of an encoded JPEG, PNG or WebP image, with the default [`Limits`].
+pub fn classic_color(bytes: &[u8]) -> Result<Rgb, ColorError> {
+    classify(bytes, &Limits::default()).map(|(color, _)| color)
+}
+
+/// Classic colour, palette and text colour of an image, with the default [`Limits`].
+pub fn analyze(bytes: &[u8]) -> Result<ColorReport, ColorError> {
+    analyze_with(bytes, &Limits::default())
+}
+
+/// Classic colour, palette and text colour of an image, within `limits`.
+pub fn analyze_with(bytes: &[u8], limits: &Limits) -> Result<ColorReport, ColorError> {
+    let (color, thumbnail) = classify(bytes, limits)?;
+    let palette = swatches::palette_of(&thumbnail.rgb);
+    Ok(ColorReport {
+        color,
+        palette,
+        text_color: text_color_for(color, &palette),
+    })
+}
+
+/// Side of the image the statistics run on, as in the earlier service.
+const THUMBNAIL_SIDE: u32 = 100;
+/// The fast path decodes JPEGs to at least this many pixels on the longer side (1/4 scale for
+/// a 640x640 cover): enough for the Lanczos filter to see what it sees at full size.
+const FAST_DECODE_SIDE: u16 = 160;
+/// The exact path decodes at full size up to this side; larger images are reduced by the
+/// DCT first, which changes nothing visible after a 10x Lanczos reduction.
+const EXACT_DECODE_SIDE: u16 = 1024;
+/// Relative lead of the winning group below which the fast image is not trusted.
+const MIN_MARGIN: f64 = 0.005;
+/// Shift of every channel under which the fast image's winner must stay the same.
+const STABILITY_SHIFT: i16 = 2;
+
+/// The classic colour and the 100x100 thumbnail it was computed on.
+fn classify(bytes: &[u8], limits: &Limits) -> Result<(Rgb, Raster), ColorError> {
+    decode::check_input(bytes, limits)?;
+    let thumbnail = match decode::sniff(bytes)? {
+        Format::Jpeg => {
+            let fast = thumbnail(&decode::jpeg_scaled(bytes, limits, FAST_DECODE_SIDE)?);
+            if let Some(winner) = classic::winner(&fast.rgb)
+                && is_stable(&fast, &winner)
+            {
+                return Ok((classic::amplify(winner.mean), fast));
+            }
+            thumbnail(&decode::jpeg_scaled(bytes, limits, EXACT_DECODE_SIDE)?)
+        }
+        format => thumbnail(&decode::full(bytes, format, limits)?),
+    };
+    let winner = classic::winner(&thumbnail.rgb)
+        .ok_or_else(|| ColorError::Decode("image has no pixels".into()))?;
+    Ok((classic::amplify(winner.mean), thumbnail))
+}
+
+fn thumbnail(raster: &Raster) -> Raster {
+    resample::lanczos(raster, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+}
+
+/// Whether the fast image's decision would survive the small differences between a scaled
+/// and a full decode.
+fn is_stable(fast: &Raster, winner: &classic::Winner) -> bool {
+    if winner.margin.is_some_and(|margin| margin < MIN_MARGIN) {
+        return false;
+    }
+    [STABILITY_SHIFT, -STABILITY_SHIFT].iter().all(|&shift| {
+        let moved: Vec<u8> = fast
+            .rgb
+            .iter()
+            .map(|&v| (i16::from(v) + shift).clamp(0, 255) as u8)
+            .collect();
+        classic::winner(&moved).is_some_and(|w| w.key == winner.key)
+    })
+}
+
+fn srgb(c: Rgb) -> Srgb<f64> {
+    Srgb::new(c.r, c.g, c.b).into_format()
+}
+
+/// WCAG 2 contrast ratio of two colours, from 1 (same luminance) to 21 (black on white).
+pub fn contrast_ratio(a: Rgb, b: Rgb) -> f64 {
+    srgb(a).relative_contrast(srgb(b))
+}
+
+/// CIEDE2000 colour difference of two sRGB colours (D65 white); 1 is about the smallest
+/// difference a person notices side by side.
+pub fn delta_e_2000(a: Rgb, b: Rgb) -> f64 {
+    let a: Lab<palette::white_point::D65, f64> = srgb(a).into_color();
+    let b: Lab<palette::white_point::D65, f64> = srgb(b).into_color();
+    a.difference(b)
+}
+
+/// Minimum WCAG 2 contrast of body text (level AA).
+const MIN_TEXT_CONTRAST: f64 = 4.5;
+
+/// A colour for text on `background`: the palette swatch of highest contrast if it reaches
+/// 4.5:1, else black or white, whichever contrasts more (that one always reaches 4.5:1).
+pub fn text_color_for(background: Rgb, palette: &Palette) -> Rgb {
+    let best_swatch = palette
+        .named()
+        .map(|(_, swatch)| (contrast_ratio(background, swatch), swatch))
+        .into_iter()
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best_swatch {
+        Some((contrast, swatch)) if contrast >= MIN_TEXT_CONTRAST => swatch,
+        _ => {
+            let (black, white) = (Rgb::new(0, 0, 0), Rgb::new(255, 255, 255));
+            if contrast_ratio(background, black) >= contrast_ratio(background, white) {
+                black
+            } else {
+                white
+            }
+        }
+    }
+}

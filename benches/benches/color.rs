@@ -1,0 +1,156 @@
+//! Time per cover of the colour extractor, against a plain baseline.
+//!
+//! ```text
+//! cargo bench -p melodyhue-benches --bench color
+//! ```
+//!
+//! Covers come from `$MELODYHUE_COVERS_DIR`, else `../shared/covers` beside the workspace,
+//! else 12 generated 640x640 JPEGs. Three criterion groups, one benchmark per cover:
+//! `color_classic` (classic colour), `color_analyze` (classic colour, palette and text
+//! colour) and `color_baseline` (full decode with the `image` crate and a 100x100 Lanczos3
+//! resize, no statistics). The run ends with the median over covers of each benchmark's
+//! median, and the ratios to the baseline.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion};
+use image::imageops::FilterType;
+
+struct Cover {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+fn covers() -> (Vec<Cover>, String) {
+    let dir = std::env::var_os("MELODYHUE_COVERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/covers"));
+    let mut covers: Vec<Cover> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|e| ["jpg", "jpeg", "png", "webp"].contains(&e.to_string_lossy().to_lowercase().as_str()))
+        })
+        .filter_map(|path| {
+            Some(Cover {
+                name: path.file_name()?.to_string_lossy().into_owned(),
+                bytes: std::fs::read(&path).ok()?,
+            })
+        })
+        .collect();
+    if covers.is_empty() {
+        return (generated(), "12 generated 640x640 JPEGs".to_owned());
+    }
+    covers.sort_by(|a, b| a.name.cmp(&b.name));
+    let source = format!("{} covers from {}", covers.len(), dir.display());
+    (covers, source)
+}
+
+/// Gradients, stripes and noise, encoded as the covers are (JPEG, quality 80).
+fn generated() -> Vec<Cover> {
+    (0u32..12)
+        .filter_map(|seed| {
+            let image = image::RgbImage::from_fn(640, 640, |x, y| {
+                let noise = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ seed.wrapping_mul(31)) % 23;
+                let stripe = if (x / (16 + seed * 8)) % 2 == 0 { 40 } else { 0 };
+                image::Rgb([
+                    ((x * (seed + 1) / 5 + noise) % 256) as u8,
+                    ((y / 3 + stripe + seed * 20) % 256) as u8,
+                    (((x + y) / 5 + seed * 37) % 256) as u8,
+                ])
+            });
+            let mut bytes = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80)
+                .encode_image(&image)
+                .ok()?;
+            Some(Cover {
+                name: format!("generated-{seed:02}.jpg"),
+                bytes,
+            })
+        })
+        .collect()
+}
+
+fn baseline(bytes: &[u8]) -> image::ImageResult<image::RgbImage> {
+    let decoded = image::load_from_memory(bytes)?.into_rgb8();
+    Ok(image::imageops::resize(&decoded, 100, 100, FilterType::Lanczos3))
+}
+
+const GROUPS: [&str; 3] = ["color_classic", "color_analyze", "color_baseline"];
+
+fn main() {
+    let (covers, source) = covers();
+    let output = std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
+    let mut criterion = Criterion::default()
+        .output_directory(&output)
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .configure_from_args();
+
+    let mut group = criterion.benchmark_group(GROUPS[0]);
+    for cover in &covers {
+        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
+            b.iter(|| melodyhue_core::color::classic_color(bytes));
+        });
+    }
+    group.finish();
+
+    let mut group = criterion.benchmark_group(GROUPS[1]);
+    for cover in &covers {
+        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
+            b.iter(|| melodyhue_core::color::analyze(bytes));
+        });
+    }
+    group.finish();
+
+    let mut group = criterion.benchmark_group(GROUPS[2]);
+    for cover in &covers {
+        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
+            b.iter(|| baseline(bytes));
+        });
+    }
+    group.finish();
+    criterion.final_summary();
+
+    summary(&output, &covers, &source);
+}
+
+/// Median over covers of criterion's median estimate of each cover, read back from its output.
+fn summary(output: &Path, covers: &[Cover], source: &str) {
+    let medians: Vec<Option<f64>> = GROUPS
+        .iter()
+        .map(|group| {
+            let mut times: Vec<f64> = covers
+                .iter()
+                .filter_map(|cover| median_estimate(&output.join(group).join(&cover.name)))
+                .collect();
+            times.sort_by(f64::total_cmp);
+            (times.len() == covers.len()).then(|| times.get(times.len() / 2).copied()).flatten()
+        })
+        .collect();
+    println!("\nper-cover median times over {source}:");
+    let baseline = medians.get(2).copied().flatten();
+    for (group, median) in GROUPS.iter().zip(&medians) {
+        match (median, baseline) {
+            (Some(ns), Some(base)) => println!(
+                "  {group:15} median {:8.3} ms   ({:.1}x faster than the baseline)",
+                ns / 1e6,
+                base / ns
+            ),
+            _ => println!("  {group:15} not measured in this run (filtered out?)"),
+        }
+    }
+}
+
+fn median_estimate(dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join("new/estimates.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("median")?.get("point_estimate")?.as_f64()
+}
