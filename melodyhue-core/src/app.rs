@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
 use crate::secrets::SecretBox;
 use crate::service::AccountEvent;
+use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
 use crate::store::{self, Store, StoreError};
 
 /// How long one e-mail may take to reach the SMTP server.
@@ -38,6 +39,9 @@ pub enum StartError {
     /// The SMTP settings are unusable.
     #[error("SMTP: {0}")]
     Mail(#[from] MailError),
+    /// The Spotify client could not be built.
+    #[error("Spotify client: {0}")]
+    Spotify(#[from] SpotifyError),
 }
 
 /// A running MelodyHue: configuration, storage, clock and the services over them.
@@ -55,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
     pub(crate) throttle: LoginThrottle,
+    pub(crate) spotify: SpotifyClient,
+    pub(crate) hub: NowPlayingHub,
     pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
 }
 
@@ -119,6 +125,21 @@ impl AppBuilder {
         );
         let passwords = PasswordHasher::new(config.password_hashing)?;
         let throttle = LoginThrottle::new(config.throttle.clone(), MAX_TRACKED_KEYS);
+        let spotify = SpotifyClient::new(SpotifyEndpoints {
+            accounts_url: config.spotify.accounts_url.clone(),
+            api_url: config.spotify.api_url.clone(),
+            timeout: config.spotify.timeout,
+        })?;
+        let hub = NowPlayingHub::new(
+            spotify.clone(),
+            Arc::clone(&self.store),
+            secrets.clone(),
+            ImagePolicy {
+                allowed_hosts: config.spotify.image_hosts.clone(),
+                max_bytes: ImagePolicy::DEFAULT_MAX_BYTES,
+            },
+            config.spotify.polling_interval,
+        );
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -129,6 +150,8 @@ impl AppBuilder {
                 secrets,
                 outbox: Outbox::new(mailer),
                 throttle,
+                spotify,
+                hub,
                 account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
             }),
         })

@@ -1,4 +1,5 @@
 //! The colour extractor: reference colours, palette properties and hostile inputs.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -4,33 +4,90 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes};
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Sink, SinkExt, Stream, TryStreamExt, future};
 use http::{HeaderMap, Method, Request};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use melodyhue_core::App;
-use melodyhue_core::api::{self, ApiError};
+use melodyhue_core::api::{self, ApiError, ws};
 use warp::filters::path::Tail;
-use warp::{Filter, Rejection};
+use warp::filters::ws::{Message, WebSocket, Ws};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
 
-/// Every MelodyHue route as one warp filter. It matches any path below where it is mounted,
-/// so put it last (or under a prefix such as `warp::path("api")`).
-pub fn routes(
-    app: App,
-) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
-    let query = warp::query::raw()
-        .map(Some)
-        .or(warp::any().map(|| None))
-        .unify();
-    warp::any()
+/// Every MelodyHue route as one warp filter, the `/ws` WebSocket included. It matches any path
+/// below where it is mounted, so put it last (or under a prefix such as `warp::path("api")`).
+pub fn routes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let query = || {
+        warp::query::raw()
+            .map(Some)
+            .or(warp::any().map(|| None))
+            .unify()
+    };
+    let ws_app = app.clone();
+    let websocket = warp::path("ws")
+        .and(warp::path::end())
+        .and(warp::ws())
+        .and(warp::header::headers_cloned())
+        .and(query())
+        .map(
+            move |upgrade: Ws, headers: HeaderMap, query: Option<String>| {
+                let app = ws_app.clone();
+                let token = ws::upgrade_token(&headers, query.as_deref());
+                upgrade
+                    .on_upgrade(move |socket| {
+                        ws::run_socket(app, token, websocket_messages(socket))
+                    })
+                    .into_response()
+            },
+        );
+    let http = warp::any()
         .map(move || app.clone())
         .and(warp::method())
         .and(warp::path::tail())
-        .and(query)
+        .and(query())
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote())
         .and(warp::body::stream())
         .then(dispatch)
+        .map(Reply::into_response);
+    websocket.or(http).unify()
+}
+
+/// warp's WebSocket as a stream and sink of the core's [`ws::WsMessage`].
+fn websocket_messages(
+    socket: WebSocket,
+) -> impl Stream<Item = Result<ws::WsMessage, warp::Error>>
++ Sink<ws::WsMessage, Error = warp::Error>
++ Unpin {
+    socket
+        .with(|message: ws::WsMessage| {
+            future::ready(Ok::<_, warp::Error>(match message {
+                ws::WsMessage::Text(text) => Message::text(text),
+                ws::WsMessage::Binary(data) => Message::binary(data),
+                ws::WsMessage::Ping(data) => Message::ping(data),
+                ws::WsMessage::Pong(data) => Message::pong(data),
+                ws::WsMessage::Close(Some((code, reason))) => Message::close_with(code, reason),
+                ws::WsMessage::Close(None) => Message::close(),
+            }))
+        })
+        .map_ok(|message: Message| {
+            if let Ok(text) = message.to_str() {
+                ws::WsMessage::Text(text.to_owned())
+            } else if message.is_close() {
+                ws::WsMessage::Close(
+                    message
+                        .close_frame()
+                        .map(|(code, reason)| (code, reason.to_owned())),
+                )
+            } else if message.is_ping() {
+                ws::WsMessage::Ping(message.into_bytes().to_vec())
+            } else if message.is_pong() {
+                ws::WsMessage::Pong(message.into_bytes().to_vec())
+            } else {
+                ws::WsMessage::Binary(message.into_bytes().to_vec())
+            }
+        })
 }
 
 /// Rebuilds the `http::Request` warp took apart and lets the core answer it.

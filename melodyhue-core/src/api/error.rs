@@ -72,6 +72,9 @@ pub enum ApiError {
     /// 500: logged with its cause, answered without it.
     #[error("Internal server error")]
     Internal(#[source] BoxError),
+    /// 502: Spotify does not answer (or answers nonsense).
+    #[error("Spotify unavailable")]
+    BadGateway,
     /// 503: the database does not answer.
     #[error("Service unavailable")]
     Unavailable,
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -147,6 +151,7 @@ impl From<service::Error> for ApiError {
             E::Banned => ApiError::Banned,
             E::Forbidden => ApiError::Forbidden,
             E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
+            E::Upstream => ApiError::BadGateway,
             E::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable

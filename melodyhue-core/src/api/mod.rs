@@ -22,8 +22,10 @@ mod modo;
 mod overlays;
 mod public;
 mod response;
+mod spotify;
 mod two_factor;
 mod users;
+pub mod ws;
 
 pub use error::{ApiError, FieldError};
 pub use response::{ACCESS_COOKIE, REFRESH_COOKIE};
@@ -192,6 +194,32 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
         ["overlay", id] => (
             "/overlay/{id}",
             methods!(cx, GET => public::overlay(cx, id)),
+        ),
+        ["spotify", "credentials", "status"] => (
+            "/spotify/credentials/status",
+            methods!(cx, GET => spotify::credentials_status(cx)),
+        ),
+        ["spotify", "credentials"] => (
+            "/spotify/credentials",
+            methods!(cx, PATCH => spotify::update_credentials(cx)),
+        ),
+        ["spotify", "auth", "url"] => (
+            "/spotify/auth/url",
+            methods!(cx, GET => spotify::auth_url(cx)),
+        ),
+        ["spotify", "auth", "status"] => (
+            "/spotify/auth/status",
+            methods!(cx, GET => spotify::auth_status(cx)),
+        ),
+        ["spotify", "callback"] => (
+            "/spotify/callback",
+            methods!(cx, GET => spotify::callback(cx)),
+        ),
+        ["spotify", "logout"] => ("/spotify/logout", methods!(cx, POST => spotify::logout(cx))),
+        // Upgrades are taken by the adapters before they reach this table.
+        ["ws"] => (
+            "/ws",
+            methods!(cx, GET => async { Err(ApiError::BadRequest("WebSocket upgrade required")) }),
         ),
         ["color", id] => (
             "/color/{user_id}",

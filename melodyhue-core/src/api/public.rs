@@ -8,6 +8,7 @@ use super::overlays::OverlayView;
 use super::response::{json, ok, rfc3339};
 use super::users::avatar_url;
 use super::{ApiError, Ctx, Reply, path_id};
+use crate::color::{Palette, Rgb};
 use crate::service::{NowPlaying, Track};
 
 const USER_NOT_FOUND: &str = "User not found";
@@ -80,20 +81,43 @@ pub struct ColorView {
     pub hex: String,
 }
 
-impl ColorView {
-    /// The view of a `#rrggbb` color; black for anything else (stored colors are validated).
-    pub fn from_hex(hex: &str) -> Self {
-        let channel = |i: usize| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .unwrap_or(0)
-        };
-        let (r, g, b) = (channel(1), channel(3), channel(5));
+impl From<Rgb> for ColorView {
+    fn from(c: Rgb) -> Self {
         ColorView {
-            r,
-            g,
-            b,
-            hex: format!("#{r:02x}{g:02x}{b:02x}"),
+            r: c.r,
+            g: c.g,
+            b: c.b,
+            hex: c.hex(),
+        }
+    }
+}
+
+/// The swatches of a cover, as `/infos` shows them.
+#[derive(Debug, Serialize)]
+pub struct PaletteView {
+    /// Saturated, medium lightness.
+    pub vibrant: ColorView,
+    /// Desaturated, medium lightness.
+    pub muted: ColorView,
+    /// Saturated, dark.
+    pub dark_vibrant: ColorView,
+    /// Desaturated, dark.
+    pub dark_muted: ColorView,
+    /// Saturated, light.
+    pub light_vibrant: ColorView,
+    /// Desaturated, light.
+    pub light_muted: ColorView,
+}
+
+impl From<Palette> for PaletteView {
+    fn from(p: Palette) -> Self {
+        PaletteView {
+            vibrant: p.vibrant.into(),
+            muted: p.muted.into(),
+            dark_vibrant: p.dark_vibrant.into(),
+            dark_muted: p.dark_muted.into(),
+            light_vibrant: p.light_vibrant.into(),
+            light_muted: p.light_muted.into(),
         }
     }
 }
@@ -152,7 +176,7 @@ pub enum TrackView<'a> {
 }
 
 impl<'a> TrackView<'a> {
-    fn of(track: Option<&'a Track>, timestamp: i64) -> Self {
+    pub(super) fn of(track: Option<&'a Track>, timestamp: i64) -> Self {
         match track {
             Some(t) => TrackView::Playing {
                 id: &t.id,
@@ -174,7 +198,8 @@ impl<'a> TrackView<'a> {
     }
 }
 
-/// The body of `/infos/{user_id}`: `/color`'s plus the track.
+/// The body of `/infos/{user_id}`: `/color`'s plus the track, the cover's swatches and a
+/// readable text color.
 #[derive(Debug, Serialize)]
 pub struct InfosResponse<'a> {
     /// Everything `/color` answers.
@@ -182,6 +207,10 @@ pub struct InfosResponse<'a> {
     pub color: ColorResponse<'a>,
     /// The track.
     pub track: TrackView<'a>,
+    /// The cover's swatches while playing, else `null`.
+    pub palette: Option<PaletteView>,
+    /// Text color readable on `color` (WCAG contrast of at least 4.5:1).
+    pub text_color: ColorView,
 }
 
 fn color_response<'a>(
@@ -190,7 +219,7 @@ fn color_response<'a>(
     timestamp: i64,
 ) -> ColorResponse<'a> {
     ColorResponse {
-        color: ColorView::from_hex(&now_playing.color),
+        color: now_playing.color.into(),
         processing_time_ms: (now_playing.processing_time_ms * 1000.0).round() / 1000.0,
         source: "album",
         status: "success",
@@ -216,5 +245,7 @@ pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
     Ok(ok(&InfosResponse {
         color: color_response(id, &now_playing, timestamp),
         track: TrackView::of(now_playing.track.as_ref(), timestamp),
+        palette: now_playing.palette.map(PaletteView::from),
+        text_color: now_playing.text_color.into(),
     }))
 }

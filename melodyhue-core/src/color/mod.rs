@@ -300,13 +300,16 @@ pub fn text_color_for(background: Rgb, palette: &Palette) -> Rgb {
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match best_swatch {
         Some((contrast, swatch)) if contrast >= MIN_TEXT_CONTRAST => swatch,
-        _ => {
-            let (black, white) = (Rgb::new(0, 0, 0), Rgb::new(255, 255, 255));
-            if contrast_ratio(background, black) >= contrast_ratio(background, white) {
-                black
-            } else {
-                white
-            }
-        }
+        _ => black_or_white_on(background),
+    }
+}
+
+/// Black or white, whichever contrasts more with `background` (at least 4.58:1 for any colour).
+pub fn black_or_white_on(background: Rgb) -> Rgb {
+    let (black, white) = (Rgb::new(0, 0, 0), Rgb::new(255, 255, 255));
+    if contrast_ratio(background, black) >= contrast_ratio(background, white) {
+        black
+    } else {
+        white
     }
 }

@@ -8,6 +8,7 @@ mod now_playing;
 mod overlays;
 mod recovery;
 mod settings;
+mod spotify;
 mod two_factor;
 
 pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
@@ -15,6 +16,7 @@ pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
 pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};
 pub use recovery::ONE_TIME_TOKEN_LIFETIME;
+pub use spotify::{SpotifyCredentialsInput, SpotifyStatus};
 pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
 
 use std::time::Duration;
@@ -50,6 +52,9 @@ pub enum Error {
         /// When to try again.
         retry_after: Duration,
     },
+    /// Spotify could not be reached, or answered nonsense.
+    #[error("Spotify unavailable")]
+    Upstream,
     /// The database cannot be reached.
     #[error("Service unavailable")]
     Unavailable(#[source] StoreError),

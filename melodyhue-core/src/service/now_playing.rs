@@ -1,10 +1,12 @@
-//! What `/color` and `/infos` show for a user: the playing track and its cover color, or the
-//! user's fallback color.
+//! What `/color`, `/infos` and `/ws` show for a user: the playing track and its cover's colors,
+//! or the user's fallback color.
 
 use std::time::Instant;
 
 use super::{Error, Result};
 use crate::App;
+use crate::color::{self, Palette, Rgb};
+use crate::spotify::hub::{PlayingItem, Snapshot};
 
 /// A track (or episode) as overlays show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +15,7 @@ pub struct Track {
     pub id: String,
     /// Title.
     pub name: String,
-    /// Artist names joined by ", " (the show for episodes).
+    /// Artist names joined by ", " (the show's publisher for episodes).
     pub artist: String,
     /// Album (the show for episodes).
     pub album: String,
@@ -27,31 +29,83 @@ pub struct Track {
     pub image_url: Option<String>,
 }
 
+impl From<&PlayingItem> for Track {
+    fn from(playing: &PlayingItem) -> Self {
+        let item = &playing.item;
+        Track {
+            id: item.id.clone().unwrap_or_default(),
+            name: item.name.clone().unwrap_or_default(),
+            artist: item.artists.join(", "),
+            album: item.album.clone().unwrap_or_default(),
+            duration_ms: item.duration_ms.unwrap_or(0),
+            progress_ms: playing.progress_ms(),
+            is_playing: item.is_playing,
+            image_url: item.image_url.clone(),
+        }
+    }
+}
+
 /// What a user's overlay shows now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NowPlaying {
-    /// `#rrggbb`: the cover's color while playing, else the user's fallback color.
-    pub color: String,
-    /// The playing track, if any.
+    /// The cover's classic color while playing, else the user's fallback color.
+    pub color: Rgb,
+    /// The cover's swatches while playing.
+    pub palette: Option<Palette>,
+    /// A readable text color on `color` (WCAG contrast of at least 4.5:1).
+    pub text_color: Rgb,
+    /// The loaded track, playing or paused.
     pub track: Option<Track>,
     /// How long the answer took, in milliseconds.
     pub processing_time_ms: f64,
 }
 
 impl App {
-    /// The now-playing state of `user_id`; `User not found` for an unknown user.
+    /// The now-playing state of `user_id`, watching them (see
+    /// [`crate::spotify::hub`]); `User not found` for an unknown user. While a cover is playing
+    /// the answer comes from memory; otherwise the fallback color is read from the store, so a
+    /// new `default_overlay_color` shows on the very next request.
     pub async fn now_playing(&self, user_id: &str) -> Result<NowPlaying> {
         let started = Instant::now();
-        let color = self
+        let inner = self.inner();
+        // A user already watched exists; anyone else is looked up before being watched.
+        let mut fallback = None;
+        if inner.hub.peek(user_id).is_none() {
+            fallback = Some(self.fallback_color(user_id).await?);
+        }
+        let snapshot = inner.hub.watch(user_id).await;
+        let playing = match &snapshot {
+            Snapshot::Playing(playing) => Some(playing),
+            _ => None,
+        };
+        let track = playing.map(Track::from);
+        let (color, palette, text_color) = match playing.and_then(PlayingItem::playing_color) {
+            Some(report) => (report.color, Some(report.palette), report.text_color),
+            None => {
+                let color = match fallback {
+                    Some(color) => color,
+                    None => self.fallback_color(user_id).await?,
+                };
+                (color, None, color::black_or_white_on(color))
+            }
+        };
+        Ok(NowPlaying {
+            color,
+            palette,
+            text_color,
+            track,
+            processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    async fn fallback_color(&self, user_id: &str) -> Result<Rgb> {
+        let hex = self
             .inner()
             .store
             .fallback_color(user_id)
             .await?
             .ok_or(Error::NotFound("User not found"))?;
-        Ok(NowPlaying {
-            color,
-            track: None,
-            processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-        })
+        // Stored colors are validated on the way in; a legacy row with nonsense shows black.
+        Ok(Rgb::from_hex(&hex).unwrap_or(Rgb::new(0, 0, 0)))
     }
 }

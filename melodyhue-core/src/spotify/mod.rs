@@ -1,9 +1,11 @@
 //! Spotify: the Web API client and the now-playing hub.
 
 mod client;
+pub mod hub;
 
 pub use client::{
     AllowedHost, AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER,
     DEFAULT_TIMEOUT, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints,
     SpotifyError, TokenGrant,
 };
+pub use hub::NowPlayingHub;

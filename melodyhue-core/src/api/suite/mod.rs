@@ -22,6 +22,7 @@ pub mod modo;
 pub mod overlays;
 pub mod public;
 pub mod security;
+pub mod spotify;
 pub mod users;
 
 use std::future::Future;
@@ -369,6 +370,24 @@ macro_rules! http_suite {
                 login_success_forgets_earlier_failures,
                 login_throttle_per_client_ip,
                 forwarded_ips_count_only_behind_a_trusted_proxy,
+            }
+            spotify {
+                spotify_credentials_are_stored_encrypted,
+                spotify_authorize_url,
+                spotify_callback_connects_and_logout_disconnects,
+                color_follows_the_playing_cover,
+                silence_pauses_ads_and_unknown_items_show_the_fallback,
+                episodes_use_the_episode_or_show_image,
+                many_viewers_share_one_poll_and_idle_users_cost_nothing,
+                rate_limits_are_honoured,
+                failures_back_off_and_fall_back,
+                revoked_refresh_tokens_disconnect_the_user,
+                expired_access_tokens_are_renewed,
+                covers_are_fetched_once_for_all_users,
+                covers_only_come_from_allowed_hosts,
+                websocket_needs_a_token,
+                websocket_streams_now_playing_changes,
+                banning_kicks_open_websockets,
             }
             public {
                 color_falls_back_to_the_default_color,

@@ -99,7 +99,10 @@ pub async fn two_factor_setup_and_verification(h: &Harness) {
             .unwrap(),
         secret
     );
-    assert_eq!(server.login("tfa", TEST_PASSWORD).await.body["requires_2fa"], false);
+    assert_eq!(
+        server.login("tfa", TEST_PASSWORD).await.body["requires_2fa"],
+        false
+    );
     for bad in ["000000", "12345", "abcdef", ""] {
         let reply = server
             .post("/auth/2fa/verify", token, json!({"code": bad}))

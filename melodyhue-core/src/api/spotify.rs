@@ -1,0 +1,100 @@
+//! `/spotify`: the caller's Spotify app credentials and account connection.
+
+use serde::Serialize;
+
+use super::response::ok;
+use super::{ApiError, Ctx, Reply};
+use crate::service::{SpotifyCredentialsInput, SpotifyStatus};
+
+/// `/spotify/credentials/status`.
+#[derive(Debug, Serialize)]
+pub struct CredentialsStatusView {
+    /// A client id is stored.
+    pub has_client_id: bool,
+    /// A client secret is stored.
+    pub has_client_secret: bool,
+    /// A refresh token is stored.
+    pub has_refresh_token: bool,
+}
+
+impl From<SpotifyStatus> for CredentialsStatusView {
+    fn from(s: SpotifyStatus) -> Self {
+        CredentialsStatusView {
+            has_client_id: s.has_client_id,
+            has_client_secret: s.has_client_secret,
+            has_refresh_token: s.has_refresh_token,
+        }
+    }
+}
+
+pub(super) async fn credentials_status(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let status = cx.app.spotify_status(&principal.user).await?;
+    Ok(ok(&CredentialsStatusView::from(status)))
+}
+
+pub(super) async fn update_credentials(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let mut input = cx.input(false)?;
+    let client_id = input.optional_string("client_id", 0..=255);
+    let client_secret = input.optional_string("client_secret", 0..=255);
+    let refresh_token = input.optional_string("refresh_token", 0..=1024);
+    input.finish()?;
+    let status = cx
+        .app
+        .update_spotify_credentials(
+            &principal.user,
+            SpotifyCredentialsInput {
+                client_id,
+                client_secret,
+                refresh_token,
+            },
+        )
+        .await?;
+    Ok(ok(&CredentialsStatusView::from(status)))
+}
+
+/// A `redirect_uri` query parameter, when given.
+fn redirect_uri(cx: &Ctx<'_>) -> Result<Option<String>, ApiError> {
+    let mut query = cx.query();
+    let redirect_uri = query.optional_string("redirect_uri", 2048);
+    query.finish()?;
+    Ok(redirect_uri)
+}
+
+pub(super) async fn auth_url(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let redirect_uri = redirect_uri(cx)?;
+    let url = cx
+        .app
+        .spotify_authorize_url(&principal.user, redirect_uri.as_deref())
+        .await?;
+    Ok(ok(&serde_json::json!({ "url": url })))
+}
+
+pub(super) async fn callback(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let mut query = cx.query();
+    let code = query.optional_string("code", 2048);
+    let redirect_uri = query.optional_string("redirect_uri", 2048);
+    query.finish()?;
+    let code = code.ok_or(ApiError::BadRequest("Missing authorization code"))?;
+    cx.app
+        .spotify_callback(&principal.user, &code, redirect_uri.as_deref())
+        .await?;
+    Ok(ok(&serde_json::json!({"status": "ok"})))
+}
+
+pub(super) async fn auth_status(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    let status = cx.app.spotify_status(&principal.user).await?;
+    Ok(ok(
+        &serde_json::json!({"authenticated": status.has_refresh_token}),
+    ))
+}
+
+pub(super) async fn logout(cx: &Ctx<'_>) -> Reply {
+    let principal = cx.principal().await?;
+    cx.app.spotify_logout(&principal.user).await?;
+    Ok(ok(&serde_json::json!({"status": "logged_out"})))
+}
