@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use melodyhue_core::App;
 use melodyhue_core::config::{Config, LogFormat};
 use melodyhue_core::model::Role;
@@ -14,17 +14,21 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "melodyhue",
     version,
-    about = "MelodyHue: Spotify now-playing colors for stream overlays"
+    about = "MelodyHue: Spotify now-playing colors for stream overlays",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Plain `melodyhue` means `melodyhue serve`, with the same options.
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Give an account a role, in the configured database (this is how the first admin is made).
     Promote {
         /// The account's e-mail address.
@@ -36,10 +40,37 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// The HTTP server library that serves the API; both serve the same contract.
+    // The value name is the variable's, so a bad value's one-line error names both.
+    #[arg(
+        long,
+        value_enum,
+        env = "MELODYHUE_FRONTEND",
+        value_name = "MELODYHUE_FRONTEND",
+        default_value_t = Frontend::Warp
+    )]
+    frontend: Frontend,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Frontend {
+    /// warp (`melodyhue-warp`).
+    Warp,
+    /// hyper without a framework (`melodyhue-hyper`).
+    Hyper,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let mut config = match Config::from_env() {
+    // Read first: it loads `.env`, which may set MELODYHUE_FRONTEND for the command line.
+    let config = Config::from_env();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return command_line_error(&err),
+    };
+    let mut config = match config {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
@@ -50,10 +81,27 @@ async fn main() -> ExitCode {
     if let Err(err) = config.ensure_secrets() {
         return fail(&err);
     }
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve(config, args.frontend).await,
         Command::Promote { email, role } => promote(config, &email, role).await,
     }
+}
+
+/// Help and version go to stdout as usual; a mistake is one line on stderr.
+fn command_line_error(err: &clap::Error) -> ExitCode {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    // The first paragraph is the error itself; usage and hints follow a blank line.
+    let rendered = err.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let message = message.join(" ");
+    fail(&message.strip_prefix("error: ").unwrap_or(&message))
 }
 
 fn fail(err: &dyn std::fmt::Display) -> ExitCode {
@@ -72,7 +120,7 @@ fn init_logging(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(config: Config, frontend: Frontend) -> ExitCode {
     let address = config.listen_address();
     let app = match App::connect(config).await {
         Ok(app) => app,
@@ -89,9 +137,16 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%address, "MelodyHue listening");
+    // The port actually bound, which differs from the configured one when PORT is 0.
+    let address = listener
+        .local_addr()
+        .map_or(address, |bound| bound.to_string());
+    tracing::info!(%address, ?frontend, "MelodyHue listening");
     let _jobs = app.spawn_background_jobs();
-    melodyhue_warp::serve(app, listener, shutdown_signal()).await;
+    match frontend {
+        Frontend::Warp => melodyhue_warp::serve(app, listener, shutdown_signal()).await,
+        Frontend::Hyper => melodyhue_hyper::serve(app, listener, shutdown_signal()).await,
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -1,0 +1,105 @@
+//! The `melodyhue` binary: choosing the frontend, by flag or variable, and refusing a bad one.
+// A test binary: a failed expect in a helper is a failed test.
+#![allow(clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Bounds the waits below so that a broken binary fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `melodyhue` with `args`, in an empty directory, with a fresh data directory, on a free port,
+/// logging JSON lines to stdout.
+fn melodyhue(directory: &tempfile::TempDir, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_melodyhue"));
+    command
+        .args(args)
+        .current_dir(directory.path())
+        .env_clear()
+        .env("MELODYHUE_DATA_DIR", directory.path().join("data"))
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Reads the log until the server says where it listens; its `address` and `frontend`.
+async fn listening(child: &mut Child) -> (String, String) {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let fields = &entry["fields"];
+            if fields["message"] == "MelodyHue listening" {
+                let field = |name: &str| fields[name].as_str().expect(name).to_owned();
+                return (field("address"), field("frontend"));
+            }
+        }
+        panic!("melodyhue exited without listening");
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("melodyhue starts")
+}
+
+async fn serves_with(args: &[&str], variable: Option<&str>, expected: &str) {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut command = melodyhue(&directory, args);
+    if let Some(frontend) = variable {
+        command.env("MELODYHUE_FRONTEND", frontend);
+    }
+    let mut child = command.spawn().expect("melodyhue runs");
+    let (address, frontend) = listening(&mut child).await;
+    assert_eq!(frontend, expected);
+    let response = reqwest::get(format!("http://{address}/health"))
+        .await
+        .expect("request reaches the server");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("body"), r#"{"status":"ok"}"#);
+}
+
+#[tokio::test]
+async fn warp_is_the_default() {
+    serves_with(&[], None, "Warp").await;
+}
+
+#[tokio::test]
+async fn the_flag_chooses_the_frontend() {
+    serves_with(&["serve", "--frontend", "hyper"], None, "Hyper").await;
+    serves_with(&["serve", "--frontend", "warp"], Some("hyper"), "Warp").await;
+}
+
+#[tokio::test]
+async fn the_variable_chooses_the_frontend_of_plain_melodyhue_and_serve() {
+    serves_with(&[], Some("hyper"), "Hyper").await;
+    serves_with(&["serve"], Some("hyper"), "Hyper").await;
+}
+
+#[tokio::test]
+async fn an_unknown_frontend_is_one_line_naming_the_variable() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let output = melodyhue(&directory, &[])
+        .env("MELODYHUE_FRONTEND", "http")
+        .output()
+        .await
+        .expect("melodyhue runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("melodyhue: "), "{stderr}");
+    for expected in ["MELODYHUE_FRONTEND", "'http'", "warp", "hyper"] {
+        assert!(
+            stderr.contains(expected),
+            "{expected} missing from {stderr}"
+        );
+    }
+}
