@@ -1,5 +1,7 @@
 //! The storage conformance kit on SQLite: a fresh database file per check.
 
+#![allow(clippy::expect_used)]
+
 use std::ops::Deref;
 use std::sync::Arc;
 

@@ -3,6 +3,8 @@
 //! and a temporary data directory), never the machine's shared server. Skipped when the
 //! PostgreSQL server binaries are not installed, except under `CI=true`.
 
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

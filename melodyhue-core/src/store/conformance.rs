@@ -1168,12 +1168,12 @@ pub async fn list_overlays_pages_and_searches(store: &dyn Store) {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(found("%").await, [special.id.clone()]);
-    assert_eq!(found("fun_").await, [special.id.clone()]);
-    assert_eq!(found("MINIMAL").await, [special.id.clone()]);
-    assert_eq!(found("_tab").await, [special.id.clone()], "owner name");
-    assert_eq!(found(&bob.id).await, [special.id.clone()], "owner id");
-    assert_eq!(found(&all[3].id).await, [all[3].id.clone()], "overlay id");
+    assert_eq!(found("%").await, [special.id.as_str()]);
+    assert_eq!(found("fun_").await, [special.id.as_str()]);
+    assert_eq!(found("MINIMAL").await, [special.id.as_str()]);
+    assert_eq!(found("_tab").await, [special.id.as_str()], "owner name");
+    assert_eq!(found(&bob.id).await, [special.id.as_str()], "owner id");
+    assert_eq!(found(&all[3].id).await, [all[3].id.as_str()], "overlay id");
     assert_eq!(found("overlay 1").await.len(), 2);
     assert!(found("!").await.is_empty());
 }
@@ -1623,16 +1623,16 @@ pub async fn warnings_list_search_and_delete(store: &dyn Store) {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(search(None, "%").await, [w2.id.clone()]);
-    assert_eq!(search(None, "OFFENSIVE").await, [w1.id.clone()]);
-    assert_eq!(search(None, "BOB@EXAMPLE").await, [w3.id.clone()]);
+    assert_eq!(search(None, "%").await, [w2.id.as_str()]);
+    assert_eq!(search(None, "OFFENSIVE").await, [w1.id.as_str()]);
+    assert_eq!(search(None, "BOB@EXAMPLE").await, [w3.id.as_str()]);
     assert_eq!(
         search(None, "d_e").await,
-        [w3.id.clone(), w2.id.clone(), w1.id.clone()]
+        [w3.id.as_str(), w2.id.as_str(), w1.id.as_str()]
     );
     assert_eq!(
         search(Some("alice"), "d_e").await,
-        [w2.id.clone(), w1.id.clone()]
+        [w2.id.as_str(), w1.id.as_str()]
     );
     assert!(search(None, "_xyz").await.is_empty());
 
