@@ -1800,6 +1800,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inserts_if_absent_in_every_dialect() {
+        let insert = "INSERT INTO t (k) VALUES (?)";
+        assert_eq!(
+            Dialect::Postgres.insert_if_absent(insert, "k"),
+            "INSERT INTO t (k) VALUES (?) ON CONFLICT (k) DO NOTHING"
+        );
+        assert_eq!(
+            Dialect::MySql.insert_if_absent(insert, "k"),
+            "INSERT INTO t (k) VALUES (?) ON DUPLICATE KEY UPDATE k = k"
+        );
+    }
+
+    #[test]
+    fn shutdown_codes_mean_unavailable() {
+        for code in ["57P01", "08006", "1053", "2013"] {
+            assert!(server_is_going_away(Some(code)), "{code}");
+        }
+        for code in ["23505", "42601", "1062"] {
+            assert!(!server_is_going_away(Some(code)), "{code}");
+        }
+        assert!(!server_is_going_away(None));
+    }
+
+    #[test]
     fn postgres_placeholders_are_numbered() {
         assert_eq!(
             number_placeholders("SELECT a FROM t WHERE b = ? AND c > ?"),
