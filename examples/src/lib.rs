@@ -1,4 +1,8 @@
 //! Shared helpers of the MelodyHue example programs.
+//!
+//! - [`memory_store`]: a storage backend of your own, checked by the conformance kit.
+
+pub mod memory_store;
 
 use std::error::Error;
 

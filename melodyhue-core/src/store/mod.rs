@@ -18,15 +18,29 @@ use crate::model::{
     TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod mysql;
+pub mod postgres;
 mod sql;
 pub mod sqlite;
 
 pub use sql::SqlStore;
 
-/// Opens the database named by `url` with the matching backend, running its migrations.
+/// Opens the database named by `url` with the matching backend, running its migrations:
+/// `sqlite:...`, `postgres://...` (or `postgresql://`), `mysql://...` (or `mariadb://`).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(sqlite::open(url).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::open(url).await?));
+    }
+    if let Some(rest) = url.strip_prefix("mariadb://") {
+        return Ok(Arc::new(mysql::open(&format!("mysql://{rest}")).await?));
+    }
+    if url.starts_with("mysql://") {
+        return Ok(Arc::new(mysql::open(url).await?));
     }
     Err(StoreError::Backend(
         format!(

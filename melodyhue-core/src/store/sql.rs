@@ -25,10 +25,6 @@ use crate::model::{
 
 /// A connection pool of one of the supported databases.
 #[derive(Debug, Clone)]
-#[expect(
-    dead_code,
-    reason = "the PostgreSQL and MySQL backends that build these land next"
-)]
 pub(crate) enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
@@ -86,6 +82,25 @@ impl Dialect {
         }
     }
 
+    /// `insert` (an `INSERT` statement) made to do nothing when a row with the same `key`
+    /// exists. Unlike MySQL's `INSERT IGNORE`, other errors (a missing user) still fail.
+    fn insert_if_absent(self, insert: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!("{insert} ON CONFLICT ({key}) DO NOTHING")
+            }
+            Dialect::MySql => format!("{insert} ON DUPLICATE KEY UPDATE {key} = {key}"),
+        }
+    }
+
+    /// The bans' `until` column, which MySQL reserves as a keyword.
+    fn until(self) -> &'static str {
+        match self {
+            Dialect::MySql => "`until`",
+            Dialect::Sqlite | Dialect::Postgres => "until",
+        }
+    }
+
     /// `WHERE` condition matching `email` case-insensitively, using the unique index.
     fn email_matches(self) -> &'static str {
         match self {
@@ -113,24 +128,51 @@ fn number_placeholders(sql: &str) -> String {
 }
 
 /// Runs `$body` (in an async block, so `?` and `return` stay inside it) with `$pool` bound to
-/// the store's concrete pool and `$d` to its [`Dialect`].
+/// the store's concrete pool and `$d` to its [`Dialect`]. A body the database chose as the
+/// victim of a deadlock was rolled back whole, so it runs again (a few times at most).
 macro_rules! on_pool {
     ($store:expr, |$pool:ident, $d:ident| $body:expr) => {
         match &$store.pool {
             Pool::Sqlite($pool) => {
                 let $d = Dialect::Sqlite;
-                async { $body }.await
+                retrying!(async { $body })
             }
             Pool::Postgres($pool) => {
                 let $d = Dialect::Postgres;
-                async { $body }.await
+                retrying!(async { $body })
             }
             Pool::MySql($pool) => {
                 let $d = Dialect::MySql;
-                async { $body }.await
+                retrying!(async { $body })
             }
         }
     };
+}
+
+/// Awaits `$attempt` (an expression making a fresh future each time) again while it fails by
+/// deadlock, up to [`DEADLOCK_ATTEMPTS`] times.
+macro_rules! retrying {
+    ($attempt:expr) => {{
+        let mut attempts = 1;
+        loop {
+            match $attempt.await {
+                Err(err) if attempts < DEADLOCK_ATTEMPTS && is_deadlock(&err) => attempts += 1,
+                result => break result,
+            }
+        }
+    }};
+}
+
+/// How often a statement or transaction runs before a deadlock is reported as an error.
+const DEADLOCK_ATTEMPTS: u32 = 4;
+
+/// Whether the database rolled back the transaction to break a deadlock (or a serialization
+/// conflict): nothing of it remains, so running it again is safe.
+fn is_deadlock(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
 }
 
 /// The storage traits over a sqlx pool of SQLite, PostgreSQL or MariaDB/MySQL.
@@ -170,8 +212,8 @@ impl SqlStore {
 fn map_err(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let what = if db.message().contains("email")
-                || db.constraint() == Some("ix_api_users_email")
+            // PostgreSQL names the constraint; SQLite and MySQL name the index in the message.
+            let what = if db.constraint() == Some(EMAIL_INDEX) || db.message().contains(EMAIL_INDEX)
             {
                 "email"
             } else {
@@ -179,12 +221,31 @@ fn map_err(err: sqlx::Error) -> StoreError {
             };
             StoreError::AlreadyExists(what)
         }
+        sqlx::Error::Database(db) if server_is_going_away(db.code().as_deref()) => {
+            StoreError::Unavailable(Box::new(sqlx::Error::Database(db)))
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(err)),
         other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+/// The unique index of e-mails, under this name in every dialect.
+const EMAIL_INDEX: &str = "ix_api_users_email";
+
+/// Whether a database error code says the server is shutting down, starting or unreachable,
+/// rather than that the statement is wrong.
+fn server_is_going_away(code: Option<&str>) -> bool {
+    match code {
+        // PostgreSQL: connection exceptions (class 08), admin/crash shutdown, cannot connect now.
+        Some(code) if code.starts_with("08") => true,
+        Some("57P01" | "57P02" | "57P03") => true,
+        // MySQL/MariaDB: server shutdown in progress, too many connections, gone away, lost.
+        Some("1053" | "1040" | "2006" | "2013") => true,
+        _ => false,
     }
 }
 
@@ -553,7 +614,12 @@ impl UserStore for SqlStore {
             .await
         })
         .map_err(map_err)?;
-        Ok(rows.into_iter().map(User::from).collect())
+        // MySQL's collation ignores case; the match must be exact in every backend.
+        Ok(rows
+            .into_iter()
+            .filter(|row| row.username == username)
+            .map(User::from)
+            .collect())
     }
 
     async fn update_profile(
@@ -898,39 +964,42 @@ impl SettingsStore for SqlStore {
     }
 
     async fn update_settings(&self, user_id: &str, patch: &SettingsPatch) -> StoreResult<Settings> {
-        let row = on_pool!(self, |pool, d| {
+        on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin()).await?;
+            // The row exists before it is read, so two first patches lock the same row instead
+            // of both inserting it.
+            sqlx::query(d.q_owned(d.insert_if_absent(
+                "INSERT INTO api_user_settings (user_id) VALUES (?)",
+                "user_id",
+            )))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             let current = sqlx::query_as::<_, SettingsRow>(d.q_owned(format!(
                 "SELECT theme, layout, default_overlay_color, avatar_mode, avatar_color \
                  FROM api_user_settings WHERE user_id = ?{}",
                 d.for_update()
             )))
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-            let exists = current.is_some();
-            let next = patch.apply_to(current.map(Settings::from).unwrap_or_default());
-            let sql = if exists {
+            let next = patch.apply_to(current.into());
+            sqlx::query(d.q(
                 "UPDATE api_user_settings SET theme = ?, layout = ?, default_overlay_color = ?, \
-                 avatar_mode = ?, avatar_color = ? WHERE user_id = ?"
-            } else {
-                "INSERT INTO api_user_settings (theme, layout, default_overlay_color, avatar_mode, \
-                 avatar_color, user_id) VALUES (?, ?, ?, ?, ?, ?)"
-            };
-            sqlx::query(d.q(sql))
-                .bind(&next.theme)
-                .bind(&next.layout)
-                .bind(&next.default_overlay_color)
-                .bind(&next.avatar_mode)
-                .bind(&next.avatar_color)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+                 avatar_mode = ?, avatar_color = ? WHERE user_id = ?",
+            ))
+            .bind(&next.theme)
+            .bind(&next.layout)
+            .bind(&next.default_overlay_color)
+            .bind(&next.avatar_mode)
+            .bind(&next.avatar_color)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(next)
         })
-        .map_err(map_err)?;
-        Ok(row)
+        .map_err(map_err)
     }
 
     async fn fallback_color(&self, user_id: &str) -> StoreResult<Option<String>> {
@@ -1405,8 +1474,23 @@ impl SpotifyStore for SqlStore {
         patch: &SpotifyCredentialsPatch,
         now: DateTime<Utc>,
     ) -> StoreResult<SpotifyCredentials> {
+        let app_changes = patch.client_id.is_some() || patch.client_secret_encrypted.is_some();
+        let token_changes = patch.refresh_token_encrypted.is_some();
         on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin()).await?;
+            // Rows that will be written exist before they are read and locked, so concurrent
+            // first patches serialize on them instead of both inserting. Locks are taken in
+            // one order (app, then token) so two patches never wait on each other in a cycle.
+            if app_changes {
+                sqlx::query(d.q_owned(d.insert_if_absent(
+                    "INSERT INTO api_spotify_secrets (user_id, updated_at) VALUES (?, ?)",
+                    "user_id",
+                )))
+                .bind(user_id)
+                .bind(naive(now))
+                .execute(&mut *tx)
+                .await?;
+            }
             let secrets: Option<(Option<String>, Option<String>)> = sqlx::query_as(d.q_owned(format!(
                 "SELECT client_id, client_secret FROM api_spotify_secrets WHERE user_id = ?{}",
                 d.for_update()
@@ -1414,48 +1498,52 @@ impl SpotifyStore for SqlStore {
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let token: Option<(Option<String>,)> = sqlx::query_as(d.q_owned(format!(
+            if token_changes {
+                sqlx::query(d.q_owned(d.insert_if_absent(
+                    "INSERT INTO api_spotify_tokens (user_id, updated_at) VALUES (?, ?)",
+                    "user_id",
+                )))
+                .bind(user_id)
+                .bind(naive(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            let token: Option<Option<String>> = sqlx::query_scalar(d.q_owned(format!(
                 "SELECT refresh_token FROM api_spotify_tokens WHERE user_id = ?{}",
                 d.for_update()
             )))
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let (old_id, old_secret) = secrets.clone().unwrap_or_default();
+            let (old_id, old_secret) = secrets.unwrap_or_default();
             let next = SpotifyCredentials {
                 client_id: patch.client_id.clone().unwrap_or(old_id),
                 client_secret_encrypted: patch.client_secret_encrypted.clone().unwrap_or(old_secret),
                 refresh_token_encrypted: patch
                     .refresh_token_encrypted
                     .clone()
-                    .unwrap_or_else(|| token.clone().and_then(|(t,)| t)),
+                    .unwrap_or_else(|| token.flatten()),
             };
-            if patch.client_id.is_some() || patch.client_secret_encrypted.is_some() {
-                let sql = if secrets.is_some() {
-                    "UPDATE api_spotify_secrets SET client_id = ?, client_secret = ?, updated_at = ? WHERE user_id = ?"
-                } else {
-                    "INSERT INTO api_spotify_secrets (client_id, client_secret, updated_at, user_id) VALUES (?, ?, ?, ?)"
-                };
-                sqlx::query(d.q(sql))
-                    .bind(next.client_id.as_deref())
-                    .bind(next.client_secret_encrypted.as_deref())
-                    .bind(naive(now))
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
+            if app_changes {
+                sqlx::query(d.q(
+                    "UPDATE api_spotify_secrets SET client_id = ?, client_secret = ?, updated_at = ? WHERE user_id = ?",
+                ))
+                .bind(next.client_id.as_deref())
+                .bind(next.client_secret_encrypted.as_deref())
+                .bind(naive(now))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
             }
-            if patch.refresh_token_encrypted.is_some() {
-                let sql = if token.is_some() {
-                    "UPDATE api_spotify_tokens SET refresh_token = ?, updated_at = ? WHERE user_id = ?"
-                } else {
-                    "INSERT INTO api_spotify_tokens (refresh_token, updated_at, user_id) VALUES (?, ?, ?)"
-                };
-                sqlx::query(d.q(sql))
-                    .bind(next.refresh_token_encrypted.as_deref())
-                    .bind(naive(now))
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
+            if token_changes {
+                sqlx::query(d.q(
+                    "UPDATE api_spotify_tokens SET refresh_token = ?, updated_at = ? WHERE user_id = ?",
+                ))
+                .bind(next.refresh_token_encrypted.as_deref())
+                .bind(naive(now))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(next)
@@ -1464,9 +1552,25 @@ impl SpotifyStore for SqlStore {
     }
 }
 
+/// The columns of a ban, qualified (MySQL accepts its keyword `until` only after a qualifier).
 macro_rules! ban_columns {
-    () => {
-        "id, user_id, moderator_id, reason, created_at, until, revoked_at"
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".id, ",
+            $alias,
+            ".user_id, ",
+            $alias,
+            ".moderator_id, ",
+            $alias,
+            ".reason, ",
+            $alias,
+            ".created_at, ",
+            $alias,
+            ".until, ",
+            $alias,
+            ".revoked_at"
+        )
     };
 }
 
@@ -1578,7 +1682,7 @@ impl ModerationStore for SqlStore {
         let row = on_pool!(self, |pool, d| {
             sqlx::query_as::<_, BanRow>(d.q(concat!(
                 "SELECT ",
-                ban_columns!(),
+                ban_columns!("b2"),
                 " FROM api_user_bans b2 WHERE b2.user_id = ? AND ",
                 active_ban_condition!("b2"),
                 " ORDER BY b2.created_at DESC, b2.id DESC LIMIT 1"
@@ -1619,10 +1723,10 @@ impl ModerationStore for SqlStore {
                 tx.rollback().await?;
                 return Ok(BanOutcome::AlreadyBanned);
             }
-            sqlx::query(d.q(concat!(
-                "INSERT INTO api_user_bans (",
-                ban_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+            sqlx::query(d.q_owned(format!(
+                "INSERT INTO api_user_bans (id, user_id, moderator_id, reason, created_at, {}, revoked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                d.until()
             )))
             .bind(&ban.id)
             .bind(&ban.user_id)
@@ -1653,7 +1757,7 @@ impl ModerationStore for SqlStore {
         let revoked = on_pool!(self, |pool, d| {
             sqlx::query(d.q(
                 "UPDATE api_user_bans SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
-                 AND (until IS NULL OR until > ?)",
+                 AND (api_user_bans.until IS NULL OR api_user_bans.until > ?)",
             ))
             .bind(naive(now))
             .bind(user_id)
@@ -1668,8 +1772,8 @@ impl ModerationStore for SqlStore {
 
     async fn purgeable_users(&self, banned_before: DateTime<Utc>) -> StoreResult<Vec<String>> {
         on_pool!(self, |pool, d| {
-            sqlx::query_scalar::<_, String>(d.q("SELECT DISTINCT user_id FROM api_user_bans \
-                 WHERE revoked_at IS NULL AND until IS NULL AND created_at < ?"))
+            sqlx::query_scalar::<_, String>(d.q("SELECT DISTINCT b.user_id FROM api_user_bans b \
+                 WHERE b.revoked_at IS NULL AND b.until IS NULL AND b.created_at < ?"))
             .bind(naive(banned_before))
             .fetch_all(pool)
             .await
@@ -1694,6 +1798,30 @@ pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserts_if_absent_in_every_dialect() {
+        let insert = "INSERT INTO t (k) VALUES (?)";
+        assert_eq!(
+            Dialect::Postgres.insert_if_absent(insert, "k"),
+            "INSERT INTO t (k) VALUES (?) ON CONFLICT (k) DO NOTHING"
+        );
+        assert_eq!(
+            Dialect::MySql.insert_if_absent(insert, "k"),
+            "INSERT INTO t (k) VALUES (?) ON DUPLICATE KEY UPDATE k = k"
+        );
+    }
+
+    #[test]
+    fn shutdown_codes_mean_unavailable() {
+        for code in ["57P01", "08006", "1053", "2013"] {
+            assert!(server_is_going_away(Some(code)), "{code}");
+        }
+        for code in ["23505", "42601", "1062"] {
+            assert!(!server_is_going_away(Some(code)), "{code}");
+        }
+        assert!(!server_is_going_away(None));
+    }
 
     #[test]
     fn postgres_placeholders_are_numbered() {

@@ -1,0 +1,12 @@
+//! The example in-memory store passes the whole storage conformance kit.
+
+use std::sync::Arc;
+
+use melodyhue_core::store::Store;
+use melodyhue_examples::memory_store::MemoryStore;
+
+async fn fresh_store() -> Option<Arc<dyn Store>> {
+    Some(Arc::new(MemoryStore::new()))
+}
+
+melodyhue_core::store_conformance!(fresh_store);

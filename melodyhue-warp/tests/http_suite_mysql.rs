@@ -1,0 +1,19 @@
+//! The core HTTP suite, served by warp, on MariaDB/MySQL (a fresh database per case on the
+//! server of `MELODYHUE_TEST_MYSQL_URL`; skipped without it, except under `CI=true`).
+
+use melodyhue_core::App;
+use melodyhue_core::api::suite::{Backend, ServeFuture};
+
+fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
+    Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))
+}
+
+melodyhue_core::http_suite!(serve, Backend::MySql);
+
+/// A database made by the earlier Python service is adopted in place (see
+/// `melodyhue_core::api::suite::legacy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_database_is_adopted() {
+    melodyhue_core::api::suite::legacy::adopts_the_legacy_database(&__melodyhue_suite_harness())
+        .await;
+}
