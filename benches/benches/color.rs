@@ -32,8 +32,10 @@ fn covers() -> (Vec<Cover>, String) {
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| {
-            path.extension()
-                .is_some_and(|e| ["jpg", "jpeg", "png", "webp"].contains(&e.to_string_lossy().to_lowercase().as_str()))
+            path.extension().is_some_and(|e| {
+                ["jpg", "jpeg", "png", "webp"]
+                    .contains(&e.to_string_lossy().to_lowercase().as_str())
+            })
         })
         .filter_map(|path| {
             Some(Cover {
@@ -55,8 +57,13 @@ fn generated() -> Vec<Cover> {
     (0u32..12)
         .filter_map(|seed| {
             let image = image::RgbImage::from_fn(640, 640, |x, y| {
-                let noise = (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ seed.wrapping_mul(31)) % 23;
-                let stripe = if (x / (16 + seed * 8)) % 2 == 0 { 40 } else { 0 };
+                let noise =
+                    (x.wrapping_mul(7919) ^ y.wrapping_mul(104_729) ^ seed.wrapping_mul(31)) % 23;
+                let stripe = if (x / (16 + seed * 8)) % 2 == 0 {
+                    40
+                } else {
+                    0
+                };
                 image::Rgb([
                     ((x * (seed + 1) / 5 + noise) % 256) as u8,
                     ((y / 3 + stripe + seed * 20) % 256) as u8,
@@ -77,7 +84,12 @@ fn generated() -> Vec<Cover> {
 
 fn baseline(bytes: &[u8]) -> image::ImageResult<image::RgbImage> {
     let decoded = image::load_from_memory(bytes)?.into_rgb8();
-    Ok(image::imageops::resize(&decoded, 100, 100, FilterType::Lanczos3))
+    Ok(image::imageops::resize(
+        &decoded,
+        100,
+        100,
+        FilterType::Lanczos3,
+    ))
 }
 
 const GROUPS: [&str; 3] = ["color_classic", "color_analyze", "color_baseline"];
@@ -96,25 +108,37 @@ fn main() {
 
     let mut group = criterion.benchmark_group(GROUPS[0]);
     for cover in &covers {
-        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
-            b.iter(|| melodyhue_core::color::classic_color(bytes));
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(&cover.name),
+            &cover.bytes,
+            |b, bytes| {
+                b.iter(|| melodyhue_core::color::classic_color(bytes));
+            },
+        );
     }
     group.finish();
 
     let mut group = criterion.benchmark_group(GROUPS[1]);
     for cover in &covers {
-        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
-            b.iter(|| melodyhue_core::color::analyze(bytes));
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(&cover.name),
+            &cover.bytes,
+            |b, bytes| {
+                b.iter(|| melodyhue_core::color::analyze(bytes));
+            },
+        );
     }
     group.finish();
 
     let mut group = criterion.benchmark_group(GROUPS[2]);
     for cover in &covers {
-        group.bench_with_input(BenchmarkId::from_parameter(&cover.name), &cover.bytes, |b, bytes| {
-            b.iter(|| baseline(bytes));
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(&cover.name),
+            &cover.bytes,
+            |b, bytes| {
+                b.iter(|| baseline(bytes));
+            },
+        );
     }
     group.finish();
     criterion.final_summary();
@@ -132,7 +156,9 @@ fn summary(output: &Path, covers: &[Cover], source: &str) {
                 .filter_map(|cover| median_estimate(&output.join(group).join(&cover.name)))
                 .collect();
             times.sort_by(f64::total_cmp);
-            (times.len() == covers.len()).then(|| times.get(times.len() / 2).copied()).flatten()
+            (times.len() == covers.len())
+                .then(|| times.get(times.len() / 2).copied())
+                .flatten()
         })
         .collect();
     println!("\nper-cover median times over {source}:");
