@@ -236,9 +236,7 @@ fn classify(bytes: &[u8], limits: &Limits) -> Result<(Rgb, Raster), ColorError> 
     let thumbnail = match decode::sniff(bytes)? {
         Format::Jpeg => {
             let fast = thumbnail(&decode::jpeg_scaled(bytes, limits, FAST_DECODE_SIDE)?);
-            if let Some(winner) = classic::winner(&fast.rgb)
-                && is_stable(&fast, &winner)
-            {
+            if let Some(winner) = classic::winner(&fast.rgb).filter(|w| is_stable(&fast, w)) {
                 return Ok((classic::amplify(winner.mean), fast));
             }
             thumbnail(&decode::jpeg_scaled(bytes, limits, EXACT_DECODE_SIDE)?)
