@@ -1,9 +1,9 @@
 //! The fast cover-color extractor: image bytes in, colors out.
 //!
 //! Usable on its own: no network, no database, no async. Every function here is synchronous
-//! and CPU-bound (well under a millisecond for a typical 640x640 JPEG cover, a few
-//! milliseconds for the rare cover that needs the exact path); callers on an async executor
-//! run them on a blocking thread.
+//! and CPU-bound (about half a millisecond of CPU for a 640x640 JPEG cover on the fast path,
+//! 10 to 20 ms on the exact path; see `benches/benches/color.rs`); callers on an async
+//! executor run them on a blocking thread.
 //!
 //! ```
 //! use melodyhue_core::color::{analyze, contrast_ratio, ColorError};
@@ -32,7 +32,9 @@
 //! own stability: if the winning group barely beats the next one, or changes when every
 //! channel is moved by 2 levels (pixels sitting on a group boundary), the fast image is not
 //! trusted and the cover is decoded again at full size, which reproduces Pillow's choice.
-//! PNG and WebP have no reduced decode and always take the full-size path.
+//! PNG and WebP have no reduced decode and always take the full-size path. On the 50 covers of
+//! the reference corpus, 28 are decided on the fast path and 22 take the exact path; all 50
+//! are within CIEDE2000 ΔE 1.1 of the earlier service (40 identical).
 //!
 //! # Limits
 //!
