@@ -1,9 +1,9 @@
 //! The fast cover-color extractor: image bytes in, colors out.
 //!
 //! Usable on its own: no network, no database, no async. Every function here is synchronous
-//! and CPU-bound (about half a millisecond of CPU for a 640x640 JPEG cover on the fast path,
-//! 10 to 20 ms on the exact path; see `benches/benches/color.rs`); callers on an async
-//! executor run them on a blocking thread.
+//! and CPU-bound (the fast path below costs a fraction of a full-size decode; the exact path
+//! costs a full-size decode and resample; `benches/benches/color.rs` measures both); callers
+//! on an async executor run them on a blocking thread.
 //!
 //! ```
 //! use melodyhue_core::color::{analyze, contrast_ratio, ColorError};
