@@ -18,7 +18,8 @@ fn fixture(path: &str) -> Vec<u8> {
 }
 
 fn references() -> BTreeMap<String, String> {
-    serde_json::from_slice(&fixture("covers/reference-colors.json")).expect("reference JSON")
+    serde_json::from_slice(&fixture("covers/reference-colors.json"))
+        .unwrap_or_else(|e| panic!("reference JSON: {e}"))
 }
 
 fn encode(image: impl Into<image::DynamicImage>, format: image::ImageFormat) -> Vec<u8> {
@@ -26,7 +27,7 @@ fn encode(image: impl Into<image::DynamicImage>, format: image::ImageFormat) -> 
     image
         .into()
         .write_to(&mut Cursor::new(&mut bytes), format)
-        .expect("encoding a test image");
+        .unwrap_or_else(|e| panic!("encoding a test image: {e}"));
     bytes
 }
 
