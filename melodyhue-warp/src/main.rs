@@ -1,13 +1,14 @@
 //! `melodyhue`: the MelodyHue server and its small administration commands.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use melodyhue_core::App;
 use melodyhue_core::config::{Config, LogFormat};
 use melodyhue_core::model::Role;
 use melodyhue_core::service::Error;
+use melodyhue_core::{App, color};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -37,6 +38,13 @@ enum Command {
         #[arg(long, value_parser = PossibleValuesParser::new(["admin", "moderator", "user"])
             .try_map(|role| role.parse::<Role>()))]
         role: Role,
+    },
+    /// Print the classic color, the palette and a text color of image files (JPEG, PNG, WebP),
+    /// one tab-separated line per file. Needs no configuration.
+    Color {
+        /// The image files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -70,6 +78,9 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return command_line_error(&err),
     };
+    if let Some(Command::Color { files }) = &cli.command {
+        return print_colors(files);
+    }
     let mut config = match config {
         Ok(config) => config,
         Err(err) => return fail(&err),
@@ -84,6 +95,26 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve(config, args.frontend).await,
         Command::Promote { email, role } => promote(config, &email, role).await,
+        Command::Color { files } => print_colors(&files),
+    }
+}
+
+/// `melodyhue color FILE...`: one line per file, failures on stderr, status 1 if any failed.
+fn print_colors(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for path in files {
+        match color::analyze_file(path, &color::Limits::default()) {
+            Ok(report) => println!("{}\t{report}", path.display()),
+            Err(err) => {
+                eprintln!("{}: {err}", path.display());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

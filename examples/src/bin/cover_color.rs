@@ -7,7 +7,10 @@
 //!
 //! Exits with status 1 if any file could not be read or analysed (the reason goes to stderr).
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use melodyhue_core::color::{Limits, analyze_file};
 
 fn main() -> ExitCode {
     let paths: Vec<String> = std::env::args().skip(1).collect();
@@ -17,10 +20,7 @@ fn main() -> ExitCode {
     }
     let mut failed = false;
     for path in &paths {
-        let report = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| melodyhue_core::color::analyze(&bytes).map_err(|e| e.to_string()));
-        match report {
+        match analyze_file(Path::new(path), &Limits::default()) {
             Ok(report) => println!("{path}\t{report}"),
             Err(reason) => {
                 eprintln!("{path}: {reason}");

@@ -203,6 +203,32 @@ pub fn classic_color(bytes: &[u8]) -> Result<Rgb, ColorError> {
     classify(bytes, &Limits::default()).map(|(color, _)| color)
 }
 
+/// Why an image file could not be analysed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
+    /// The file is not an image the extractor accepts.
+    #[error(transparent)]
+    Color(#[from] ColorError),
+}
+
+/// [`analyze_with`] on a file, refusing a file larger than the limit before reading it.
+pub fn analyze_file(path: &std::path::Path, limits: &Limits) -> Result<ColorReport, FileError> {
+    let bytes = std::fs::metadata(path)?.len();
+    let limit = limits.max_input_bytes;
+    if bytes > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(ColorError::InputTooLarge {
+            bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            limit,
+        }
+        .into());
+    }
+    Ok(analyze_with(&std::fs::read(path)?, limits)?)
+}
+
 /// Classic colour, palette and text colour of an image, with the default [`Limits`].
 pub fn analyze(bytes: &[u8]) -> Result<ColorReport, ColorError> {
     analyze_with(bytes, &Limits::default())
