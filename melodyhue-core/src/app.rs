@@ -14,7 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
 use crate::secrets::SecretBox;
-use crate::service::AccountEvent;
+use crate::service::{AccountEvent, HotReads};
 use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
 use crate::store::{self, Store, StoreError};
 
@@ -61,6 +61,7 @@ pub(crate) struct Inner {
     pub(crate) throttle: LoginThrottle,
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
+    pub(crate) hot_reads: HotReads,
     pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
 }
 
@@ -140,6 +141,7 @@ impl AppBuilder {
             },
             config.spotify.polling_interval,
         );
+        let hot_reads = HotReads::new(config.spotify.polling_interval);
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -152,6 +154,7 @@ impl AppBuilder {
                 throttle,
                 spotify,
                 hub,
+                hot_reads,
                 account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
             }),
         })

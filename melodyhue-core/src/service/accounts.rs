@@ -328,6 +328,7 @@ impl App {
     /// Deletes the caller's account and everything that is theirs.
     pub async fn delete_account(&self, user: &User) -> Result<()> {
         self.inner().store.delete_user(&user.id).await?;
+        self.inner().hot_reads.user_deleted(&user.id);
         Ok(())
     }
 

@@ -66,6 +66,7 @@ impl App {
             }
             match store.delete_user(&user_id).await {
                 Ok(true) => {
+                    self.inner().hot_reads.user_deleted(&user_id);
                     purged += 1;
                     tracing::info!(%user_id, "purge: banned account deleted");
                 }

@@ -2,6 +2,7 @@
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
 
 mod accounts;
+mod hot_reads;
 mod jobs;
 mod moderation;
 mod now_playing;
@@ -18,6 +19,8 @@ pub use now_playing::{NowPlaying, Track};
 pub use recovery::ONE_TIME_TOKEN_LIFETIME;
 pub use spotify::{SpotifyCredentialsInput, SpotifyStatus};
 pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
+
+pub(crate) use hot_reads::HotReads;
 
 use std::time::Duration;
 

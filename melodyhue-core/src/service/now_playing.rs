@@ -63,8 +63,9 @@ pub struct NowPlaying {
 impl App {
     /// The now-playing state of `user_id`, watching them (see
     /// [`crate::spotify::hub`]); `User not found` for an unknown user. While a cover is playing
-    /// the answer comes from memory; otherwise the fallback color is read from the store, so a
-    /// new `default_overlay_color` shows on the very next request.
+    /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
+    /// polling interval old (see [`HotReads`](super::HotReads)), dropped when the user's
+    /// settings change.
     pub async fn now_playing(&self, user_id: &str) -> Result<NowPlaying> {
         let started = Instant::now();
         let inner = self.inner();
@@ -99,13 +100,18 @@ impl App {
     }
 
     async fn fallback_color(&self, user_id: &str) -> Result<Rgb> {
-        let hex = self
-            .inner()
+        let inner = self.inner();
+        if let Some(color) = inner.hot_reads.fallback_color(user_id) {
+            return Ok(color);
+        }
+        let hex = inner
             .store
             .fallback_color(user_id)
             .await?
             .ok_or(Error::NotFound("User not found"))?;
         // Stored colors are validated on the way in; a legacy row with nonsense shows black.
-        Ok(Rgb::from_hex(&hex).unwrap_or(Rgb::new(0, 0, 0)))
+        let color = Rgb::from_hex(&hex).unwrap_or(Rgb::new(0, 0, 0));
+        inner.hot_reads.keep_fallback_color(user_id, color);
+        Ok(color)
     }
 }

@@ -34,13 +34,20 @@ impl App {
         Ok(overlay)
     }
 
-    /// Any overlay, for its public page.
+    /// Any overlay, for its public page, which OBS polls: from a copy at most one polling
+    /// interval old (see [`HotReads`](super::HotReads)), dropped when the overlay changes.
     pub async fn public_overlay(&self, id: &str) -> Result<Overlay> {
-        self.inner()
+        let inner = self.inner();
+        if let Some(overlay) = inner.hot_reads.overlay(id) {
+            return Ok(overlay);
+        }
+        let overlay = inner
             .store
             .overlay_by_id(id)
             .await?
-            .ok_or(Error::NotFound(NOT_FOUND))
+            .ok_or(Error::NotFound(NOT_FOUND))?;
+        inner.hot_reads.keep_overlay(&overlay);
+        Ok(overlay)
     }
 
     /// One of the caller's overlays; someone else's is "not found" too.
@@ -64,11 +71,9 @@ impl App {
 
     /// Changes any overlay (owners after their check, moderators).
     pub(crate) async fn update_overlay(&self, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
-        self.inner()
-            .store
-            .update_overlay(id, patch, self.now())
-            .await?
-            .ok_or(Error::NotFound(NOT_FOUND))
+        let updated = self.inner().store.update_overlay(id, patch, self.now()).await;
+        self.inner().hot_reads.overlay_changed(id);
+        updated?.ok_or(Error::NotFound(NOT_FOUND))
     }
 
     /// Deletes one of the caller's overlays.
@@ -79,7 +84,9 @@ impl App {
 
     /// Deletes any overlay.
     pub(crate) async fn delete_overlay(&self, id: &str) -> Result<()> {
-        if self.inner().store.delete_overlay(id).await? {
+        let deleted = self.inner().store.delete_overlay(id).await;
+        self.inner().hot_reads.overlay_changed(id);
+        if deleted? {
             Ok(())
         } else {
             Err(Error::NotFound(NOT_FOUND))

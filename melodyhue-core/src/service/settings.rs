@@ -17,6 +17,8 @@ impl App {
 
     /// Changes some of the caller's settings atomically.
     pub async fn update_settings(&self, user: &User, patch: &SettingsPatch) -> Result<Settings> {
-        Ok(self.inner().store.update_settings(&user.id, patch).await?)
+        let settings = self.inner().store.update_settings(&user.id, patch).await?;
+        self.inner().hot_reads.settings_changed(&user.id);
+        Ok(settings)
     }
 }

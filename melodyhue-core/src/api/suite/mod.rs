@@ -432,6 +432,7 @@ macro_rules! http_suite {
                 color_falls_back_to_the_default_color,
                 infos_without_music,
                 new_default_color_shows_at_once,
+                deleted_user_is_404_at_once,
                 unknown_user_is_404,
             }
             admin {

@@ -225,9 +225,22 @@ pub async fn public_overlay_needs_no_auth(h: &Harness) {
         )
         .await;
     let id = overlay.body["id"].as_str().unwrap();
-    let reply = server.get(&format!("/overlay/{id}"), None).await;
+    let public = format!("/overlay/{id}");
+    let reply = server.get(&public, None).await;
     reply.assert_status(200);
     assert_eq!(reply.body, overlay.body);
+    // OBS polls this page: a change shows on the very next poll, then the deletion.
+    let token = Some(user.access_token.as_str());
+    server
+        .patch(&format!("/overlays/{id}"), token, json!({"name": "Renamed"}))
+        .await
+        .assert_status(200);
+    assert_eq!(server.get(&public, None).await.body["name"], "Renamed");
+    server
+        .delete(&format!("/overlays/{id}"), token)
+        .await
+        .assert_status(200);
+    server.get(&public, None).await.assert_status(404);
     let missing = server.get("/overlay/unknown", None).await;
     missing.assert_status(404);
     assert_eq!(missing.detail(), "Overlay not found");

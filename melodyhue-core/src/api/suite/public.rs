@@ -57,6 +57,20 @@ pub async fn new_default_color_shows_at_once(h: &Harness) {
     assert_eq!(infos.body["color"]["hex"], "#ff5500");
 }
 
+pub async fn deleted_user_is_404_at_once(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("wendy").await;
+    let path = format!("/color/{}", user.id);
+    server.get(&path, None).await.assert_status(200);
+    server
+        .delete("/users/me", Some(&user.access_token))
+        .await
+        .assert_status(200);
+    let reply = server.get(&path, None).await;
+    reply.assert_status(404);
+    assert_eq!(reply.detail(), "User not found");
+}
+
 pub async fn unknown_user_is_404(h: &Harness) {
     let server = TestServer::start(h).await;
     for path in ["/color/nobody", "/infos/nobody"] {
