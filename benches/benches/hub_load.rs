@@ -119,7 +119,10 @@ async fn run_load(users: usize) {
 
     let data = tempfile::tempdir().unwrap();
     let mut config = Config::from_vars([
-        ("DATABASE_URL", format!("sqlite:{}/load.db", data.path().display())),
+        (
+            "DATABASE_URL",
+            format!("sqlite:{}/load.db", data.path().display()),
+        ),
         ("JWT_SECRET", "hub-load-secret".to_owned()),
         ("ENCRYPTION_KEY", ENCRYPTION_KEY.to_owned()),
         ("SPOTIFY_ACCOUNTS_URL", url.clone()),
@@ -166,7 +169,11 @@ async fn run_load(users: usize) {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(melodyhue_warp::serve(app.clone(), listener, std::future::pending()));
+    tokio::spawn(melodyhue_warp::serve(
+        app.clone(),
+        listener,
+        std::future::pending(),
+    ));
     // Let the pools and caches settle before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline_kib = resident_kib();
@@ -248,4 +255,5 @@ async fn run_load(users: usize) {
     );
     println!("{stats}");
     let _ = child.kill();
+    let _ = child.wait();
 }

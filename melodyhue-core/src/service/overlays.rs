@@ -71,7 +71,11 @@ impl App {
 
     /// Changes any overlay (owners after their check, moderators).
     pub(crate) async fn update_overlay(&self, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
-        let updated = self.inner().store.update_overlay(id, patch, self.now()).await;
+        let updated = self
+            .inner()
+            .store
+            .update_overlay(id, patch, self.now())
+            .await;
         self.inner().hot_reads.overlay_changed(id);
         updated?.ok_or(Error::NotFound(NOT_FOUND))
     }

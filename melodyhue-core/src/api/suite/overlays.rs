@@ -232,7 +232,11 @@ pub async fn public_overlay_needs_no_auth(h: &Harness) {
     // OBS polls this page: a change shows on the very next poll, then the deletion.
     let token = Some(user.access_token.as_str());
     server
-        .patch(&format!("/overlays/{id}"), token, json!({"name": "Renamed"}))
+        .patch(
+            &format!("/overlays/{id}"),
+            token,
+            json!({"name": "Renamed"}),
+        )
         .await
         .assert_status(200);
     assert_eq!(server.get(&public, None).await.body["name"], "Renamed");
