@@ -117,7 +117,9 @@ fuzz_target!(|input: FuzzRequest| {
     }
     if input.authenticated {
         if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {}", fixture.token)) {
-            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
         }
     }
     let response = fixture

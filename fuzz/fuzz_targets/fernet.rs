@@ -10,5 +10,8 @@ fuzz_target!(|input: (&str, &str)| {
     let (key, text) = input;
     let secrets = SecretBox::new(key);
     let _ = secrets.decrypt(text);
-    assert_eq!(secrets.decrypt(&secrets.encrypt(text)).ok().as_deref(), Some(text));
+    assert_eq!(
+        secrets.decrypt(&secrets.encrypt(text)).ok().as_deref(),
+        Some(text)
+    );
 });
