@@ -13,6 +13,7 @@ use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
+use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use crate::service::{AccountEvent, HotReads};
 use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
     pub(crate) hot_reads: HotReads,
+    /// `Some` when `METRICS=true`.
+    pub(crate) metrics: Option<Metrics>,
     pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
 }
 
@@ -142,6 +145,9 @@ impl AppBuilder {
             config.spotify.polling_interval,
         );
         let hot_reads = HotReads::new(config.spotify.polling_interval);
+        let metrics = config
+            .metrics
+            .then(|| Metrics::new(hub.clone(), spotify.clone(), Arc::clone(&self.store)));
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -155,6 +161,7 @@ impl AppBuilder {
                 spotify,
                 hub,
                 hot_reads,
+                metrics,
                 account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
             }),
         })
@@ -195,6 +202,11 @@ impl App {
             clock: Arc::new(SystemClock),
             mailer: None,
         }
+    }
+
+    /// The metrics registry, when `METRICS=true`.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.inner.metrics.as_ref()
     }
 
     /// The configuration.

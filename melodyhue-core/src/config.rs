@@ -226,6 +226,9 @@ pub struct Config {
     pub trust_proxy: bool,
     /// `METRICS`: serve `/metrics`.
     pub metrics: bool,
+    /// `METRICS_TOKEN`: `/metrics` wants `Authorization: Bearer <token>`; without it, only
+    /// clients on the loopback interface may read it.
+    pub metrics_token: Option<SecretString>,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `LOG_LEVEL` (info), an `EnvFilter` directive.
@@ -497,6 +500,7 @@ impl Config {
             },
             trust_proxy: vars.flag("TRUST_PROXY", false)?,
             metrics: vars.flag("METRICS", false)?,
+            metrics_token: vars.secret("METRICS_TOKEN"),
             log_format,
             log_level: vars.string("LOG_LEVEL", "info"),
             password_hashing: HashParams::default(),

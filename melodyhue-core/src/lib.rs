@@ -8,6 +8,7 @@ pub mod spotify;
 pub mod auth;
 pub mod clock;
 pub mod config;
+mod metrics;
 pub mod model;
 pub mod service;
 pub mod store;

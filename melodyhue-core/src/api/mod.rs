@@ -18,6 +18,7 @@ mod auth;
 mod cors;
 mod error;
 mod input;
+mod metrics;
 mod modo;
 mod overlays;
 mod public;
@@ -34,10 +35,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use tracing::Instrument;
 
 use crate::App;
-use crate::model::MAX_ID_LEN;
+use crate::model::{MAX_ID_LEN, new_id};
 use crate::service::Principal;
 use input::{Input, QueryInput};
 
@@ -49,18 +51,81 @@ pub fn payload_too_large() -> Response<Bytes> {
     ApiError::PayloadTooLarge.into_response()
 }
 
+/// The response header carrying the request's id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest `X-Request-Id` taken from a client; a longer or unprintable one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
 /// Answers one request. Never panics and never fails: every problem is a status and a
 /// `{"detail": ...}` body. `peer` is the client's socket address, when known.
+///
+/// Every response carries `X-Request-Id`: the client's own when it sent a short printable
+/// one (so a proxy's id follows the request), else a fresh one. The request's log lines
+/// carry it too.
 pub async fn handle(
     app: &App,
     request: Request<Bytes>,
     peer: Option<SocketAddr>,
 ) -> Response<Bytes> {
     let started = Instant::now();
+    let id = request_id(request.headers());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
+    let (template, response) = answer(app, request, peer).instrument(span.clone()).await;
+    span.in_scope(|| finish(app, &method, template, started, &id, response))
+}
+
+/// Stamps the request id on a response, counts it in the metrics and logs it.
+fn finish(
+    app: &App,
+    method: &Method,
+    template: &'static str,
+    started: Instant,
+    id: &HeaderValue,
+    mut response: Response<Bytes>,
+) -> Response<Bytes> {
+    response.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
+    let status = response.status().as_u16();
+    let took = started.elapsed();
+    if let Some(metrics) = app.metrics() {
+        metrics.observe(template, method.as_str(), status, took);
+    }
+    tracing::info!(
+        %method,
+        route = template,
+        status,
+        elapsed_ms = took.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// The client's `X-Request-Id` when it is short and printable, else a fresh random id.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID_LEN
+                && bytes.iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
+        .or_else(|| HeaderValue::from_str(&new_id()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("unknown"))
+}
+
+/// Routes one request; returns the route template (for logs and metrics) and the response.
+async fn answer(
+    app: &App,
+    request: Request<Bytes>,
+    peer: Option<SocketAddr>,
+) -> (&'static str, Response<Bytes>) {
     let (parts, body) = request.into_parts();
     let cors = app.config().cors.as_ref();
     if let Some(preflight) = cors.and_then(|c| cors::preflight(c, &parts.method, &parts.headers)) {
-        return preflight;
+        return ("preflight", preflight);
     }
     let path = parts.uri.path().to_owned();
     let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
@@ -83,14 +148,7 @@ pub async fn handle(
     if let Some(cors) = cors {
         cors::decorate(cors, &cx.headers, &mut response);
     }
-    tracing::info!(
-        method = %cx.method,
-        route = template,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
+    (template, response)
 }
 
 type Reply = Result<Response<Bytes>, ApiError>;
@@ -120,6 +178,7 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["health"] => ("/health", methods!(cx, GET => public::health(cx))),
+        ["metrics"] => ("/metrics", methods!(cx, GET => metrics::metrics(cx))),
         ["auth", "register"] => ("/auth/register", methods!(cx, POST => auth::register(cx))),
         ["auth", "login"] => ("/auth/login", methods!(cx, POST => auth::login(cx))),
         ["auth", "refresh"] => ("/auth/refresh", methods!(cx, POST => auth::refresh(cx))),
@@ -385,7 +444,13 @@ where
     B: http_body::Body,
     B::Error: Into<crate::store::BoxError>,
 {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
+    // Answers given before `handle` could see the request.
+    let early = |response| {
+        let id = request_id(&parts.headers);
+        finish(app, &parts.method, "", started, &id, response)
+    };
     let declared_too_large = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -393,15 +458,15 @@ where
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len > MAX_BODY_BYTES as u64);
     if declared_too_large {
-        return payload_too_large();
+        return early(payload_too_large());
     }
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
     match http_body_util::BodyExt::collect(limited).await {
         Ok(collected) => handle(app, Request::from_parts(parts, collected.to_bytes()), peer).await,
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => payload_too_large(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => early(payload_too_large()),
         Err(err) => {
             tracing::debug!(error = %err, "request body could not be read");
-            ApiError::BadRequest("Request body could not be read").into_response()
+            early(ApiError::BadRequest("Request body could not be read").into_response())
         }
     }
 }

@@ -318,6 +318,23 @@ pub enum SpotifyError {
 }
 
 impl SpotifyError {
+    /// A short label of the kind of failure (`rate_limited`, `timeout`...), for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::InvalidGrant => "invalid_grant",
+            Self::InvalidClient => "invalid_client",
+            Self::Unauthorized => "unauthorized",
+            Self::Upstream { status } if *status >= 500 => "server_error",
+            Self::Upstream { .. } => "client_error",
+            Self::Timeout => "timeout",
+            Self::Network(_) => "network_error",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::ImageRejected(_) => "rejected",
+            Self::Config(_) => "config_error",
+        }
+    }
+
     fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
             return Self::Timeout;
@@ -341,6 +358,22 @@ impl SpotifyError {
 pub struct SpotifyClient {
     http: reqwest::Client,
     base: Arc<BaseUrls>,
+    calls: Arc<CallCounts>,
+}
+
+/// How many calls of each kind ended how, shared by the clones of one client (for `/metrics`).
+#[derive(Debug, Default)]
+struct CallCounts(std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>);
+
+impl CallCounts {
+    fn record<T>(&self, kind: &'static str, result: &Result<T, SpotifyError>) {
+        let outcome = result.as_ref().map_or_else(SpotifyError::outcome, |_| "ok");
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.entry((kind, outcome)).or_default() += 1;
+    }
 }
 
 /// Base URLs without trailing slash, ready for appending paths.
@@ -383,7 +416,23 @@ impl SpotifyClient {
                 accounts: base_url(&endpoints.accounts_url, "accounts URL")?,
                 api: base_url(&endpoints.api_url, "API URL")?,
             }),
+            calls: Arc::default(),
         })
+    }
+
+    /// The calls made so far as `(kind, outcome, count)`: kinds `token_exchange`,
+    /// `token_refresh`, `currently_playing` and `cover`; outcome `ok` or the error's
+    /// [`SpotifyError::outcome`].
+    pub fn call_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let counts = self
+            .calls
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts
+            .iter()
+            .map(|(&(kind, outcome), &count)| (kind, outcome, count))
+            .collect()
     }
 
     /// The URL that sends the user to Spotify to grant MelodyHue access:
@@ -406,15 +455,18 @@ impl SpotifyClient {
         code: &str,
         redirect_uri: &str,
     ) -> Result<TokenGrant, SpotifyError> {
-        self.token_request(
-            app,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-            ],
-        )
-        .await
+        let grant = self
+            .token_request(
+                app,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", redirect_uri),
+                ],
+            )
+            .await;
+        self.calls.record("token_exchange", &grant);
+        grant
     }
 
     /// Gets a fresh access token with a refresh token. A dead refresh token is
@@ -424,18 +476,27 @@ impl SpotifyClient {
         app: &AppCredentials,
         refresh_token: &str,
     ) -> Result<TokenGrant, SpotifyError> {
-        self.token_request(
-            app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-            ],
-        )
-        .await
+        let grant = self
+            .token_request(
+                app,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await;
+        self.calls.record("token_refresh", &grant);
+        grant
     }
 
     /// What the user is playing: `GET {api_url}/v1/me/player/currently-playing?additional_types=episode`.
     pub async fn currently_playing(&self, access_token: &str) -> Result<Playback, SpotifyError> {
+        let playback = self.fetch_currently_playing(access_token).await;
+        self.calls.record("currently_playing", &playback);
+        playback
+    }
+
+    async fn fetch_currently_playing(&self, access_token: &str) -> Result<Playback, SpotifyError> {
         let mut response = self
             .http
             .get(format!(
@@ -469,6 +530,12 @@ impl SpotifyClient {
         url: &str,
         policy: &ImagePolicy,
     ) -> Result<Bytes, SpotifyError> {
+        let image = self.download_image(url, policy).await;
+        self.calls.record("cover", &image);
+        image
+    }
+
+    async fn download_image(&self, url: &str, policy: &ImagePolicy) -> Result<Bytes, SpotifyError> {
         let mut url = Url::parse(url)
             .map_err(|_| SpotifyError::ImageRejected("not a valid URL".to_owned()))?;
         for _ in 0..=MAX_IMAGE_REDIRECTS {

@@ -390,6 +390,22 @@ pub trait Store:
 {
     /// Checks that the backend answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// How busy the connection pool is, for `/metrics`; `None` for a backend without one.
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        None
+    }
+}
+
+/// A connection pool's occupancy at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open now, idle or in use.
+    pub open: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// The most the pool will open.
+    pub max: u32,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::{
     BanOutcome, ListQuery, OneTimeTokenStore, Page, RoleChange, SessionStore, SettingsStore,
     SpotifyStore, Store, StoreError, StoreResult, TwoFactorStore, UserListQuery, UserStore,
 };
-use super::{ModerationStore, OverlayStore};
+use super::{ModerationStore, OverlayStore, PoolUsage};
 use crate::model::{
     Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
     Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
@@ -1789,6 +1789,21 @@ impl Store for SqlStore {
             sqlx::query(d.q("SELECT 1")).execute(pool).await.map(drop)
         })
         .map_err(map_err)
+    }
+
+    fn pool_usage(&self) -> Option<PoolUsage> {
+        fn usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolUsage {
+            PoolUsage {
+                open: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        Some(match &self.pool {
+            Pool::Sqlite(pool) => usage(pool),
+            Pool::Postgres(pool) => usage(pool),
+            Pool::MySql(pool) => usage(pool),
+        })
     }
 }
 

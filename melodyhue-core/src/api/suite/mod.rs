@@ -20,6 +20,7 @@ pub mod auth;
 pub mod conventions;
 pub mod legacy;
 pub mod modo;
+pub mod operations;
 pub mod overlays;
 pub mod public;
 pub mod security;
@@ -423,10 +424,18 @@ macro_rules! http_suite {
                 revoked_refresh_tokens_disconnect_the_user,
                 expired_access_tokens_are_renewed,
                 covers_are_fetched_once_for_all_users,
+                metrics_count_spotify_calls_and_cover_cache,
                 covers_only_come_from_allowed_hosts,
                 websocket_needs_a_token,
                 websocket_streams_now_playing_changes,
                 banning_kicks_open_websockets,
+            }
+            operations {
+                every_response_has_a_request_id,
+                a_clients_request_id_is_kept_when_sane,
+                metrics_are_off_by_default,
+                metrics_count_requests_pool_and_cache,
+                metrics_are_never_public_by_accident,
             }
             public {
                 color_falls_back_to_the_default_color,

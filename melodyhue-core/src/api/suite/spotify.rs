@@ -472,6 +472,61 @@ pub async fn covers_are_fetched_once_for_all_users(h: &Harness) {
     assert_eq!(s.fake.calls(Endpoint::Image), 1);
 }
 
+pub async fn metrics_count_spotify_calls_and_cover_cache(h: &Harness) {
+    let s = setup(h, "0.2", &[("METRICS", "true")]).await;
+    let cover = s
+        .fake
+        .add_image("m.png", cover_png(20, 90, 200), "image/png");
+    let alice = connected_user(&s, "alice", "rt-alice", playing(Some(cover.clone()))).await;
+    let bob = connected_user(&s, "bob", "rt-bob", playing(Some(cover))).await;
+    let limited = connected_user(
+        &s,
+        "limited",
+        "rt-limited",
+        Scenario::RateLimited {
+            retry_after_secs: 3600,
+        },
+    )
+    .await;
+    for user in [&alice, &bob, &limited] {
+        s.server
+            .get(&format!("/color/{}", user.id), None)
+            .await
+            .assert_status(200);
+    }
+    let response = s
+        .server
+        .http
+        .get(s.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let count = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("missing {series} in:\n{text}"))
+    };
+    assert!(count(r#"melodyhue_spotify_calls_total{kind="token_refresh",outcome="ok"}"#) >= 3);
+    assert!(count(r#"melodyhue_spotify_calls_total{kind="currently_playing",outcome="ok"}"#) >= 2);
+    assert_eq!(
+        count(r#"melodyhue_spotify_calls_total{kind="currently_playing",outcome="rate_limited"}"#),
+        1
+    );
+    // One cover for two users: downloaded once, then a cache hit.
+    assert_eq!(
+        count(r#"melodyhue_spotify_calls_total{kind="cover",outcome="ok"}"#),
+        1
+    );
+    assert_eq!(
+        count(r#"melodyhue_cover_cache_lookups_total{result="miss"}"#),
+        1
+    );
+    assert!(count(r#"melodyhue_cover_cache_lookups_total{result="hit"}"#) >= 1);
+    assert_eq!(count("melodyhue_watched_users"), 3);
+}
+
 pub async fn covers_only_come_from_allowed_hosts(h: &Harness) {
     let fake = FakeSpotify::start().await.unwrap();
     fake.add_app(CLIENT_ID, CLIENT_SECRET);

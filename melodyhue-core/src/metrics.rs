@@ -1,0 +1,178 @@
+//! Prometheus metrics, served by `GET /metrics` when `METRICS=true`.
+//!
+//! One registry per [`App`](crate::App), so that several apps in one process (tests,
+//! embedders) never mix their series. Requests are counted as they are answered; the state of
+//! the hub, the Spotify client and the connection pool is read at each scrape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::spotify::{NowPlayingHub, SpotifyClient};
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// The route label of requests no route matched: their paths are not labels, or a scanner
+/// could create any number of series.
+const UNMATCHED: &str = "unmatched";
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// The registry of one app.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub(crate) fn new(hub: NowPlayingHub, spotify: SpotifyClient, store: Arc<dyn Store>) -> Self {
+        let mut registry = Registry::with_prefix("melodyhue");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route template",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(StateCollector {
+            hub,
+            spotify,
+            store,
+        }));
+        Metrics {
+            registry,
+            requests,
+            latency,
+        }
+    }
+
+    /// Counts one answered request. `route` is the template (`/color/{user_id}`), empty
+    /// when no route matched.
+    pub(crate) fn observe(&self, route: &'static str, method: &str, status: u16, took: Duration) {
+        let route = if route.is_empty() { UNMATCHED } else { route };
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Reads the live state at each scrape.
+struct StateCollector {
+    hub: NowPlayingHub,
+    spotify: SpotifyClient,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCollector").finish_non_exhaustive()
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut calls = encoder.encode_descriptor(
+            "spotify_calls",
+            "Calls to Spotify (accounts, Web API, cover images) by kind and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, outcome, count) in self.spotify.call_counts() {
+            let labels = [("kind", kind), ("outcome", outcome)];
+            ConstCounter::new(count).encode(calls.encode_family(&labels)?)?;
+        }
+
+        let stats = self.hub.stats();
+        let hits = stats.cover_lookups.saturating_sub(stats.cover_misses);
+        let mut covers = encoder.encode_descriptor(
+            "cover_cache_lookups",
+            "Cover color lookups by result: a hit reuses a color, a miss downloads and analyses the cover",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(hits).encode(covers.encode_family(&[("result", "hit")])?)?;
+        ConstCounter::new(stats.cover_misses)
+            .encode(covers.encode_family(&[("result", "miss")])?)?;
+        gauge(
+            &mut encoder,
+            "watched_users",
+            "Users whose playback is being polled now",
+            stats.watched_users as u64,
+        )?;
+
+        if let Some(pool) = self.store.pool_usage() {
+            let in_use = pool.open.saturating_sub(pool.idle);
+            let mut connections = encoder.encode_descriptor(
+                "db_pool_connections",
+                "Database connections by state",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(in_use))
+                .encode(connections.encode_family(&[("state", "in_use")])?)?;
+            ConstGauge::new(i64::from(pool.idle))
+                .encode(connections.encode_family(&[("state", "idle")])?)?;
+            gauge(
+                &mut encoder,
+                "db_pool_max_connections",
+                "The most connections the pool opens",
+                u64::from(pool.max),
+            )?;
+        }
+        Ok(())
+    }
+}
