@@ -529,10 +529,7 @@ impl Config {
         let mut kept = read_secrets_file(&path)?;
         let mut generated = Vec::new();
         if need_jwt && !kept.contains_key("SECRET_KEY") {
-            kept.insert(
-                "SECRET_KEY".into(),
-                hex::encode(crate::model::random_bytes::<32>()),
-            );
+            kept.insert("SECRET_KEY".into(), generate_secret_key());
             generated.push("SECRET_KEY");
         }
         if need_encryption && !kept.contains_key("ENCRYPTION_KEY") {
@@ -590,6 +587,11 @@ impl Config {
             None => format!("{}/auth/2fa/disable?token={token}", self.frontend_url),
         }
     }
+}
+
+/// A fresh random `SECRET_KEY`: 32 random bytes in hex.
+pub fn generate_secret_key() -> String {
+    hex::encode(crate::model::random_bytes::<32>())
 }
 
 fn database_url(vars: &Vars, data_dir: &Path) -> Result<SecretString, ConfigError> {

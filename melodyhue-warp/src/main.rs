@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use melodyhue_core::config::{Config, LogFormat};
+use melodyhue_core::config::{self, Config, LogFormat};
+use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::model::Role;
 use melodyhue_core::service::Error;
 use melodyhue_core::{App, color};
@@ -39,6 +40,12 @@ enum Command {
             .try_map(|role| role.parse::<Role>()))]
         role: Role,
     },
+    /// Print a fresh SECRET_KEY and Fernet ENCRYPTION_KEY as `.env` lines. Needs no
+    /// configuration.
+    GenKeys,
+    /// Ask the server configured by HOST and PORT for `/health`: status 0 when it answers
+    /// `200`, 1 otherwise (the Docker HEALTHCHECK).
+    HealthCheck,
     /// Print the classic color, the palette and a text color of image files (JPEG, PNG, WebP),
     /// one tab-separated line per file. Needs no configuration.
     Color {
@@ -78,13 +85,18 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return command_line_error(&err),
     };
-    if let Some(Command::Color { files }) = &cli.command {
-        return print_colors(files);
+    match &cli.command {
+        Some(Command::Color { files }) => return print_colors(files),
+        Some(Command::GenKeys) => return gen_keys(),
+        _ => {}
     }
     let mut config = match config {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
+    if let Some(Command::HealthCheck) = &cli.command {
+        return health_check(&config).await;
+    }
     if let Err(message) = init_logging(&config) {
         eprintln!("melodyhue: {message}");
         return ExitCode::from(2);
@@ -96,6 +108,48 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(config, args.frontend).await,
         Command::Promote { email, role } => promote(config, &email, role).await,
         Command::Color { files } => print_colors(&files),
+        Command::GenKeys => gen_keys(),
+        Command::HealthCheck => health_check(&config).await,
+    }
+}
+
+/// `melodyhue gen-keys`: `.env` lines with fresh secrets.
+fn gen_keys() -> ExitCode {
+    println!("SECRET_KEY={}", config::generate_secret_key());
+    println!("ENCRYPTION_KEY={}", SecretBox::generate_key());
+    ExitCode::SUCCESS
+}
+
+/// How long `melodyhue health-check` waits for `/health`.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `melodyhue health-check`: `GET /health` on the configured address (a wildcard address is
+/// asked on loopback).
+async fn health_check(config: &Config) -> ExitCode {
+    let host = match config.host.trim_start_matches('[').trim_end_matches(']') {
+        "0.0.0.0" => "127.0.0.1",
+        "::" => "::1",
+        host => host,
+    };
+    let url = if host.contains(':') {
+        format!("http://[{host}]:{}/health", config.port)
+    } else {
+        format!("http://{host}:{}/health", config.port)
+    };
+    let client = match reqwest::Client::builder().timeout(HEALTH_CHECK_TIMEOUT).build() {
+        Ok(client) => client,
+        Err(err) => return fail(&err),
+    };
+    match client.get(&url).send().await {
+        Ok(response) if response.status() == 200 => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("melodyhue: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("melodyhue: {url}: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

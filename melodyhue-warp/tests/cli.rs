@@ -1,4 +1,5 @@
-//! The `melodyhue` binary: choosing the frontend, by flag or variable, and refusing a bad one.
+//! The `melodyhue` binary: choosing the frontend, by flag or variable, and refusing a bad one;
+//! `gen-keys` and `health-check`.
 // A test binary: a failed expect in a helper is a failed test.
 #![allow(clippy::expect_used)]
 
@@ -102,4 +103,59 @@ async fn an_unknown_frontend_is_one_line_naming_the_variable() {
             "{expected} missing from {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn gen_keys_prints_fresh_usable_secrets() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let run = || async {
+        let output = melodyhue(&directory, &["gen-keys"])
+            .output()
+            .await
+            .expect("melodyhue runs");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).expect("UTF-8")
+    };
+    let (first, second) = (run().await, run().await);
+    assert_ne!(first, second, "every run makes new keys");
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 2, "{first}");
+    let secret = lines[0].strip_prefix("SECRET_KEY=").expect("SECRET_KEY line");
+    assert_eq!(secret.len(), 64);
+    assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+    let key = lines[1]
+        .strip_prefix("ENCRYPTION_KEY=")
+        .expect("ENCRYPTION_KEY line");
+    // A Fernet key: url-safe base64 of 32 bytes, which a server started with it accepts.
+    assert_eq!(key.len(), 44);
+    let mut command = melodyhue(&directory, &[]);
+    command
+        .env("MELODYHUE_ENV", "production")
+        .env("SECRET_KEY", secret)
+        .env("ENCRYPTION_KEY", key);
+    let mut child = command.spawn().expect("melodyhue runs");
+    listening(&mut child).await;
+}
+
+#[tokio::test]
+async fn health_check_asks_the_configured_server() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut child = melodyhue(&directory, &[])
+        .env("HOST", "0.0.0.0")
+        .spawn()
+        .expect("melodyhue runs");
+    let (address, _) = listening(&mut child).await;
+    let port = address.rsplit(':').next().expect("port");
+    let check = |port: String| {
+        let mut command = melodyhue(&directory, &["health-check"]);
+        command.env("HOST", "0.0.0.0").env("PORT", port);
+        command
+    };
+    let up = check(port.to_owned()).output().await.expect("runs");
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // Nobody listens there any more.
+    child.kill().await.expect("server stops");
+    let down = check(port.to_owned()).output().await.expect("runs");
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/health"));
 }
