@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use melodyhue_core::config::{self, Config, LogFormat};
-use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::model::Role;
+use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::service::Error;
 use melodyhue_core::{App, color};
 use tracing_subscriber::EnvFilter;
@@ -136,7 +136,10 @@ async fn health_check(config: &Config) -> ExitCode {
     } else {
         format!("http://{host}:{}/health", config.port)
     };
-    let client = match reqwest::Client::builder().timeout(HEALTH_CHECK_TIMEOUT).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(HEALTH_CHECK_TIMEOUT)
+        .build()
+    {
         Ok(client) => client,
         Err(err) => return fail(&err),
     };

@@ -120,7 +120,9 @@ async fn gen_keys_prints_fresh_usable_secrets() {
     assert_ne!(first, second, "every run makes new keys");
     let lines: Vec<&str> = first.lines().collect();
     assert_eq!(lines.len(), 2, "{first}");
-    let secret = lines[0].strip_prefix("SECRET_KEY=").expect("SECRET_KEY line");
+    let secret = lines[0]
+        .strip_prefix("SECRET_KEY=")
+        .expect("SECRET_KEY line");
     assert_eq!(secret.len(), 64);
     assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
     let key = lines[1]
@@ -152,7 +154,11 @@ async fn health_check_asks_the_configured_server() {
         command
     };
     let up = check(port.to_owned()).output().await.expect("runs");
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     // Nobody listens there any more.
     child.kill().await.expect("server stops");
     let down = check(port.to_owned()).output().await.expect("runs");
