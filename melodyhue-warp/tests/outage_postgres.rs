@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use melodyhue_core::App;
 use melodyhue_core::api::suite::{Backend, Harness, Reply, ServeFuture, TestServer};
-use melodyhue_core::testing::database::is_ci;
+use melodyhue_core::testing::is_ci;
 use serde_json::json;
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {

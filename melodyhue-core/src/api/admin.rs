@@ -15,7 +15,7 @@ const WARNING_NOT_FOUND: &str = "Warning not found";
 const ROLES: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
 
 /// One page of a list, as every staff list answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PageView<T> {
     /// The rows of the page, newest first.
     pub items: Vec<T>,
@@ -43,7 +43,7 @@ impl<T> PageView<T> {
 }
 
 /// `/admin/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// All accounts.
     pub users_count: u64,
@@ -57,6 +57,7 @@ pub struct StatsView {
     pub active_2fa_count: u64,
     /// Newest account's creation.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_user_registered_at: Option<DateTime<Utc>>,
 }
 
@@ -74,7 +75,7 @@ impl From<Stats> for StatsView {
 }
 
 /// A user in `/admin/users`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AdminUserView {
     /// Id.
     pub id: String,
@@ -86,9 +87,11 @@ pub struct AdminUserView {
     pub role: &'static str,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last login.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
@@ -106,7 +109,7 @@ impl From<User> for AdminUserView {
 }
 
 /// A warning in the admin lists.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WarningItemView {
     /// Id.
     pub id: String,
@@ -126,6 +129,7 @@ pub struct WarningItemView {
     pub reason: String,
     /// When.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 

@@ -10,7 +10,7 @@ use super::{Ctx, REFRESH_COOKIE, Reply};
 use crate::service::{IssuedTokens, LoginOutcome, Registration};
 
 /// The body of a successful register or login.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginTokens<'a> {
     /// Access JWT.
     pub access_token: &'a str,
@@ -43,7 +43,7 @@ impl<'a> From<&'a IssuedTokens> for LoginTokens<'a> {
 }
 
 /// The body of a login that needs the TOTP code.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TwoFactorRequired<'a> {
     /// Always `true`.
     pub requires_2fa: bool,
@@ -52,7 +52,7 @@ pub struct TwoFactorRequired<'a> {
 }
 
 /// The body of a successful refresh.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefreshedTokens<'a> {
     /// Access JWT.
     pub access_token: &'a str,

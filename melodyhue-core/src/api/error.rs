@@ -11,7 +11,7 @@ use crate::service;
 use crate::store::BoxError;
 
 /// One bad field of a request, in the shape FastAPI clients know.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Where: `["body", "<field>"]`, `["query", "<name>"]` or `["body"]`.
     pub loc: Vec<String>,

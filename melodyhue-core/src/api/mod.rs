@@ -20,6 +20,7 @@ mod error;
 mod input;
 mod metrics;
 mod modo;
+pub mod openapi;
 mod overlays;
 mod public;
 mod response;
@@ -179,6 +180,11 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
     match segments.as_slice() {
         ["health"] => ("/health", methods!(cx, GET => public::health(cx))),
         ["metrics"] => ("/metrics", methods!(cx, GET => metrics::metrics(cx))),
+        ["openapi.json"] => (
+            "/openapi.json",
+            methods!(cx, GET => openapi::openapi_json()),
+        ),
+        ["docs"] => ("/docs", methods!(cx, GET => openapi::docs())),
         ["auth", "register"] => ("/auth/register", methods!(cx, POST => auth::register(cx))),
         ["auth", "login"] => ("/auth/login", methods!(cx, POST => auth::login(cx))),
         ["auth", "refresh"] => ("/auth/refresh", methods!(cx, POST => auth::refresh(cx))),

@@ -18,7 +18,7 @@ const USER_NOT_FOUND: &str = "User not found";
 const OVERLAY_NOT_FOUND: &str = "Overlay not found";
 
 /// A user as moderators see them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModeratedUserView {
     /// Id.
     pub id: String,
@@ -30,9 +30,11 @@ pub struct ModeratedUserView {
     pub role: &'static str,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last login.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login_at: Option<DateTime<Utc>>,
     /// Whether a ban is active now.
     pub is_banned: bool,
@@ -40,6 +42,7 @@ pub struct ModeratedUserView {
     pub ban_reason: Option<String>,
     /// The active ban's end; `null` when permanent or not banned.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ban_until: Option<DateTime<Utc>>,
 }
 
@@ -61,7 +64,7 @@ impl From<UserWithBan> for ModeratedUserView {
 }
 
 /// An overlay in `/modo/overlays`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModeratedOverlayView {
     /// Id.
     pub id: String,
@@ -75,9 +78,11 @@ pub struct ModeratedOverlayView {
     pub template: String,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last change.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 

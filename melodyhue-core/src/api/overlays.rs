@@ -10,7 +10,7 @@ use crate::model::{Overlay, OverlayPatch};
 const NOT_FOUND: &str = "Overlay not found";
 
 /// An overlay as its owner and the public see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OverlayView {
     /// Id.
     pub id: String,
@@ -20,9 +20,11 @@ pub struct OverlayView {
     pub template: String,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last change.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -27,7 +27,7 @@ pub(super) async fn health(cx: &Ctx<'_>) -> Reply {
 }
 
 /// A user as anyone may see them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicUserView {
     /// Id.
     pub id: String,
@@ -35,6 +35,7 @@ pub struct PublicUserView {
     pub username: String,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Gravatar.
     pub avatar_url: String,
@@ -69,7 +70,7 @@ pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
 }
 
 /// A color as overlays read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ColorView {
     /// Red.
     pub r: u8,
@@ -93,7 +94,7 @@ impl From<Rgb> for ColorView {
 }
 
 /// The swatches of a cover, as `/infos` shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaletteView {
     /// Saturated, medium lightness.
     pub vibrant: ColorView,
@@ -123,7 +124,7 @@ impl From<Palette> for PaletteView {
 }
 
 /// The body of `/color/{user_id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ColorResponse<'a> {
     /// The color.
     pub color: ColorView,
@@ -140,7 +141,7 @@ pub struct ColorResponse<'a> {
 }
 
 /// The `track` of `/infos/{user_id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TrackView<'a> {
     /// Something plays (or is paused).
@@ -200,7 +201,7 @@ impl<'a> TrackView<'a> {
 
 /// The body of `/infos/{user_id}`: `/color`'s plus the track, the cover's swatches and a
 /// readable text color.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InfosResponse<'a> {
     /// Everything `/color` answers.
     #[serde(flatten)]

@@ -7,7 +7,7 @@ use super::{ApiError, Ctx, Reply};
 use crate::service::{SpotifyCredentialsInput, SpotifyStatus};
 
 /// `/spotify/credentials/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CredentialsStatusView {
     /// A client id is stored.
     pub has_client_id: bool,

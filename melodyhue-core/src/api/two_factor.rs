@@ -8,7 +8,7 @@ use super::response::ok;
 use super::{ApiError, Ctx, Reply};
 
 /// The body of a successful `/auth/login/2fa`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TwoFactorLoginTokens<'a> {
     /// Access JWT.
     pub access_token: &'a str,
@@ -23,7 +23,7 @@ pub struct TwoFactorLoginTokens<'a> {
 }
 
 /// The body of `/auth/2fa/setup`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TwoFactorSetupView<'a> {
     /// Base32 secret.
     pub secret: &'a str,
@@ -32,7 +32,7 @@ pub struct TwoFactorSetupView<'a> {
 }
 
 /// The body of `/auth/forgot` and `/auth/2fa/disable/request`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SentView {
     /// Always `sent`.
     pub status: &'static str,

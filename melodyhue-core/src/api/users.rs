@@ -19,7 +19,7 @@ pub(super) fn avatar_url(email: &str) -> String {
 }
 
 /// `/users/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     /// Id.
     pub id: String,
@@ -31,9 +31,11 @@ pub struct MeView {
     pub role: &'static str,
     /// Creation.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     /// Last login.
     #[serde(with = "rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_login_at: Option<DateTime<Utc>>,
     /// Gravatar.
     pub avatar_url: String,
@@ -61,7 +63,7 @@ impl From<Profile> for MeView {
 }
 
 /// `/settings/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SettingsView {
     /// Theme.
     pub theme: String,

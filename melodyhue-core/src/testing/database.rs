@@ -43,30 +43,15 @@ impl fmt::Display for Server {
     }
 }
 
-/// Whether this run is CI (`CI=true`), where nothing may be skipped.
-pub fn is_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
 /// The admin URL of `server`, or `None` after printing why the test is skipped.
 ///
 /// # Panics
 /// Under `CI=true` when the variable is unset: CI must run every test.
 pub fn admin_url(server: Server) -> Option<String> {
-    let var = server.env_var();
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if is_ci() => panic!(
-            "{var} is not set, but CI=true: CI must run the {server} tests (.ci/run sets it)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: {var} is not set, so there is no {server} server to test against \
-                 (set it to an admin URL to run this test)"
-            );
-            None
-        }
-    }
+    super::external(
+        server.env_var(),
+        &format!("an admin URL of a {server} server to test against"),
+    )
 }
 
 /// A fresh, uniquely named database, dropped when this value is dropped.

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod conventions;
+pub mod docs;
 pub mod legacy;
 pub mod modo;
 pub mod operations;
@@ -429,6 +430,10 @@ macro_rules! http_suite {
                 websocket_needs_a_token,
                 websocket_streams_now_playing_changes,
                 banning_kicks_open_websockets,
+            }
+            docs {
+                openapi_document_describes_every_operation,
+                docs_page_renders_the_document,
             }
             operations {
                 every_response_has_a_request_id,

@@ -1,0 +1,114 @@
+//! The OpenAPI document against real tools, over a real socket: `openapi-spec-validator`
+//! validates it, and schemathesis sends generated requests to every operation, failing on a
+//! 500 or on any answer the document does not describe (status, content type, body schema).
+//!
+//! The tools come from PyPI; `.ci/run` installs them and names them in
+//! `MELODYHUE_TEST_OPENAPI_VALIDATOR` and `MELODYHUE_TEST_SCHEMATHESIS`. Without those
+//! variables the tests say they are skipped, except under `CI=true`, where that fails.
+// A test binary: a failed expect is a failed test.
+#![allow(clippy::expect_used)]
+
+use std::time::Duration;
+
+use melodyhue_core::App;
+use melodyhue_core::api::suite::{Backend, Harness, ServeFuture, TestServer};
+use melodyhue_core::model::Role;
+use melodyhue_core::testing::external;
+use tokio::process::Command;
+
+/// Bounds a tool's run so that a hang fails the test instead of the CI job.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
+    Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))
+}
+
+fn harness() -> Harness {
+    Harness {
+        serve,
+        backend: Backend::Sqlite,
+    }
+}
+
+/// Runs a tool to completion; its status, and what it printed.
+async fn run(command: &mut Command) -> (bool, String) {
+    let output = tokio::time::timeout(PATIENCE, command.kill_on_drop(true).output())
+        .await
+        .expect("the tool finishes in time")
+        .expect("the tool runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test]
+async fn openapi_spec_validator_accepts_the_document() {
+    let Some(validator) = external(
+        "MELODYHUE_TEST_OPENAPI_VALIDATOR",
+        "the path of PyPI's openapi-spec-validator",
+    ) else {
+        return;
+    };
+    // The document as served, over the socket, into a file (the validator reads files).
+    let server = TestServer::start(&harness()).await;
+    let served = reqwest::get(server.url("/openapi.json"))
+        .await
+        .expect("the document is served")
+        .bytes()
+        .await
+        .expect("the document's body");
+    let file = tempfile::Builder::new()
+        .suffix(".json")
+        .tempfile()
+        .expect("temporary file");
+    std::fs::write(file.path(), &served).expect("document written");
+    let (valid, printed) = run(Command::new(validator).arg(file.path())).await;
+    assert!(valid, "{printed}");
+    assert!(printed.contains("OK"), "{printed}");
+}
+
+#[tokio::test]
+async fn schemathesis_finds_nothing_the_document_does_not_describe() {
+    let Some(schemathesis) = external(
+        "MELODYHUE_TEST_SCHEMATHESIS",
+        "the path of PyPI's schemathesis (version 4)",
+    ) else {
+        return;
+    };
+    let server = TestServer::start(&harness()).await;
+    // An admin, so that the staff routes are exercised beyond their 403.
+    let user = server.register("schemathesis").await;
+    server
+        .app
+        .promote(&user.email, Role::Admin)
+        .await
+        .expect("promoted");
+    let login = server.login(&user.email, &user.password).await;
+    login.assert_status(200);
+    let token = login.body["access_token"].as_str().expect("access token");
+    let (passed, printed) = run(Command::new(schemathesis)
+        .arg("run")
+        .arg(server.url("/openapi.json"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--no-color",
+            // Deleting the account would leave every later request unauthenticated.
+            "--exclude-operation-id",
+            "delete_users_me",
+        ])
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {token}")))
+    .await;
+    assert!(passed, "{printed}");
+    // The summary (operations, phases, warnings) for the log of the run.
+    let summary = printed.split("SUMMARY").last().unwrap_or_default();
+    eprintln!("schemathesis:{summary}");
+}
