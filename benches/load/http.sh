@@ -32,7 +32,7 @@ measure "warp hello (baseline)" -t2 -c64 -d"$DURATION" http://127.0.0.1:8790/
 for frontend in warp hyper; do
     port=$([ $frontend = warp ] && echo 8791 || echo 8792)
     mkdir -p "$work/$frontend"
-    (cd "$work/$frontend" && LOG_LEVEL=warn PORT=$port MELODYHUE_FRONTEND=$frontend \
+    (cd "$work/$frontend" && LOG_LEVEL=warn PORT=$port MELODYHUE_FRONTEND=$frontend exec \
         "$bin/melodyhue" >/dev/null 2>&1) &
     wait_for "http://127.0.0.1:$port/health"
     body=$(curl -fs -X POST "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
