@@ -457,6 +457,7 @@ where
         let id = request_id(&parts.headers);
         finish(app, &parts.method, "", started, &id, response)
     };
+    let mut body = Box::pin(body);
     let declared_too_large = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -464,17 +465,47 @@ where
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len > MAX_BODY_BYTES as u64);
     if declared_too_large {
+        drain_refused(&mut body).await;
         return early(payload_too_large());
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    let limited = http_body_util::Limited::new(&mut body, MAX_BODY_BYTES);
     match http_body_util::BodyExt::collect(limited).await {
         Ok(collected) => handle(app, Request::from_parts(parts, collected.to_bytes()), peer).await,
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => early(payload_too_large()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            drain_refused(&mut body).await;
+            early(payload_too_large())
+        }
         Err(err) => {
             tracing::debug!(error = %err, "request body could not be read");
             early(ApiError::BadRequest("Request body could not be read").into_response())
         }
     }
+}
+
+/// How much of a refused body is read (and dropped) before answering `413`.
+const DRAIN_BYTES: usize = 1024 * 1024;
+/// How long reading a refused body may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops the rest of a refused body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+///
+/// A client still sending its body when the server answers and closes the connection may get
+/// a reset instead of the `413`; letting a moderately oversized body arrive first means it
+/// reads the answer. Nothing is kept, and a larger or slower body is cut off.
+async fn drain_refused<B>(body: &mut std::pin::Pin<Box<B>>)
+where
+    B: http_body::Body,
+{
+    let drain = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(body).await {
+            read += frame.data_ref().map_or(0, bytes::Buf::remaining);
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 #[cfg(feature = "http-suite")]
