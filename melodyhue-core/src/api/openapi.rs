@@ -4,8 +4,9 @@
 //! Schemas come from the Rust types: the response types of the handlers derive
 //! [`utoipa::ToSchema`], and so do the request bodies below, which exist only to describe
 //! what the handlers read field by field. The operations are one table, [`OPERATIONS`], kept
-//! in step with the router by a suite case that asks every documented operation of a
-//! running server.
+//! in step with the router: a unit test compares its paths with the router's templates, and a
+//! suite case asks a running server every documented operation (routed) and every other
+//! method on those paths (`405`).
 
 use std::sync::LazyLock;
 
