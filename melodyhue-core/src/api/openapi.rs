@@ -430,17 +430,23 @@ pub(super) async fn openapi_json() -> Reply {
     Ok(response)
 }
 
-/// Swagger UI from a CDN, so nothing is bundled or downloaded at build time.
+/// Swagger UI from a CDN, so nothing is bundled or downloaded at build time. The page runs on
+/// the API's own origin, where the access cookie authenticates requests, so the browser must
+/// refuse CDN files other than the pinned release: the `integrity` hashes are those of the
+/// files in the npm tarball of swagger-ui-dist 5.17.14 (checked against the registry's
+/// tarball hash), which jsDelivr serves byte for byte.
 const DOCS_PAGE: &str = r##"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>MelodyHue API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui.css">
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui.css"
+        integrity="sha384-wxLW6kwyHktdDGr6Pv1zgm/VGJh99lfUbzSn6HNHBENZlCN7W602k9VkGdxuFvPn" crossorigin="anonymous">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui-bundle.js" crossorigin></script>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui-bundle.js"
+          integrity="sha384-wmyclcVGX/WhUkdkATwhaK1X1JtiNrr2EoYJ+diV3vj4v6OC5yCeSu+yW13SYJep" crossorigin="anonymous"></script>
   <script>
     window.onload = () => { window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" }); };
   </script>

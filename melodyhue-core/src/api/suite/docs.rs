@@ -82,4 +82,6 @@ pub async fn docs_page_renders_the_document(h: &Harness) {
     let page = response.text().await.unwrap();
     assert!(page.contains("swagger-ui"));
     assert!(page.contains(r#"url: "/openapi.json""#));
+    // Both CDN files (style and script) are pinned by hash, not only by version.
+    assert_eq!(page.matches(r#"integrity="sha384-"#).count(), 2, "{page}");
 }
