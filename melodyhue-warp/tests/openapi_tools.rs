@@ -89,7 +89,12 @@ async fn schemathesis_finds_nothing_the_document_does_not_describe() {
     let login = server.login(&user.email, &user.password).await;
     login.assert_status(200);
     let token = login.body["access_token"].as_str().expect("access token");
+    // Schemathesis keeps a cache of past runs (replayed by the next run) and Hypothesis an
+    // example database, both in the working directory: a fresh one makes every run start
+    // from the same state and leaves nothing in the source tree.
+    let scratch = tempfile::tempdir().expect("scratch directory");
     let (passed, printed) = run(Command::new(schemathesis)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(server.url("/openapi.json"))
         .args([
