@@ -4,8 +4,9 @@
 //! Schemas come from the Rust types: the response types of the handlers derive
 //! [`utoipa::ToSchema`], and so do the request bodies below, which exist only to describe
 //! what the handlers read field by field. The operations are one table, [`OPERATIONS`], kept
-//! in step with the router by a suite case that asks every documented operation of a
-//! running server.
+//! in step with the router: a unit test compares its paths with the router's templates, and a
+//! suite case asks a running server every documented operation (routed) and every other
+//! method on those paths (`405`).
 
 use std::sync::LazyLock;
 
@@ -24,6 +25,7 @@ use utoipa::openapi::{
 use super::admin::{AdminUserView, PageView, StatsView, WarningItemView};
 use super::auth::{LoginTokens, RefreshedTokens, TwoFactorRequired};
 use super::error::FieldError;
+use super::input::{MAX_PAGE_SIZE, MAX_SEARCH_CHARS};
 use super::modo::{ModeratedOverlayView, ModeratedUserView};
 use super::overlays::OverlayView;
 use super::public::{
@@ -44,7 +46,7 @@ mod shapes {
     pub struct RegisterBody {
         #[schema(min_length = 3, max_length = 80)]
         pub username: String,
-        #[schema(format = Email)]
+        #[schema(format = Email, max_length = 255)]
         pub email: String,
         #[schema(min_length = 8, max_length = 128)]
         pub password: String,
@@ -53,31 +55,44 @@ mod shapes {
     #[derive(ToSchema)]
     pub struct LoginBody {
         /// An e-mail address (contains `@`) or a username.
+        #[schema(min_length = 1, max_length = 255)]
         pub username_or_email: String,
+        #[schema(min_length = 1, max_length = 1024)]
         pub password: String,
     }
 
     #[derive(ToSchema)]
     pub struct TwoFactorLoginBody {
+        #[schema(min_length = 1, max_length = 64)]
         pub ticket: String,
         /// The 6-digit TOTP code.
+        #[schema(min_length = 1, max_length = 16)]
         pub totp: String,
     }
 
     #[derive(ToSchema)]
     pub struct RefreshTokenBody {
         /// Else the `mh_refresh_token` cookie.
+        #[schema(max_length = 4096)]
+        pub refresh_token: Option<String>,
+    }
+
+    /// Anything else is ignored: logging out never fails.
+    #[derive(ToSchema)]
+    pub struct LogoutBody {
+        /// Else the `mh_refresh_token` cookie.
         pub refresh_token: Option<String>,
     }
 
     #[derive(ToSchema)]
     pub struct EmailBody {
-        #[schema(format = Email)]
+        #[schema(format = Email, max_length = 255)]
         pub email: String,
     }
 
     #[derive(ToSchema)]
     pub struct ResetBody {
+        #[schema(min_length = 1, max_length = 256)]
         pub token: String,
         #[schema(min_length = 8, max_length = 128)]
         pub new_password: String,
@@ -86,11 +101,13 @@ mod shapes {
     #[derive(ToSchema)]
     pub struct CodeBody {
         /// The 6-digit TOTP code.
+        #[schema(min_length = 1, max_length = 16)]
         pub code: String,
     }
 
     #[derive(ToSchema)]
     pub struct TokenBody {
+        #[schema(min_length = 1, max_length = 256)]
         pub token: String,
     }
 
@@ -102,6 +119,7 @@ mod shapes {
 
     #[derive(ToSchema)]
     pub struct PasswordChangeBody {
+        #[schema(min_length = 1, max_length = 1024)]
         pub old_password: String,
         #[schema(min_length = 8, max_length = 128)]
         pub new_password: String,
@@ -141,8 +159,11 @@ mod shapes {
     /// Blank clears a value.
     #[derive(ToSchema)]
     pub struct SpotifyCredentialsBody {
+        #[schema(max_length = 255)]
         pub client_id: Option<String>,
+        #[schema(max_length = 255)]
         pub client_secret: Option<String>,
+        #[schema(max_length = 1024)]
         pub refresh_token: Option<String>,
     }
 
@@ -165,7 +186,7 @@ mod shapes {
     pub struct ModeratedUserPatchBody {
         #[schema(min_length = 3, max_length = 80)]
         pub username: Option<String>,
-        #[schema(format = Email)]
+        #[schema(format = Email, max_length = 255)]
         pub email: Option<String>,
     }
 
@@ -271,15 +292,40 @@ enum Access {
     Staff,
 }
 
-/// A request body: its schema and whether it must be sent.
-#[derive(Clone, Copy)]
-struct Body(&'static str, bool);
+/// How a handler reads its request body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// It must be sent; a bad one is `422`.
+    Required,
+    /// It may be left out; a bad one is `422`.
+    Optional,
+    /// It may be left out, and one that does not fit is ignored: never `422`.
+    Lenient,
+}
 
+/// A request body: its schema and how it is read.
+#[derive(Clone, Copy)]
+struct Body(&'static str, Reading);
+
+/// Whether a query parameter must be sent.
 const REQUIRED: bool = true;
 const OPTIONAL: bool = false;
 
-/// A query parameter: name, JSON type and description.
-type Query = (&'static str, Type, &'static str);
+/// What a query parameter takes.
+#[derive(Clone, Copy)]
+enum QueryKind {
+    /// A string of at most this many characters; an empty value counts as absent.
+    Text(usize),
+    /// A string of any length.
+    AnyText,
+    /// An integer within these bounds.
+    Integer(u32, u32),
+    /// `true` or `false`.
+    Boolean,
+}
+
+/// A query parameter: name, what it takes, whether it must be sent, description.
+struct Query(&'static str, QueryKind, bool, &'static str);
 
 /// What a successful call answers.
 #[derive(Clone, Copy)]
@@ -304,30 +350,41 @@ struct Operation {
     errors: &'static [u16],
 }
 
+const PAGE: Query = Query(
+    "page",
+    QueryKind::Integer(1, u32::MAX),
+    OPTIONAL,
+    "Page number, from 1 (default 1).",
+);
+const PAGE_SIZE: Query = Query(
+    "page_size",
+    QueryKind::Integer(1, MAX_PAGE_SIZE),
+    OPTIONAL,
+    "Rows per page (default 20).",
+);
 const LIST_QUERY: &[Query] = &[
-    ("page", Type::Integer, "Page number, from 1 (default 1)."),
-    (
-        "page_size",
-        Type::Integer,
-        "Rows per page, 1..100 (default 20).",
-    ),
-    (
+    PAGE,
+    PAGE_SIZE,
+    Query(
         "search",
-        Type::String,
+        QueryKind::Text(MAX_SEARCH_CHARS),
+        OPTIONAL,
         "Substring of username or e-mail (and more where noted).",
     ),
 ];
 const MODERATED_USERS_QUERY: &[Query] = &[
-    ("page", Type::Integer, "Page number, from 1 (default 1)."),
-    (
-        "page_size",
-        Type::Integer,
-        "Rows per page, 1..100 (default 20).",
+    PAGE,
+    PAGE_SIZE,
+    Query(
+        "search",
+        QueryKind::Text(MAX_SEARCH_CHARS),
+        OPTIONAL,
+        "Substring of username or e-mail.",
     ),
-    ("search", Type::String, "Substring of username or e-mail."),
-    (
+    Query(
         "banned",
-        Type::Boolean,
+        QueryKind::Boolean,
+        OPTIONAL,
         "Only banned (`true`) or not banned (`false`) users.",
     ),
 ];
@@ -357,59 +414,59 @@ const OPERATIONS: &[Operation] = &[
     op!(Get "/metrics", "health", "Prometheus metrics (METRICS=true; a token or a direct loopback client)", Public, body: None, query: &[], Text("application/openmetrics-text"), errors: [401, 403, 404]),
     op!(Get "/openapi.json", "health", "This document", Public, body: None, query: &[], Json("Document"), errors: []),
     op!(Get "/docs", "health", "A page rendering this document", Public, body: None, query: &[], Html, errors: []),
-    op!(Post "/auth/register", "auth", "Create an account; sets the auth cookies", Public, body: Some(Body("RegisterBody", REQUIRED)), query: &[], Json("LoginTokens"), errors: [409]),
-    op!(Post "/auth/login", "auth", "Log in; with 2FA the answer is a ticket for /auth/login/2fa", Public, body: Some(Body("LoginBody", REQUIRED)), query: &[], Json("LoginAnswer"), errors: [401, 403, 429]),
-    op!(Post "/auth/login/2fa", "auth", "Finish a 2FA login with the TOTP code", Public, body: Some(Body("TwoFactorLoginBody", REQUIRED)), query: &[], Json("TwoFactorLoginTokens"), errors: [400, 401, 403, 429]),
-    op!(Post "/auth/refresh", "auth", "Rotate the session: a new token pair", Public, body: Some(Body("RefreshTokenBody", OPTIONAL)), query: &[], Json("RefreshedTokens"), errors: [401, 403]),
-    op!(Post "/auth/logout", "auth", "End the session and clear the cookies", Public, body: Some(Body("RefreshTokenBody", OPTIONAL)), query: &[], Json("Status"), errors: []),
-    op!(Post "/auth/forgot", "auth", "Mail a password-reset link (same answer for unknown e-mails)", Public, body: Some(Body("EmailBody", REQUIRED)), query: &[], Json("SentView"), errors: []),
-    op!(Post "/auth/reset", "auth", "Set a new password with a reset token", Public, body: Some(Body("ResetBody", REQUIRED)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/auth/register", "auth", "Create an account; sets the auth cookies", Public, body: Some(Body("RegisterBody", Reading::Required)), query: &[], Json("LoginTokens"), errors: [409]),
+    op!(Post "/auth/login", "auth", "Log in; with 2FA the answer is a ticket for /auth/login/2fa", Public, body: Some(Body("LoginBody", Reading::Required)), query: &[], Json("LoginAnswer"), errors: [401, 403, 429]),
+    op!(Post "/auth/login/2fa", "auth", "Finish a 2FA login with the TOTP code", Public, body: Some(Body("TwoFactorLoginBody", Reading::Required)), query: &[], Json("TwoFactorLoginTokens"), errors: [400, 401, 403, 429]),
+    op!(Post "/auth/refresh", "auth", "Rotate the session: a new token pair", Public, body: Some(Body("RefreshTokenBody", Reading::Optional)), query: &[], Json("RefreshedTokens"), errors: [401, 403]),
+    op!(Post "/auth/logout", "auth", "End the session and clear the cookies", Public, body: Some(Body("LogoutBody", Reading::Lenient)), query: &[], Json("Status"), errors: []),
+    op!(Post "/auth/forgot", "auth", "Mail a password-reset link (same answer for unknown e-mails)", Public, body: Some(Body("EmailBody", Reading::Required)), query: &[], Json("SentView"), errors: []),
+    op!(Post "/auth/reset", "auth", "Set a new password with a reset token", Public, body: Some(Body("ResetBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
     op!(Post "/auth/2fa/setup", "2fa", "Start setting up TOTP", User, body: None, query: &[], Json("TwoFactorSetupView"), errors: [400]),
-    op!(Post "/auth/2fa/verify", "2fa", "Activate TOTP with a first code", User, body: Some(Body("CodeBody", REQUIRED)), query: &[], Json("Status"), errors: [400]),
-    op!(Post "/auth/2fa/disable", "2fa", "Turn TOTP off with a code", User, body: Some(Body("CodeBody", REQUIRED)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/auth/2fa/verify", "2fa", "Activate TOTP with a first code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/auth/2fa/disable", "2fa", "Turn TOTP off with a code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
     op!(Post "/auth/2fa/disable/request", "2fa", "Mail a link that turns TOTP off", User, body: None, query: &[], Json("SentView"), errors: [400]),
-    op!(Get "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: None, query: &[("token", Type::String, "The mailed token.")], Json("Status"), errors: [400, 422]),
-    op!(Post "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: Some(Body("TokenBody", REQUIRED)), query: &[], Json("Status"), errors: [400]),
+    op!(Get "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: None, query: &[Query("token", QueryKind::Text(256), REQUIRED, "The mailed token.")], Json("Status"), errors: [400, 422]),
+    op!(Post "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: Some(Body("TokenBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
     op!(Get "/users/me", "users", "The caller's account", User, body: None, query: &[], Json("MeView"), errors: []),
     op!(Delete "/users/me", "users", "Delete the caller's account and everything that is theirs", User, body: None, query: &[], Json("Status"), errors: []),
-    op!(Patch "/users/me/username", "users", "Change the username", User, body: Some(Body("UsernameBody", REQUIRED)), query: &[], Json("MeView"), errors: [409]),
-    op!(Patch "/users/me/email", "users", "Change the e-mail address", User, body: Some(Body("EmailBody", REQUIRED)), query: &[], Json("MeView"), errors: [409]),
-    op!(Post "/users/me/password", "users", "Change the password; other sessions end", User, body: Some(Body("PasswordChangeBody", REQUIRED)), query: &[], Json("Status"), errors: [400]),
+    op!(Patch "/users/me/username", "users", "Change the username", User, body: Some(Body("UsernameBody", Reading::Required)), query: &[], Json("MeView"), errors: [409]),
+    op!(Patch "/users/me/email", "users", "Change the e-mail address", User, body: Some(Body("EmailBody", Reading::Required)), query: &[], Json("MeView"), errors: [409]),
+    op!(Post "/users/me/password", "users", "Change the password; other sessions end", User, body: Some(Body("PasswordChangeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
     op!(Get "/users/{user_id}", "users", "A user's public profile", Public, body: None, query: &[], Json("PublicUserView"), errors: [404]),
     op!(Get "/settings/me", "settings", "The caller's settings", User, body: None, query: &[], Json("SettingsView"), errors: []),
-    op!(Patch "/settings/me", "settings", "Change any subset of the settings", User, body: Some(Body("SettingsPatchBody", REQUIRED)), query: &[], Json("SettingsView"), errors: []),
+    op!(Patch "/settings/me", "settings", "Change any subset of the settings", User, body: Some(Body("SettingsPatchBody", Reading::Required)), query: &[], Json("SettingsView"), errors: []),
     op!(Get "/overlays", "overlays", "The caller's overlays, oldest first", User, body: None, query: &[], Json("OverlayList"), errors: []),
-    op!(Post "/overlays", "overlays", "Create an overlay", User, body: Some(Body("OverlayBody", OPTIONAL)), query: &[], Json("OverlayView"), errors: []),
+    op!(Post "/overlays", "overlays", "Create an overlay", User, body: Some(Body("OverlayBody", Reading::Optional)), query: &[], Json("OverlayView"), errors: []),
     op!(Get "/overlays/{id}", "overlays", "One of the caller's overlays", User, body: None, query: &[], Json("OverlayView"), errors: [404]),
-    op!(Patch "/overlays/{id}", "overlays", "Change one of the caller's overlays", User, body: Some(Body("OverlayBody", REQUIRED)), query: &[], Json("OverlayView"), errors: [404]),
+    op!(Patch "/overlays/{id}", "overlays", "Change one of the caller's overlays", User, body: Some(Body("OverlayBody", Reading::Required)), query: &[], Json("OverlayView"), errors: [404]),
     op!(Delete "/overlays/{id}", "overlays", "Delete one of the caller's overlays", User, body: None, query: &[], Json("Status"), errors: [404]),
     op!(Post "/overlays/{id}/duplicate", "overlays", "Copy one of the caller's overlays", User, body: None, query: &[], Json("OverlayView"), errors: [404]),
     op!(Get "/overlay/{id}", "overlays", "Any overlay, for its public page", Public, body: None, query: &[], Json("OverlayView"), errors: [404]),
     op!(Get "/color/{user_id}", "now playing", "The color of the user's playing cover, or their fallback color", Public, body: None, query: &[], Json("ColorResponse"), errors: [404]),
     op!(Get "/infos/{user_id}", "now playing", "The color, the track, the palette and a text color", Public, body: None, query: &[], Json("InfosResponse"), errors: [404]),
-    op!(Get "/ws", "now playing", "WebSocket of now-playing changes (token: header, cookie or `token` query)", Public, body: None, query: &[("token", Type::String, "An access token.")], SwitchingProtocols, errors: [400]),
+    op!(Get "/ws", "now playing", "WebSocket of now-playing changes (token: header, cookie or `token` query)", Public, body: None, query: &[Query("token", QueryKind::AnyText, OPTIONAL, "An access token.")], SwitchingProtocols, errors: [400]),
     op!(Get "/spotify/credentials/status", "spotify", "Which Spotify credentials are stored", User, body: None, query: &[], Json("CredentialsStatusView"), errors: []),
-    op!(Patch "/spotify/credentials", "spotify", "Store Spotify credentials (blank clears)", User, body: Some(Body("SpotifyCredentialsBody", REQUIRED)), query: &[], Json("CredentialsStatusView"), errors: []),
-    op!(Get "/spotify/auth/url", "spotify", "The URL that asks the user to grant access", User, body: None, query: &[("redirect_uri", Type::String, "Default SPOTIFY_REDIRECT_URI.")], Json("AuthorizeUrl"), errors: [400, 422]),
-    op!(Get "/spotify/callback", "spotify", "Exchange Spotify's authorization code", User, body: None, query: &[("code", Type::String, "The authorization code."), ("redirect_uri", Type::String, "The redirect URI of the authorization.")], Json("Status"), errors: [400, 422, 502]),
+    op!(Patch "/spotify/credentials", "spotify", "Store Spotify credentials (blank clears)", User, body: Some(Body("SpotifyCredentialsBody", Reading::Required)), query: &[], Json("CredentialsStatusView"), errors: []),
+    op!(Get "/spotify/auth/url", "spotify", "The URL that asks the user to grant access", User, body: None, query: &[Query("redirect_uri", QueryKind::Text(2048), OPTIONAL, "Default SPOTIFY_REDIRECT_URI.")], Json("AuthorizeUrl"), errors: [400, 422]),
+    op!(Get "/spotify/callback", "spotify", "Exchange Spotify's authorization code", User, body: None, query: &[Query("code", QueryKind::Text(2048), OPTIONAL, "The authorization code (missing: 400)."), Query("redirect_uri", QueryKind::Text(2048), OPTIONAL, "The redirect URI of the authorization.")], Json("Status"), errors: [400, 422, 502]),
     op!(Get "/spotify/auth/status", "spotify", "Whether Spotify is connected", User, body: None, query: &[], Json("SpotifyAuthStatus"), errors: []),
     op!(Post "/spotify/logout", "spotify", "Forget the Spotify refresh token", User, body: None, query: &[], Json("Status"), errors: []),
     op!(Get "/admin/stats", "admin", "Counts of accounts and overlays", Staff, body: None, query: &[], Json("StatsView"), errors: []),
     op!(Get "/admin/users", "admin", "Accounts, newest first", Staff, body: None, query: LIST_QUERY, Json("AdminUserPage"), errors: [422]),
-    op!(Patch "/admin/users/{id}/role", "admin", "Change an account's role", Staff, body: Some(Body("RoleBody", REQUIRED)), query: &[], Json("RoleChanged"), errors: [400, 404]),
+    op!(Patch "/admin/users/{id}/role", "admin", "Change an account's role", Staff, body: Some(Body("RoleBody", Reading::Required)), query: &[], Json("RoleChanged"), errors: [400, 404]),
     op!(Get "/admin/users/{id}/warnings", "admin", "An account's warnings", Staff, body: None, query: LIST_QUERY, Json("WarningPage"), errors: [404, 422]),
     op!(Delete "/admin/users/{id}/warnings", "admin", "Delete an account's warnings", Staff, body: None, query: &[], Json("WarningsDeleted"), errors: [404]),
     op!(Get "/admin/warnings", "admin", "All warnings (search also over reason and ids)", Staff, body: None, query: LIST_QUERY, Json("WarningPage"), errors: [422]),
     op!(Delete "/admin/warnings/{id}", "admin", "Delete a warning", Staff, body: None, query: &[], Json("WarningDeleted"), errors: [404]),
     op!(Get "/modo/users", "moderation", "Accounts with their ban state", Staff, body: None, query: MODERATED_USERS_QUERY, Json("ModeratedUserPage"), errors: [422]),
     op!(Get "/modo/users/{id}", "moderation", "One account with its ban state", Staff, body: None, query: &[], Json("ModeratedUserView"), errors: [404]),
-    op!(Patch "/modo/users/{id}", "moderation", "Change an account's username or e-mail", Staff, body: Some(Body("ModeratedUserPatchBody", REQUIRED)), query: &[], Json("Status"), errors: [404, 409]),
-    op!(Post "/modo/users/{id}/warn", "moderation", "Warn an account", Staff, body: Some(Body("WarnBody", REQUIRED)), query: &[], Json("Warned"), errors: [404]),
-    op!(Post "/modo/users/{id}/ban", "moderation", "Ban an account (ends its sessions and WebSockets)", Staff, body: Some(Body("BanBody", REQUIRED)), query: &[], Json("Banned"), errors: [400, 404]),
+    op!(Patch "/modo/users/{id}", "moderation", "Change an account's username or e-mail", Staff, body: Some(Body("ModeratedUserPatchBody", Reading::Required)), query: &[], Json("Status"), errors: [404, 409]),
+    op!(Post "/modo/users/{id}/warn", "moderation", "Warn an account", Staff, body: Some(Body("WarnBody", Reading::Required)), query: &[], Json("Warned"), errors: [404]),
+    op!(Post "/modo/users/{id}/ban", "moderation", "Ban an account (ends its sessions and WebSockets)", Staff, body: Some(Body("BanBody", Reading::Required)), query: &[], Json("Banned"), errors: [400, 404]),
     op!(Post "/modo/users/{id}/ban/revoke", "moderation", "Lift an account's ban", Staff, body: None, query: &[], Json("BanRevoked"), errors: [404]),
     op!(Get "/modo/overlays", "moderation", "All overlays (search also over name, template and ids)", Staff, body: None, query: LIST_QUERY, Json("ModeratedOverlayPage"), errors: [422]),
     op!(Get "/modo/overlays/{id}", "moderation", "Any overlay", Staff, body: None, query: &[], Json("OverlayView"), errors: [404]),
-    op!(Patch "/modo/overlays/{id}", "moderation", "Change any overlay", Staff, body: Some(Body("OverlayBody", REQUIRED)), query: &[], Json("OverlayView"), errors: [404]),
+    op!(Patch "/modo/overlays/{id}", "moderation", "Change any overlay", Staff, body: Some(Body("OverlayBody", Reading::Required)), query: &[], Json("OverlayView"), errors: [404]),
     op!(Delete "/modo/overlays/{id}", "moderation", "Delete any overlay", Staff, body: None, query: &[], Json("Status"), errors: [404]),
 ];
 
@@ -429,17 +486,23 @@ pub(super) async fn openapi_json() -> Reply {
     Ok(response)
 }
 
-/// Swagger UI from a CDN, so nothing is bundled or downloaded at build time.
+/// Swagger UI from a CDN, so nothing is bundled or downloaded at build time. The page runs on
+/// the API's own origin, where the access cookie authenticates requests, so the browser must
+/// refuse CDN files other than the pinned release: the `integrity` hashes are those of the
+/// files in the npm tarball of swagger-ui-dist 5.17.14 (checked against the registry's
+/// tarball hash), which jsDelivr serves byte for byte.
 const DOCS_PAGE: &str = r##"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>MelodyHue API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui.css">
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui.css"
+        integrity="sha384-wxLW6kwyHktdDGr6Pv1zgm/VGJh99lfUbzSn6HNHBENZlCN7W602k9VkGdxuFvPn" crossorigin="anonymous">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui-bundle.js" crossorigin></script>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/swagger-ui-bundle.js"
+          integrity="sha384-wmyclcVGX/WhUkdkATwhaK1X1JtiNrr2EoYJ+diV3vj4v6OC5yCeSu+yW13SYJep" crossorigin="anonymous"></script>
   <script>
     window.onload = () => { window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" }); };
   </script>
@@ -529,21 +592,38 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
             );
         }
     }
-    for (name, kind, description) in op.query {
+    for Query(name, kind, required, description) in op.query {
+        let schema = match *kind {
+            QueryKind::Text(max_chars) => ObjectBuilder::new()
+                .schema_type(Type::String)
+                // An empty value is absent, which a required parameter cannot be.
+                .min_length(required.then_some(1))
+                .max_length(Some(max_chars)),
+            QueryKind::AnyText => ObjectBuilder::new().schema_type(Type::String),
+            QueryKind::Integer(minimum, maximum) => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(minimum))
+                .maximum(Some(maximum)),
+            QueryKind::Boolean => ObjectBuilder::new().schema_type(Type::Boolean),
+        };
         builder = builder.parameter(
             ParameterBuilder::new()
                 .name(*name)
                 .parameter_in(ParameterIn::Query)
-                .required(Required::False)
+                .required(if *required {
+                    Required::True
+                } else {
+                    Required::False
+                })
                 .description(Some(*description))
-                .schema(Some(ObjectBuilder::new().schema_type(kind.clone()))),
+                .schema(Some(schema)),
         );
     }
-    if let Some(Body(schema, required)) = op.body {
+    if let Some(Body(schema, reading)) = op.body {
         builder = builder.request_body(Some(
             RequestBodyBuilder::new()
                 .content("application/json", json_content(schema))
-                .required(Some(if required {
+                .required(Some(if reading == Reading::Required {
                     Required::True
                 } else {
                     Required::False
@@ -578,8 +658,11 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
         ),
     };
     let mut errors: Vec<u16> = op.errors.to_vec();
-    if op.body.is_some() {
-        errors.extend([413, 422]);
+    if let Some(Body(_, reading)) = op.body {
+        errors.push(413);
+        if reading != Reading::Lenient {
+            errors.push(422);
+        }
     }
     match op.access {
         Access::Public => {}
@@ -684,6 +767,7 @@ fn document() -> OpenApi {
         LoginBody,
         TwoFactorLoginBody,
         RefreshTokenBody,
+        LogoutBody,
         EmailBody,
         ResetBody,
         CodeBody,
