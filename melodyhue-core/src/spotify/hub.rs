@@ -107,15 +107,12 @@ impl Snapshot {
     }
 }
 
-/// Counters of the hub, for metrics and load tests.
+/// Counters of the hub, for metrics and load tests (Spotify calls by outcome are counted by
+/// the client: [`SpotifyClient::call_counts`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HubStats {
     /// Users polled now.
     pub watched_users: usize,
-    /// Currently-playing calls made so far.
-    pub playback_calls: u64,
-    /// Calls that failed (including 429s).
-    pub failed_calls: u64,
     /// Cover lookups (one per poll of a playing item).
     pub cover_lookups: u64,
     /// Lookups that had to download and analyse the image (the rest were cache hits).
@@ -124,8 +121,6 @@ pub struct HubStats {
 
 #[derive(Default)]
 struct Counters {
-    playback_calls: std::sync::atomic::AtomicU64,
-    failed_calls: std::sync::atomic::AtomicU64,
     cover_lookups: std::sync::atomic::AtomicU64,
     cover_misses: std::sync::atomic::AtomicU64,
 }
@@ -300,8 +295,6 @@ impl NowPlayingHub {
         let c = &self.inner.counters;
         HubStats {
             watched_users: lock(&self.inner.feeds).len(),
-            playback_calls: c.playback_calls.load(Ordering::Relaxed),
-            failed_calls: c.failed_calls.load(Ordering::Relaxed),
             cover_lookups: c.cover_lookups.load(Ordering::Relaxed),
             cover_misses: c.cover_misses.load(Ordering::Relaxed),
         }
@@ -365,14 +358,12 @@ async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                     hub.interval.max(Duration::from_secs(30))
                 }
                 Err(PollFailure::RateLimited(retry_after)) => {
-                    hub.counters.failed_calls.fetch_add(1, Ordering::Relaxed);
                     lock(&hub.blocked_until)
                         .insert(feed.user_id.clone(), Instant::now() + retry_after);
                     publish(&feed, Snapshot::Idle);
                     retry_after.max(hub.interval)
                 }
                 Err(PollFailure::Transient) => {
-                    hub.counters.failed_calls.fetch_add(1, Ordering::Relaxed);
                     failures = failures.saturating_add(1);
                     publish(&feed, Snapshot::Idle);
                     backoff(hub.interval, failures)
@@ -592,7 +583,6 @@ async fn poll(
                 return Err(failure);
             }
         };
-        hub.counters.playback_calls.fetch_add(1, Ordering::Relaxed);
         match hub.client.currently_playing(&token).await {
             Ok(playback) => break playback,
             // The access token died early: renew it once.
