@@ -8,10 +8,6 @@
 # Usage: benches/load/backends.sh   (needs wrk, psql and mariadb clients)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
-
-cargo build --release -q -p melodyhue-warp --bin melodyhue
-bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 work=$(mktemp -d)
 name="mh_bench_$$"
 cleanup() {
@@ -21,17 +17,15 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+source benches/load/common.sh
+
+cargo build --release -q -p melodyhue-warp --bin melodyhue
+bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 DURATION=${DURATION:-10s}
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $name" postgres
 mariadb -h 127.0.0.1 -u root -e "CREATE DATABASE $name"
 
-wait_for() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 rps() { wrk "$@" | awk '/Requests\/sec/ {print $2}'; }
-cat >"$work/login.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"username_or_email":"bench@example.com","password":"bench-password"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
 
 printf '%-10s %16s %16s %16s\n' backend "GET /overlay" "GET /users/{id}" "POST /auth/login"
 port=8800
@@ -45,12 +39,7 @@ for backend in sqlite postgres mariadb; do
     mkdir -p "$work/$backend"
     (cd "$work/$backend" && LOG_LEVEL=warn PORT=$port DATABASE_URL=$url exec "$bin/melodyhue" >/dev/null 2>&1) &
     wait_for "http://127.0.0.1:$port/health"
-    body=$(curl -fs -X POST "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
-        -d '{"username":"bench","email":"bench@example.com","password":"bench-password"}')
-    user=$(sed -E 's/.*"user_id":"([^"]+)".*/\1/' <<<"$body")
-    token=$(sed -E 's/.*"access_token":"([^"]+)".*/\1/' <<<"$body")
-    overlay=$(curl -fs -X POST "http://127.0.0.1:$port/overlays/" -H "authorization: Bearer $token" \
-        -H 'content-type: application/json' -d '{"name":"Bench"}' | sed -E 's/.*"id":"([^"]+)".*/\1/')
+    seed "http://127.0.0.1:$port"
     printf '%-10s %16s %16s %16s\n' $backend \
         "$(rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/overlay/$overlay")" \
         "$(rps -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/users/$user")" \

@@ -6,15 +6,14 @@
 # Usage: benches/load/http.sh   (needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+source benches/load/common.sh
 
 cargo build --release -q -p melodyhue-warp --bin melodyhue -p melodyhue-benches --bin hello_warp
 bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 DURATION=${DURATION:-10s}
 
-wait_for() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 # wrk's summary: requests/s, p99 latency, and errors (non-2xx, socket errors, timeouts).
 measure() {
     local label=$1; shift
@@ -35,22 +34,11 @@ for frontend in warp hyper; do
     (cd "$work/$frontend" && LOG_LEVEL=warn PORT=$port MELODYHUE_FRONTEND=$frontend exec \
         "$bin/melodyhue" >/dev/null 2>&1) &
     wait_for "http://127.0.0.1:$port/health"
-    body=$(curl -fs -X POST "http://127.0.0.1:$port/auth/register" -H 'content-type: application/json' \
-        -d '{"username":"bench","email":"bench@example.com","password":"bench-password"}')
-    user=$(sed -E 's/.*"user_id":"([^"]+)".*/\1/' <<<"$body")
-    token=$(sed -E 's/.*"access_token":"([^"]+)".*/\1/' <<<"$body")
-    overlay=$(curl -fs -X POST "http://127.0.0.1:$port/overlays/" -H "authorization: Bearer $token" \
-        -H 'content-type: application/json' -d '{"name":"Bench"}' | sed -E 's/.*"id":"([^"]+)".*/\1/')
+    seed "http://127.0.0.1:$port"
     measure "$frontend GET /color/{user_id}" -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/color/$user"
     measure "$frontend GET /overlay/{id}" -t2 -c64 -d"$DURATION" "http://127.0.0.1:$port/overlay/$overlay"
     if [ $frontend = warp ]; then
-        cat > "$work/login.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"username_or_email":"bench@example.com","password":"bench-password"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-        # The storm: 32 clients logging in as fast as argon2 lets them (the throttle counts
-        # failures only, so correct passwords are never throttled).
+        # The storm: 32 clients logging in as fast as argon2 lets them.
         wrk -t1 -c32 -d"$DURATION" --timeout 60s -s "$work/login.lua" "http://127.0.0.1:$port/auth/login" >"$work/storm.txt" &
         storm=$!
         sleep 1

@@ -5,6 +5,22 @@ use std::collections::BTreeSet;
 use super::{Harness, TestServer};
 use crate::api::openapi::documented_operations;
 
+/// Sends `method` to a documented `path`, its parameters filled with unknown ids; the status
+/// and the body.
+async fn call(server: &TestServer, method: &str, path: &str) -> (u16, String) {
+    let concrete = path
+        .replace("{user_id}", "nobody")
+        .replace("{id}", "nothing");
+    let response = server
+        .http
+        .request(method.parse().unwrap(), server.url(&concrete))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
 pub async fn openapi_document_describes_every_operation(h: &Harness) {
     let server = TestServer::start_with(h, &[("METRICS", "true")]).await;
     let reply = server.get("/openapi.json", None).await;
@@ -25,17 +41,7 @@ pub async fn openapi_document_describes_every_operation(h: &Harness) {
         );
         // The server routes it: an unknown id may be 404, but not the router's "Not Found",
         // and the method is served (no 405).
-        let concrete = path
-            .replace("{user_id}", "nobody")
-            .replace("{id}", "nothing");
-        let response = server
-            .http
-            .request(method.parse().unwrap(), server.url(&concrete))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap();
+        let (status, body) = call(&server, method, path).await;
         assert_ne!(status, 405, "{method} {path}: {body}");
         assert!(
             !(status == 404 && body.contains(r#""Not Found""#)),
@@ -47,21 +53,12 @@ pub async fn openapi_document_describes_every_operation(h: &Harness) {
     // themselves are compared with the router's by a unit test of `api::openapi`.)
     let paths: BTreeSet<&str> = operations.iter().map(|(_, path)| *path).collect();
     for path in paths {
-        let concrete = path
-            .replace("{user_id}", "nobody")
-            .replace("{id}", "nothing");
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if operations.contains(&(method, path)) {
                 continue;
             }
-            let response = server
-                .http
-                .request(method.parse().unwrap(), server.url(&concrete))
-                .send()
-                .await
-                .unwrap();
             assert_eq!(
-                response.status(),
+                call(&server, method, path).await.0,
                 405,
                 "{method} {path} is routed but not in the document"
             );
