@@ -10,12 +10,10 @@ use super::Rgb;
 
 /// Channel values per group side: 256 / 20 rounded up.
 const BINS: usize = 13;
-const MIN_SATURATION: f64 = 0.2;
 
 /// One colour group of the histogram.
 #[derive(Clone, Copy)]
 struct Group {
-    key: u16,
     count: u32,
     saturation_sum: f64,
     sum: [u32; 3],
@@ -29,111 +27,141 @@ pub(crate) struct Winner {
     /// Best score minus the second best, relative to the best: how safe the choice is.
     /// `None` when fewer than two groups competed.
     pub(crate) margin: Option<f64>,
-    /// Index of the winning group, `None` for the brightest-pixel fallback.
-    pub(crate) key: Option<u16>,
-}
-
-/// HSV saturation `(max - min) / max`, 0 for black.
-pub(crate) fn saturation(p: [u8; 3]) -> f64 {
-    let max = p[0].max(p[1]).max(p[2]);
-    let min = p[0].min(p[1]).min(p[2]);
-    if max == 0 {
-        0.0
-    } else {
-        f64::from(max - min) / f64::from(max)
-    }
+    /// Pixels the statistics kept (the bright ones, or all when none is bright).
+    pub(crate) kept: usize,
 }
 
 fn is_bright(p: [u8; 3]) -> bool {
     // mean > 30 exactly as (r + g + b) / 3 > 30 in floating point.
-    u16::from(p[0]) + u16::from(p[1]) + u16::from(p[2]) > 90
+    sum(p) > 90
 }
 
-fn pixels(rgb: &[u8]) -> impl Iterator<Item = [u8; 3]> + '_ {
-    rgb.chunks_exact(3).map(|c| [c[0], c[1], c[2]])
+/// Key of the pseudo-group that collects the pixels the statistics skip. Sending them there
+/// instead of branching keeps the per-pixel loop free of unpredictable branches.
+const SKIPPED: usize = BINS * BINS * BINS;
+
+/// The groups of the kept pixels, in order of first appearance as in the original's
+/// insertion-ordered dict, and the brightest kept pixel (the first one on ties).
+struct Histogram {
+    /// Maps a group key (or [`SKIPPED`]) to its place in `groups`.
+    slots: [u16; SKIPPED + 1],
+    groups: Vec<Group>,
+    kept: usize,
+    brightest: [u8; 3],
+    brightest_sum: Option<u16>,
 }
 
-/// Runs the group statistics over packed RGB8 pixels; `None` for an empty image.
-pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
-    let bright_count = pixels(rgb).filter(|&p| is_bright(p)).count();
-    let keep_all = bright_count == 0;
-    let kept_count = if keep_all {
-        rgb.len() / 3
-    } else {
-        bright_count
-    };
-    if kept_count == 0 {
-        return None;
-    }
-    let kept = || pixels(rgb).filter(move |&p| keep_all || is_bright(p));
-
-    // Groups in order of first appearance, as the original's insertion-ordered dict; `slots`
-    // maps a group key to its place there.
-    let mut slots = [u16::MAX; BINS * BINS * BINS];
-    let mut groups: Vec<Group> = Vec::with_capacity(64);
-    for p in kept() {
-        let saturation = saturation(p);
-        if saturation < MIN_SATURATION {
-            continue;
+impl Histogram {
+    /// The statistics of the pixels of `rgb` that `keep` selects.
+    fn of(rgb: &[u8], keep: impl Fn([u8; 3]) -> bool) -> Self {
+        let mut histogram = Self {
+            slots: [u16::MAX; SKIPPED + 1],
+            groups: Vec::with_capacity(64),
+            kept: 0,
+            brightest: [0; 3],
+            brightest_sum: None,
+        };
+        for c in rgb.chunks_exact(3) {
+            let p = [c[0], c[1], c[2]];
+            histogram.add(p, keep(p));
         }
-        let key = (u16::from(p[0] / 20) * BINS as u16 + u16::from(p[1] / 20)) * BINS as u16
-            + u16::from(p[2] / 20);
-        let Some(slot) = slots.get_mut(usize::from(key)) else {
-            continue;
+        histogram
+    }
+
+    fn add(&mut self, p: [u8; 3], kept: bool) {
+        self.kept += usize::from(kept);
+        let brighter = kept && self.brightest_sum.is_none_or(|best| sum(p) > best);
+        if brighter {
+            self.brightest = p;
+            self.brightest_sum = Some(sum(p));
+        }
+        let max = p[0].max(p[1]).max(p[2]);
+        let min = p[0].min(p[1]).min(p[2]);
+        // (max - min) / max >= 0.2 in integers; with max <= 255 no quotient lies close
+        // enough to 0.2 for the floating-point comparison to differ.
+        let saturated = max > 0 && 5 * u16::from(max - min) >= u16::from(max);
+        let key = if kept && saturated {
+            usize::from(p[0] / 20) * BINS * BINS
+                + usize::from(p[1] / 20) * BINS
+                + usize::from(p[2] / 20)
+        } else {
+            SKIPPED
+        };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
         };
         if *slot == u16::MAX {
-            // At most 13^3 groups, so the place fits a u16 below u16::MAX.
-            *slot = groups.len() as u16;
-            groups.push(Group {
-                key,
+            // At most 13^3 + 1 groups, so the place fits a u16 below u16::MAX.
+            *slot = self.groups.len() as u16;
+            self.groups.push(Group {
                 count: 0,
                 saturation_sum: 0.0,
                 sum: [0; 3],
             });
         }
-        let Some(group) = groups.get_mut(usize::from(*slot)) else {
-            continue;
+        let Some(group) = self.groups.get_mut(usize::from(*slot)) else {
+            return;
         };
         group.count += 1;
-        group.saturation_sum += saturation;
+        group.saturation_sum += f64::from(max - min) / f64::from(max.max(1));
         for (sum, &v) in group.sum.iter_mut().zip(&p) {
             *sum += u32::from(v);
         }
     }
-    let any_group = !groups.is_empty();
 
-    if !any_group {
-        // No saturated pixel: the brightest kept pixel, the first one on ties.
-        let brightest = kept().fold(None::<[u8; 3]>, |best, p| match best {
-            Some(b) if sum(b) >= sum(p) => Some(b),
-            _ => Some(p),
-        })?;
-        return Some(Winner {
-            mean: brightest.map(f64::from),
-            margin: None,
-            key: None,
-        });
+    /// The real groups, in order of first appearance.
+    fn groups(&self) -> impl Iterator<Item = &Group> {
+        let skipped = self.slots[SKIPPED];
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(move |&(place, _)| place != usize::from(skipped))
+            .map(|(_, group)| group)
+    }
+}
+
+/// Runs the group statistics over packed RGB8 pixels; `None` for an empty image.
+pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
+    let mut histogram = Histogram::of(rgb, is_bright);
+    if histogram.kept == 0 {
+        histogram = Histogram::of(rgb, |_| true);
+    }
+    let kept = histogram.kept;
+    let kept_count = kept as f64;
+    let score = |g: &Group| {
+        let count = f64::from(g.count);
+        count / kept_count * 0.7 + g.saturation_sum / count * 0.3
+    };
+    // The best group, the first one seen on equal scores, and the best score of the others.
+    let mut best: Option<(f64, &Group)> = None;
+    let mut second: Option<f64> = None;
+    for group in histogram.groups() {
+        let s = score(group);
+        match best {
+            Some((best_score, _)) if s <= best_score => {
+                second = Some(second.map_or(s, |t: f64| t.max(s)));
+            }
+            _ => {
+                second = best.map(|(b, _)| second.map_or(b, |t: f64| t.max(b)));
+                best = Some((s, group));
+            }
+        }
     }
 
-    let kept_count = kept_count as f64;
-    let mut scored: Vec<(f64, &Group)> = groups
-        .iter()
-        .map(|g| {
-            let count = f64::from(g.count);
-            (count / kept_count * 0.7 + g.saturation_sum / count * 0.3, g)
-        })
-        .collect();
-    // Highest score first; the sort is stable, so on equal scores the group seen first wins.
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let &(best_score, best) = scored.first()?;
-    let margin = scored
-        .get(1)
-        .map(|&(second, _)| (best_score - second) / best_score);
+    let Some((best_score, best)) = best else {
+        // No saturated pixel: the brightest kept pixel.
+        return histogram.brightest_sum.map(|_| Winner {
+            mean: histogram.brightest.map(f64::from),
+            margin: None,
+            kept,
+        });
+    };
+    let margin = second.map(|second| (best_score - second) / best_score);
     let count = f64::from(best.count);
     Some(Winner {
         mean: best.sum.map(|s| f64::from(s) / count),
         margin,
-        key: Some(best.key),
+        kept,
     })
 }
 
@@ -164,4 +192,75 @@ pub(crate) fn amplify(mean: [f64; 3]) -> Rgb {
     }
     // Values are within 0..=255 here, so the casts only truncate the fraction.
     Rgb::new(out[0] as u8, out[1] as u8, out[2] as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(pixels: &[[u8; 3]]) -> Vec<u8> {
+        pixels.concat()
+    }
+
+    #[test]
+    fn on_equal_scores_the_group_seen_first_wins() {
+        let red = [200, 20, 20];
+        let blue = [20, 20, 200];
+        let winner = winner(&image(&[blue, red, red, blue])).unwrap();
+        assert_eq!(winner.mean, [20.0, 20.0, 200.0]);
+        assert_eq!(winner.margin, Some(0.0));
+        assert_eq!(winner.kept, 4);
+    }
+
+    #[test]
+    fn the_larger_group_wins_with_its_lead_as_margin() {
+        let red = [200, 20, 20];
+        let blue = [20, 20, 200];
+        let winner = winner(&image(&[blue, red, red, red])).unwrap();
+        assert_eq!(winner.mean, [200.0, 20.0, 20.0]);
+        // Scores: red 0.7 * 3/4 + 0.3 * 0.9, blue 0.7 * 1/4 + 0.3 * 0.9.
+        let (red_score, blue_score) = (0.525 + 0.27, 0.175 + 0.27);
+        let margin = winner.margin.unwrap();
+        assert!((margin - (red_score - blue_score) / red_score).abs() < 1e-12);
+    }
+
+    #[test]
+    fn without_saturated_pixels_the_first_brightest_kept_pixel_is_used() {
+        let winner = winner(&image(&[
+            [100, 100, 100],
+            [180, 180, 180],
+            [200, 170, 170],
+            [5, 5, 5],
+        ]))
+        .unwrap();
+        // [180; 3] and [200, 170, 170] (saturation 0.15) are equally bright: the first wins.
+        assert_eq!(winner.mean, [180.0, 180.0, 180.0]);
+        assert_eq!(winner.margin, None);
+        assert_eq!(winner.kept, 3);
+    }
+
+    #[test]
+    fn dark_pixels_are_skipped_unless_all_are_dark() {
+        let dark_red = [60, 10, 10]; // mean 26.7: dark
+        let bright_blue = [20, 20, 200];
+        let mixed = winner(&image(&[dark_red, dark_red, bright_blue])).unwrap();
+        assert_eq!((mixed.mean, mixed.kept), ([20.0, 20.0, 200.0], 1));
+
+        let all_dark = winner(&image(&[dark_red, [10, 10, 60], dark_red])).unwrap();
+        assert_eq!((all_dark.mean, all_dark.kept), ([60.0, 10.0, 10.0], 3));
+    }
+
+    #[test]
+    fn saturation_threshold_is_inclusive_at_one_fifth() {
+        // (250 - 200) / 250 = 0.2 exactly: kept; (249 - 200) / 249 < 0.2: skipped.
+        let on_threshold = winner(&image(&[[250, 200, 200]])).unwrap();
+        assert!(on_threshold.margin.is_none() && on_threshold.mean == [250.0, 200.0, 200.0]);
+        let grey_enough = winner(&image(&[[249, 200, 200], [250, 250, 250]])).unwrap();
+        assert_eq!(grey_enough.mean, [250.0, 250.0, 250.0]);
+    }
+
+    #[test]
+    fn an_empty_image_has_no_winner() {
+        assert_eq!(winner(&[]), None);
+    }
 }

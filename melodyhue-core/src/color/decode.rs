@@ -1,11 +1,14 @@
 //! From encoded bytes to a small RGB8 raster, within stated limits.
 //!
-//! JPEG goes through `jpeg-decoder`, which can run the inverse DCT at 1/2, 1/4 or 1/8 scale:
-//! most of the pixels of a cover are then never computed. PNG and WebP go through the `image`
-//! crate at full size (they have no reduced decode) and are shrunk afterwards.
+//! JPEG goes through `mozjpeg` (libjpeg-turbo's decoder, the one Pillow uses), which can run
+//! the inverse DCT at 1/8, 1/4 or 1/2 scale: most of the pixels of a cover are then never
+//! computed, and at full scale its pixels are the ones the earlier service saw. JPEGs it does
+//! not take (CMYK, arithmetic coding, lossless), PNG and WebP go through the `image` crate at
+//! full size and are shrunk afterwards.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
-use jpeg_decoder::{CodingProcess, PixelFormat};
 
 use super::{ColorError, Limits};
 
@@ -66,66 +69,77 @@ fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), ColorErr
 
 /// Decodes a JPEG with the inverse DCT scaled so that the result is at least `min_side`
 /// pixels on its longer side (or the full image when it is smaller than that).
+///
+/// JPEGs that libjpeg-turbo refuses or cannot give as RGB are decoded by the `image` crate
+/// at full size instead, whose error is the one reported when both fail.
 pub(crate) fn jpeg_scaled(
     bytes: &[u8],
     limits: &Limits,
-    min_side: u16,
+    min_side: u32,
 ) -> Result<Raster, ColorError> {
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.read_info().map_err(jpeg_error)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| ColorError::Decode("JPEG has no frame header".into()))?;
-    check_pixels(u32::from(info.width), u32::from(info.height), limits)?;
-    // Lossless JPEGs have no DCT to scale.
-    if info.coding_process != CodingProcess::Lossless {
-        decoder.scale(min_side, min_side).map_err(jpeg_error)?;
+    // libjpeg reports fatal errors by unwinding (without the panic hook) out of the C code;
+    // they end here. Nothing is shared with the failed decoder afterwards.
+    match catch_unwind(AssertUnwindSafe(|| libjpeg_scaled(bytes, limits, min_side))) {
+        Ok(Some(decoded)) => decoded,
+        Ok(None) | Err(_) => full(bytes, Format::Jpeg, limits),
     }
-    decoder.set_max_decoding_buffer_size(decoding_budget(limits));
-    let data = decoder.decode().map_err(jpeg_error)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| ColorError::Decode("JPEG has no frame header".into()))?;
-    let (width, height) = (u32::from(info.width), u32::from(info.height));
-    let pixels = width as usize * height as usize;
-    let rgb = match info.pixel_format {
-        PixelFormat::RGB24 => data,
-        PixelFormat::L8 => data.iter().flat_map(|&l| [l, l, l]).collect(),
-        // Big-endian 16-bit samples: the high byte is the 8-bit value.
-        PixelFormat::L16 => data
-            .chunks_exact(2)
-            .flat_map(|c| [c[0], c[0], c[0]])
-            .collect(),
-        PixelFormat::CMYK32 => data.chunks_exact(4).flat_map(cmyk_to_rgb).collect(),
+}
+
+/// libjpeg-turbo's scaled decode; `None` when it cannot give RGB or gray pixels.
+fn libjpeg_scaled(
+    bytes: &[u8],
+    limits: &Limits,
+    min_side: u32,
+) -> Option<Result<Raster, ColorError>> {
+    let mut decoder = mozjpeg::Decompress::new_mem(bytes).ok()?;
+    let (width, height) = (decoder.width(), decoder.height());
+    let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
+        return Some(Err(ColorError::Decode(
+            "JPEG dimensions out of range".into(),
+        )));
     };
-    if rgb.len() < pixels * 3 {
-        return Err(ColorError::Decode(
+    if let Err(error) = check_pixels(width, height, limits) {
+        return Some(Err(error));
+    }
+    decoder.scale(scale_eighths(width.max(height), min_side));
+    let gray = match decoder.color_space() {
+        mozjpeg::ColorSpace::JCS_GRAYSCALE => true,
+        mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => false,
+        _ => return None,
+    };
+    let mut started = if gray {
+        decoder.grayscale()
+    } else {
+        decoder.rgb()
+    }
+    .ok()?;
+    let (width, height) = (started.width(), started.height());
+    let samples: Vec<u8> = started.read_scanlines().ok()?;
+    // A truncated scan is padded by libjpeg and only warned about; the pixels are kept.
+    let _ = started.finish();
+    let rgb = if gray {
+        samples.iter().flat_map(|&l| [l, l, l]).collect()
+    } else {
+        samples
+    };
+    if rgb.len() < width * height * 3 {
+        return Some(Err(ColorError::Decode(
             "JPEG decoder returned too few pixels".into(),
-        ));
+        )));
     }
-    Ok(Raster { width, height, rgb })
+    Some(Ok(Raster {
+        width: u32::try_from(width).ok()?,
+        height: u32::try_from(height).ok()?,
+        rgb,
+    }))
 }
 
-/// Ink amounts (0 = no ink) to RGB, the naive way Pillow also uses.
-fn cmyk_to_rgb(cmyk: &[u8]) -> [u8; 3] {
-    let k = 255 - u16::from(cmyk[3]);
-    // Each product is at most 255 * 255, so the quotient fits a byte.
-    let channel = |c: u8| ((255 - u16::from(c)) * k / 255) as u8;
-    [channel(cmyk[0]), channel(cmyk[1]), channel(cmyk[2])]
-}
-
-/// Bytes of decoded output the decoders may allocate: 8 bytes (RGBA16) per allowed pixel.
-fn decoding_budget(limits: &Limits) -> usize {
-    usize::try_from(limits.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX)
-}
-
-fn jpeg_error(error: jpeg_decoder::Error) -> ColorError {
-    match error {
-        jpeg_decoder::Error::Unsupported(feature) => {
-            ColorError::Decode(format!("unsupported JPEG feature: {feature:?}"))
-        }
-        other => ColorError::Decode(other.to_string()),
-    }
+/// The smallest DCT scale, in eighths, that keeps `side` at least `min_side` pixels long.
+fn scale_eighths(side: u32, min_side: u32) -> u8 {
+    [1u8, 2, 4]
+        .into_iter()
+        .find(|&eighths| (u64::from(side) * u64::from(eighths)).div_ceil(8) >= u64::from(min_side))
+        .unwrap_or(8)
 }
 
 /// Decodes any supported format at full size with the `image` crate.
@@ -158,5 +172,37 @@ fn image_error(error: image::ImageError) -> ColorError {
         }
         image::ImageError::Unsupported(u) => ColorError::Decode(format!("unsupported: {u}")),
         other => ColorError::Decode(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_is_the_smallest_that_keeps_the_side() {
+        assert_eq!(scale_eighths(640, 64), 1); // 80
+        assert_eq!(scale_eighths(300, 64), 2); // 75
+        assert_eq!(scale_eighths(100, 64), 8); // 50 at 1/2 is too small
+        assert_eq!(scale_eighths(640, 1024), 8);
+        assert_eq!(scale_eighths(5000, 1024), 2); // 1250
+        assert_eq!(scale_eighths(65_535, 1024), 1);
+    }
+
+    #[test]
+    fn libjpeg_failures_are_caught_and_reported_by_the_fallback_decoder() {
+        let mut bytes = Vec::new();
+        image::RgbImage::from_pixel(16, 16, image::Rgb([200, 80, 20]))
+            .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg)
+            .unwrap();
+        // Claim 12-bit samples in the frame header: libjpeg (8-bit) aborts by unwinding.
+        let frame = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bytes[frame + 4] = 12;
+        let limits = Limits::default();
+        assert!(catch_unwind(|| libjpeg_scaled(&bytes, &limits, 64)).is_err());
+        assert!(matches!(
+            jpeg_scaled(&bytes, &limits, 64),
+            Err(ColorError::Decode(_))
+        ));
     }
 }
