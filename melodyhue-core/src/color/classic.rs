@@ -31,6 +31,10 @@ pub(crate) struct Winner {
     pub(crate) kept: usize,
 }
 
+fn pixels(rgb: &[u8]) -> impl Iterator<Item = [u8; 3]> + '_ {
+    rgb.chunks_exact(3).map(|c| [c[0], c[1], c[2]])
+}
+
 fn is_bright(p: [u8; 3]) -> bool {
     // mean > 30 exactly as (r + g + b) / 3 > 30 in floating point.
     sum(p) > 90
@@ -40,15 +44,24 @@ fn is_bright(p: [u8; 3]) -> bool {
 /// instead of branching keeps the per-pixel loop free of unpredictable branches.
 const SKIPPED: usize = BINS * BINS * BINS;
 
+/// `1 / max` for every channel maximum, so that a pixel's saturation costs a multiplication.
+const RECIPROCALS: [f64; 256] = {
+    let mut table = [0.0; 256];
+    let mut max = 1;
+    while max < 256 {
+        table[max] = 1.0 / max as f64;
+        max += 1;
+    }
+    table
+};
+
 /// The groups of the kept pixels, in order of first appearance as in the original's
-/// insertion-ordered dict, and the brightest kept pixel (the first one on ties).
+/// insertion-ordered dict.
 struct Histogram {
     /// Maps a group key (or [`SKIPPED`]) to its place in `groups`.
     slots: [u16; SKIPPED + 1],
     groups: Vec<Group>,
     kept: usize,
-    brightest: [u8; 3],
-    brightest_sum: Option<u16>,
 }
 
 impl Histogram {
@@ -58,23 +71,17 @@ impl Histogram {
             slots: [u16::MAX; SKIPPED + 1],
             groups: Vec::with_capacity(64),
             kept: 0,
-            brightest: [0; 3],
-            brightest_sum: None,
         };
-        for c in rgb.chunks_exact(3) {
-            let p = [c[0], c[1], c[2]];
+        for p in pixels(rgb) {
             histogram.add(p, keep(p));
         }
         histogram
     }
 
+    // Inlined into the per-pixel loop; the rare first sight of a group is `open_group`.
+    #[inline(always)]
     fn add(&mut self, p: [u8; 3], kept: bool) {
         self.kept += usize::from(kept);
-        let brighter = kept && self.brightest_sum.is_none_or(|best| sum(p) > best);
-        if brighter {
-            self.brightest = p;
-            self.brightest_sum = Some(sum(p));
-        }
         let max = p[0].max(p[1]).max(p[2]);
         let min = p[0].min(p[1]).min(p[2]);
         // (max - min) / max >= 0.2 in integers; with max <= 255 no quotient lies close
@@ -87,26 +94,35 @@ impl Histogram {
         } else {
             SKIPPED
         };
-        let Some(slot) = self.slots.get_mut(key) else {
-            return;
+        let place = match self.slots.get(key) {
+            Some(&u16::MAX) => self.open_group(key),
+            Some(&place) => place,
+            None => return,
         };
-        if *slot == u16::MAX {
-            // At most 13^3 + 1 groups, so the place fits a u16 below u16::MAX.
-            *slot = self.groups.len() as u16;
-            self.groups.push(Group {
-                count: 0,
-                saturation_sum: 0.0,
-                sum: [0; 3],
-            });
-        }
-        let Some(group) = self.groups.get_mut(usize::from(*slot)) else {
+        let Some(group) = self.groups.get_mut(usize::from(place)) else {
             return;
         };
         group.count += 1;
-        group.saturation_sum += f64::from(max - min) / f64::from(max.max(1));
+        group.saturation_sum += f64::from(max - min) * RECIPROCALS[usize::from(max)];
         for (sum, &v) in group.sum.iter_mut().zip(&p) {
             *sum += u32::from(v);
         }
+    }
+
+    /// Gives the group of `key` the next place, on its first pixel.
+    #[cold]
+    fn open_group(&mut self, key: usize) -> u16 {
+        // At most 13^3 + 1 groups, so the place fits a u16 below u16::MAX.
+        let place = self.groups.len() as u16;
+        if let Some(slot) = self.slots.get_mut(key) {
+            *slot = place;
+        }
+        self.groups.push(Group {
+            count: 0,
+            saturation_sum: 0.0,
+            sum: [0; 3],
+        });
+        place
     }
 
     /// The real groups, in order of first appearance.
@@ -123,7 +139,8 @@ impl Histogram {
 /// Runs the group statistics over packed RGB8 pixels; `None` for an empty image.
 pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
     let mut histogram = Histogram::of(rgb, is_bright);
-    if histogram.kept == 0 {
+    let keep_all = histogram.kept == 0;
+    if keep_all {
         histogram = Histogram::of(rgb, |_| true);
     }
     let kept = histogram.kept;
@@ -149,9 +166,12 @@ pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
     }
 
     let Some((best_score, best)) = best else {
-        // No saturated pixel: the brightest kept pixel.
-        return histogram.brightest_sum.map(|_| Winner {
-            mean: histogram.brightest.map(f64::from),
+        // No saturated pixel: the brightest kept pixel, the first one on ties.
+        let brightest = pixels(rgb)
+            .filter(|&p| keep_all || is_bright(p))
+            .reduce(|best, p| if sum(p) > sum(best) { p } else { best })?;
+        return Some(Winner {
+            mean: brightest.map(f64::from),
             margin: None,
             kept,
         });
