@@ -159,7 +159,8 @@ pub(crate) fn winner(rgb: &[u8]) -> Option<Winner> {
                 second = Some(second.map_or(s, |t: f64| t.max(s)));
             }
             _ => {
-                second = best.map(|(b, _)| second.map_or(b, |t: f64| t.max(b)));
+                // The old best scored at least as much as every other group so far.
+                second = best.map(|(b, _)| b);
                 best = Some((s, group));
             }
         }
@@ -218,15 +219,16 @@ pub(crate) fn amplify(mean: [f64; 3]) -> Rgb {
 mod tests {
     use super::*;
 
+    const RED: [u8; 3] = [200, 20, 20];
+    const BLUE: [u8; 3] = [20, 20, 200];
+
     fn image(pixels: &[[u8; 3]]) -> Vec<u8> {
         pixels.concat()
     }
 
     #[test]
     fn on_equal_scores_the_group_seen_first_wins() {
-        let red = [200, 20, 20];
-        let blue = [20, 20, 200];
-        let winner = winner(&image(&[blue, red, red, blue])).unwrap();
+        let winner = winner(&image(&[BLUE, RED, RED, BLUE])).unwrap();
         assert_eq!(winner.mean, [20.0, 20.0, 200.0]);
         assert_eq!(winner.margin, Some(0.0));
         assert_eq!(winner.kept, 4);
@@ -234,9 +236,7 @@ mod tests {
 
     #[test]
     fn the_larger_group_wins_with_its_lead_as_margin() {
-        let red = [200, 20, 20];
-        let blue = [20, 20, 200];
-        let winner = winner(&image(&[blue, red, red, red])).unwrap();
+        let winner = winner(&image(&[BLUE, RED, RED, RED])).unwrap();
         assert_eq!(winner.mean, [200.0, 20.0, 20.0]);
         // Scores: red 0.7 * 3/4 + 0.3 * 0.9, blue 0.7 * 1/4 + 0.3 * 0.9.
         let (red_score, blue_score) = (0.525 + 0.27, 0.175 + 0.27);
@@ -262,8 +262,7 @@ mod tests {
     #[test]
     fn dark_pixels_are_skipped_unless_all_are_dark() {
         let dark_red = [60, 10, 10]; // mean 26.7: dark
-        let bright_blue = [20, 20, 200];
-        let mixed = winner(&image(&[dark_red, dark_red, bright_blue])).unwrap();
+        let mixed = winner(&image(&[dark_red, dark_red, BLUE])).unwrap();
         assert_eq!((mixed.mean, mixed.kept), ([20.0, 20.0, 200.0], 1));
 
         let all_dark = winner(&image(&[dark_red, [10, 10, 60], dark_red])).unwrap();

@@ -272,8 +272,11 @@ fn classify(bytes: &[u8], limits: &Limits) -> Result<(Rgb, Raster), ColorError> 
     let thumbnail = match decode::sniff(bytes)? {
         Format::Jpeg => {
             let fast = decode::jpeg_scaled(bytes, limits, FAST_DECODE_SIDE)?;
-            if let Some(winner) = classic::winner(&fast.rgb).filter(|w| is_trusted(&fast, w)) {
-                return Ok((classic::amplify(winner.mean), fast));
+            if let Some(winner) = classic::winner(&fast.rgb) {
+                let color = classic::amplify(winner.mean);
+                if is_trusted(&fast, &winner, color) {
+                    return Ok((color, fast));
+                }
             }
             thumbnail(&decode::jpeg_scaled(bytes, limits, EXACT_DECODE_SIDE)?)
         }
@@ -292,7 +295,7 @@ fn thumbnail(raster: &Raster) -> Raster {
 /// block means and the full image's Lanczos reduction: enough pixels behind it, a clear
 /// lead, and (for pixels sitting on a group boundary) the same colour when every channel is
 /// moved a little either way.
-fn is_trusted(fast: &Raster, winner: &classic::Winner) -> bool {
+fn is_trusted(fast: &Raster, winner: &classic::Winner, color: Rgb) -> bool {
     let pixels = fast.rgb.len() / 3;
     if (winner.kept as f64) < MIN_KEPT_SHARE * pixels as f64 {
         return false;
@@ -300,7 +303,6 @@ fn is_trusted(fast: &Raster, winner: &classic::Winner) -> bool {
     if winner.margin.is_some_and(|margin| margin < MIN_MARGIN) {
         return false;
     }
-    let color = classic::amplify(winner.mean);
     [STABILITY_SHIFT, -STABILITY_SHIFT].iter().all(|&shift| {
         let moved: Vec<u8> = fast
             .rgb
