@@ -5,11 +5,13 @@
 //! ```
 //!
 //! Covers come from `$MELODYHUE_COVERS_DIR`, else `../shared/covers` beside the workspace,
-//! else 12 generated 640x640 JPEGs. Three criterion groups, one benchmark per cover:
+//! else 12 generated 640x640 JPEGs. Four criterion groups, one benchmark per cover:
 //! `color_classic` (classic colour), `color_analyze` (classic colour, palette and text
-//! colour) and `color_baseline` (full decode with the `image` crate and a 100x100 Lanczos3
-//! resize, no statistics). The run ends with the median over covers of each benchmark's
-//! median, and the ratios to the baseline.
+//! colour), `color_baseline` (full decode with the `image` crate and a 100x100 Lanczos3
+//! resize, no statistics) and `color_eighth` (libjpeg-turbo's 1/8-scaled decode alone, JPEGs
+//! only: the floor of the fast path, which tells how fast the machine of the run is). The run
+//! ends with the median over covers of each benchmark's median, and the ratios to the baseline
+//! and to the 1/8 decode.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,7 +94,26 @@ fn baseline(bytes: &[u8]) -> image::ImageResult<image::RgbImage> {
     ))
 }
 
-const GROUPS: [&str; 3] = ["color_classic", "color_analyze", "color_baseline"];
+/// libjpeg-turbo's decode with the inverse DCT scaled to 1/8, and nothing else.
+fn eighth_decode(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut decoder = mozjpeg::Decompress::new_mem(bytes)?;
+    decoder.scale(1);
+    let mut started = decoder.rgb()?;
+    let pixels = started.read_scanlines()?;
+    started.finish()?;
+    Ok(pixels)
+}
+
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8])
+}
+
+const GROUPS: [&str; 4] = [
+    "color_classic",
+    "color_analyze",
+    "color_baseline",
+    "color_eighth",
+];
 
 fn main() {
     let (covers, source) = covers();
@@ -141,6 +162,18 @@ fn main() {
         );
     }
     group.finish();
+
+    let mut group = criterion.benchmark_group(GROUPS[3]);
+    for cover in covers.iter().filter(|cover| is_jpeg(&cover.bytes)) {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(&cover.name),
+            &cover.bytes,
+            |b, bytes| {
+                b.iter(|| eighth_decode(bytes));
+            },
+        );
+    }
+    group.finish();
     criterion.final_summary();
 
     summary(&output, &covers, &source);
@@ -150,28 +183,37 @@ fn main() {
 fn summary(output: &Path, covers: &[Cover], source: &str) {
     let medians: Vec<Option<f64>> = GROUPS
         .iter()
-        .map(|group| {
-            let mut times: Vec<f64> = covers
+        .map(|&group| {
+            let measured: Vec<&Cover> = covers
+                .iter()
+                .filter(|cover| group != GROUPS[3] || is_jpeg(&cover.bytes))
+                .collect();
+            let mut times: Vec<f64> = measured
                 .iter()
                 .filter_map(|cover| median_estimate(&output.join(group).join(&cover.name)))
                 .collect();
             times.sort_by(f64::total_cmp);
-            (times.len() == covers.len())
+            (!times.is_empty() && times.len() == measured.len())
                 .then(|| times.get(times.len() / 2).copied())
                 .flatten()
         })
         .collect();
     println!("\nper-cover median times over {source}:");
     let baseline = medians.get(2).copied().flatten();
+    let eighth = medians.get(3).copied().flatten();
     for (group, median) in GROUPS.iter().zip(&medians) {
-        match (median, baseline) {
-            (Some(ns), Some(base)) => println!(
-                "  {group:15} median {:8.3} ms   ({:.1}x faster than the baseline)",
-                ns / 1e6,
-                base / ns
-            ),
-            _ => println!("  {group:15} not measured in this run (filtered out?)"),
+        let Some(ns) = median else {
+            println!("  {group:15} not measured in this run (filtered out, or no JPEG cover)");
+            continue;
+        };
+        let mut line = format!("  {group:15} median {:8.3} ms", ns / 1e6);
+        if let Some(baseline) = baseline {
+            line += &format!("   {:4.1}x faster than the baseline", baseline / ns);
         }
+        if let Some(eighth) = eighth {
+            line += &format!(", {:4.2}x the time of the 1/8 decode", ns / eighth);
+        }
+        println!("{line}");
     }
 }
 
