@@ -1,23 +1,25 @@
-//! From encoded bytes to a small RGB8 raster, within stated limits.
+//! From encoded bytes to a raster, within stated limits, refusing incomplete pixel data.
 //!
-//! JPEG goes through `mozjpeg` (libjpeg-turbo's decoder, the one Pillow uses), which can run
-//! the inverse DCT at 1/8, 1/4 or 1/2 scale: most of the pixels of a cover are then never
-//! computed, and at full scale its pixels are the ones the earlier service saw. JPEGs it does
-//! not take (CMYK, arithmetic coding, lossless), PNG and WebP go through the `image` crate at
-//! full size and are shrunk afterwards.
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
+//! JPEG goes through libjpeg-turbo ([`super::jpeg`]), which can run the inverse DCT at 1/8,
+//! 1/4 or 1/2 scale: most of the pixels of a cover are then never computed, and at full scale
+//! its pixels are the ones the earlier service saw. JPEGs it does not take (CMYK, 12-bit), PNG
+//! and WebP go through the `image` crate at full size and are shrunk afterwards. Transparency
+//! is kept as an opacity per pixel.
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
 
+use super::jpeg::{self, Decoded};
 use super::{ColorError, Limits};
 
-/// Packed RGB8 pixels, row by row.
+/// Packed pixels, row by row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Raster {
     pub(crate) width: u32,
     pub(crate) height: u32,
+    /// r, g, b of each pixel (not premultiplied by its opacity).
     pub(crate) rgb: Vec<u8>,
+    /// The opacity of each pixel, 0 (transparent) to 255; `None` when every pixel is opaque.
+    pub(crate) alpha: Option<Vec<u8>>,
 }
 
 /// The encoded formats this module reads, sniffed from their magic bytes.
@@ -52,7 +54,7 @@ pub(crate) fn check_input(bytes: &[u8], limits: &Limits) -> Result<(), ColorErro
     Ok(())
 }
 
-fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), ColorError> {
+pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), ColorError> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(ColorError::TooManyPixels {
@@ -77,72 +79,17 @@ pub(crate) fn jpeg_scaled(
     limits: &Limits,
     min_side: u32,
 ) -> Result<Raster, ColorError> {
-    // libjpeg reports fatal errors by unwinding (without the panic hook) out of the C code;
-    // they end here. Nothing is shared with the failed decoder afterwards.
-    match catch_unwind(AssertUnwindSafe(|| libjpeg_scaled(bytes, limits, min_side))) {
-        Ok(Some(decoded)) => decoded,
-        Ok(None) | Err(_) => full(bytes, Format::Jpeg, limits),
+    match jpeg::decode_scaled(bytes, limits, min_side)? {
+        Decoded::Pixels(raster) => Ok(raster),
+        Decoded::OtherColorSpace | Decoded::Refused => full(bytes, Format::Jpeg, limits),
     }
-}
-
-/// libjpeg-turbo's scaled decode; `None` when it cannot give RGB or gray pixels.
-fn libjpeg_scaled(
-    bytes: &[u8],
-    limits: &Limits,
-    min_side: u32,
-) -> Option<Result<Raster, ColorError>> {
-    let mut decoder = mozjpeg::Decompress::new_mem(bytes).ok()?;
-    let (width, height) = (decoder.width(), decoder.height());
-    let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
-        return Some(Err(ColorError::Decode(
-            "JPEG dimensions out of range".into(),
-        )));
-    };
-    if let Err(error) = check_pixels(width, height, limits) {
-        return Some(Err(error));
-    }
-    decoder.scale(scale_eighths(width.max(height), min_side));
-    let gray = match decoder.color_space() {
-        mozjpeg::ColorSpace::JCS_GRAYSCALE => true,
-        mozjpeg::ColorSpace::JCS_YCbCr | mozjpeg::ColorSpace::JCS_RGB => false,
-        _ => return None,
-    };
-    let mut started = if gray {
-        decoder.grayscale()
-    } else {
-        decoder.rgb()
-    }
-    .ok()?;
-    let (width, height) = (started.width(), started.height());
-    let samples: Vec<u8> = started.read_scanlines().ok()?;
-    // A truncated scan is padded by libjpeg and only warned about; the pixels are kept.
-    let _ = started.finish();
-    let rgb = if gray {
-        samples.iter().flat_map(|&l| [l, l, l]).collect()
-    } else {
-        samples
-    };
-    if rgb.len() < width * height * 3 {
-        return Some(Err(ColorError::Decode(
-            "JPEG decoder returned too few pixels".into(),
-        )));
-    }
-    Some(Ok(Raster {
-        width: u32::try_from(width).ok()?,
-        height: u32::try_from(height).ok()?,
-        rgb,
-    }))
-}
-
-/// The smallest DCT scale, in eighths, that keeps `side` at least `min_side` pixels long.
-fn scale_eighths(side: u32, min_side: u32) -> u8 {
-    [1u8, 2, 4]
-        .into_iter()
-        .find(|&eighths| (u64::from(side) * u64::from(eighths)).div_ceil(8) >= u64::from(min_side))
-        .unwrap_or(8)
 }
 
 /// Decodes any supported format at full size with the `image` crate.
+///
+/// A WebP file must hold every byte its image chunks declare (the decoder of lossy WebP
+/// reads zeros past the end of its data instead of failing); PNG's decoder fails by itself
+/// on missing data.
 pub(crate) fn full(bytes: &[u8], format: Format, limits: &Limits) -> Result<Raster, ColorError> {
     let format = match format {
         Format::Jpeg => ImageFormat::Jpeg,
@@ -153,20 +100,74 @@ pub(crate) fn full(bytes: &[u8], format: Format, limits: &Limits) -> Result<Rast
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
     reader.limits(image_limits);
-    let decoder = reader.into_decoder().map_err(image_error)?;
+    let complete = format != ImageFormat::WebP || webp_chunks_complete(bytes);
+    let failure = |error| match complete {
+        true => image_error(error),
+        false => ColorError::Incomplete,
+    };
+    let decoder = reader.into_decoder().map_err(failure)?;
     let (width, height) = decoder.dimensions();
+    // The header's promise is checked first: a bomb is refused as one, complete or not.
     check_pixels(width, height, limits)?;
+    if !complete {
+        return Err(ColorError::Incomplete);
+    }
     let image = image::DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    let rgb = image.into_rgb8();
+    let (width, height) = (image.width(), image.height());
+    if !image.color().has_alpha() {
+        return Ok(Raster {
+            width,
+            height,
+            rgb: image.into_rgb8().into_raw(),
+            alpha: None,
+        });
+    }
+    let rgba = image.into_rgba8().into_raw();
+    let alpha: Vec<u8> = rgba.chunks_exact(4).map(|p| p[3]).collect();
+    if alpha.iter().all(|&a| a == 0) {
+        return Err(ColorError::Transparent);
+    }
     Ok(Raster {
-        width: rgb.width(),
-        height: rgb.height(),
-        rgb: rgb.into_raw(),
+        width,
+        height,
+        rgb: rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        alpha: (!alpha.iter().all(|&a| a == u8::MAX)).then_some(alpha),
     })
+}
+
+/// Whether a WebP file holds all of every chunk up to its last image chunk (RIFF: a four-byte
+/// tag, a little-endian size, the payload, a pad byte after an odd size). Metadata chunks
+/// after the image may be cut, and so may the last pad byte.
+fn webp_chunks_complete(bytes: &[u8]) -> bool {
+    const IMAGE_CHUNKS: [&[u8; 4]; 5] = [b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANMF"];
+    let mut at = 12; // "RIFF", the file size, "WEBP"
+    let mut image_seen = false;
+    while at < bytes.len() {
+        let tag = bytes.get(at..at + 4);
+        let is_image = tag.is_some_and(|tag| IMAGE_CHUNKS.iter().any(|t| t.as_slice() == tag));
+        let Some(size) = bytes.get(at + 4..at + 8) else {
+            // A cut chunk header.
+            return image_seen && !is_image;
+        };
+        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        let end = at + 8 + size;
+        if end > bytes.len() {
+            return image_seen && !is_image;
+        }
+        image_seen |= matches!(tag, Some(b"VP8 " | b"VP8L" | b"ANMF"));
+        at = end + size % 2;
+    }
+    image_seen
 }
 
 fn image_error(error: image::ImageError) -> ColorError {
     match error {
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ColorError::Incomplete
+        }
         image::ImageError::Limits(limit) => {
             ColorError::Decode(format!("over the memory limit: {limit}"))
         }
@@ -179,30 +180,33 @@ fn image_error(error: image::ImageError) -> ColorError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn scale_is_the_smallest_that_keeps_the_side() {
-        assert_eq!(scale_eighths(640, 64), 1); // 80
-        assert_eq!(scale_eighths(300, 64), 2); // 75
-        assert_eq!(scale_eighths(100, 64), 8); // 50 at 1/2 is too small
-        assert_eq!(scale_eighths(640, 1024), 8);
-        assert_eq!(scale_eighths(5000, 1024), 2); // 1250
-        assert_eq!(scale_eighths(65_535, 1024), 1);
+    fn riff(chunks: &[(&[u8; 4], usize)]) -> Vec<u8> {
+        let mut bytes = b"RIFF\0\0\0\0WEBP".to_vec();
+        for (tag, size) in chunks {
+            bytes.extend_from_slice(*tag);
+            bytes.extend_from_slice(&(*size as u32).to_le_bytes());
+            bytes.extend(std::iter::repeat_n(7, *size + size % 2));
+        }
+        bytes
     }
 
     #[test]
-    fn libjpeg_failures_are_caught_and_reported_by_the_fallback_decoder() {
-        let mut bytes = Vec::new();
-        image::RgbImage::from_pixel(16, 16, image::Rgb([200, 80, 20]))
-            .write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg)
-            .unwrap();
-        // Claim 12-bit samples in the frame header: libjpeg (8-bit) aborts by unwinding.
-        let frame = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-        bytes[frame + 4] = 12;
-        let limits = Limits::default();
-        assert!(catch_unwind(|| libjpeg_scaled(&bytes, &limits, 64)).is_err());
-        assert!(matches!(
-            jpeg_scaled(&bytes, &limits, 64),
-            Err(ColorError::Decode(_))
-        ));
+    fn webp_chunks_must_be_whole_up_to_the_image() {
+        let simple = riff(&[(b"VP8 ", 11)]);
+        assert!(webp_chunks_complete(&simple));
+        // Only the pad byte missing.
+        assert!(webp_chunks_complete(&simple[..simple.len() - 1]));
+        assert!(!webp_chunks_complete(&simple[..simple.len() - 2]));
+        assert!(!webp_chunks_complete(&simple[..16]));
+        assert!(!webp_chunks_complete(&simple[..12]));
+
+        let extended = riff(&[(b"VP8X", 10), (b"ALPH", 5), (b"VP8 ", 20), (b"EXIF", 30)]);
+        assert!(webp_chunks_complete(&extended));
+        // Cut in the metadata after the image: the pixels are all there.
+        assert!(webp_chunks_complete(&extended[..extended.len() - 10]));
+        assert!(webp_chunks_complete(&extended[..extended.len() - 35]));
+        // Cut in the image chunk, or before it.
+        assert!(!webp_chunks_complete(&extended[..extended.len() - 40]));
+        assert!(!webp_chunks_complete(&extended[..40]));
     }
 }

@@ -39,6 +39,30 @@
 //! take the full-size path. On the 50 covers of the reference corpus, 32 are decided on the
 //! fast path; 49 are within CIEDE2000 ΔE 2 of the earlier service and all within 3.
 //!
+//! # The palette
+//!
+//! The six swatches of Android's `Palette` (see [`Palette`]), built as Android builds them: a
+//! median cut of the image's colour histogram into at most 16 boxes, each box's swatch the
+//! mean of its own pixels. The histogram is the one the classic colour's pass over the small
+//! image fills anyway (cubes of 20 levels, the skipped dark and greyish pixels included), so the
+//! palette adds no pass over the pixels: [`analyze`] costs what [`classic_color`] costs.
+//!
+//! # Transparency
+//!
+//! A pixel counts in proportion to its opacity, in the classic colour and in the palette: a
+//! transparent pixel's hidden colour never shows, a half-transparent one counts half. (The
+//! earlier service dropped the alpha channel; for an opaque image nothing changes.) An image
+//! whose every pixel is fully transparent has no colour: [`ColorError::Transparent`].
+//!
+//! # Incomplete files
+//!
+//! A file that ends before its pixel data does, as after an interrupted download, is refused
+//! with [`ColorError::Incomplete`] rather than coloured by whatever part survived: a JPEG cut
+//! inside or between its scans (baseline or progressive; libjpeg-turbo would fill the rest
+//! with grey and only warn), a PNG or WebP cut inside its image data. A JPEG whose scans are
+//! complete but whose end-of-image marker is missing is accepted, as browsers and Pillow
+//! accept it.
+//!
 //! # Limits
 //!
 //! [`Limits::default`] accepts inputs up to 32 MiB and images up to 25 megapixels (5000x5000).
@@ -48,6 +72,7 @@
 
 mod classic;
 mod decode;
+mod jpeg;
 mod resample;
 mod swatches;
 
@@ -121,6 +146,15 @@ pub enum ColorError {
     /// The image is damaged or uses a feature the decoders lack.
     #[error("cannot decode image: {0}")]
     Decode(String),
+    /// The file ends before its pixel data does, as after an interrupted download: a JPEG
+    /// cut inside or between its scans, a PNG or WebP cut inside its image data. (A JPEG
+    /// whose scans are complete but whose end-of-image marker is missing is accepted.)
+    #[error("incomplete image: the file ends before its pixel data does")]
+    Incomplete,
+    /// Every pixel is fully transparent (or so nearly that nothing of it is left at the
+    /// 100x100 scale the statistics run on): there is no colour to take.
+    #[error("every pixel of the image is fully transparent")]
+    Transparent,
 }
 
 /// Resource limits of one extraction.
@@ -145,10 +179,13 @@ impl Default for Limits {
 
 /// The six swatches of a cover, in the sense of Android's `Palette`.
 ///
-/// Each is the mean colour of a cluster of the image that fits the target's saturation and
-/// lightness ranges. When no cluster fits a target, the swatch is derived from the cluster
-/// closest to it, moved to the target lightness with its saturation capped at the target's
-/// maximum (never raised): a grey image gets grey swatches, never an invented hue.
+/// Each is the mean colour of a box of the image's colours (a median cut into at most 16
+/// boxes, as Android's `ColorCutQuantizer`), chosen for the target as Android chooses it: the
+/// box whose HSL saturation and lightness lie in the target's ranges and score best on
+/// closeness to the target's values (weights 0.24 and 0.52) and on population (0.24), each box
+/// serving one target. Android leaves a target no box fits empty; here it gets the box that
+/// scores best on it regardless of the ranges. Every swatch is thus a colour of the image:
+/// a grey image gets grey swatches, never an invented hue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Palette {
     /// Saturated, medium lightness.
@@ -202,6 +239,7 @@ impl fmt::Display for ColorReport {
 }
 
 /// The classic colour of an encoded JPEG, PNG or WebP image, with the default [`Limits`].
+/// Errors as [`analyze_with`]; it costs the same, the palette adding nothing measurable.
 pub fn classic_color(bytes: &[u8]) -> Result<Rgb, ColorError> {
     classify(bytes, &Limits::default()).map(|(color, _)| color)
 }
@@ -238,9 +276,15 @@ pub fn analyze(bytes: &[u8]) -> Result<ColorReport, ColorError> {
 }
 
 /// Classic colour, palette and text colour of an image, within `limits`.
+///
+/// Errors: [`ColorError::Empty`], [`ColorError::InputTooLarge`] and
+/// [`ColorError::TooManyPixels`] before decoding; [`ColorError::UnsupportedFormat`] for bytes
+/// that are not JPEG, PNG or WebP; [`ColorError::Incomplete`] for a file cut short;
+/// [`ColorError::Transparent`] for an image with no visible pixel; [`ColorError::Decode`] for
+/// anything else the decoders refuse.
 pub fn analyze_with(bytes: &[u8], limits: &Limits) -> Result<ColorReport, ColorError> {
-    let (color, thumbnail) = classify(bytes, limits)?;
-    let palette = swatches::palette_of(&thumbnail.rgb);
+    let (color, histogram) = classify(bytes, limits)?;
+    let palette = swatches::palette_of(&histogram).ok_or(ColorError::Transparent)?;
     Ok(ColorReport {
         color,
         palette,
@@ -266,54 +310,55 @@ const STABILITY_SHIFT: i16 = 2;
 /// ...within this CIEDE2000 difference.
 const MAX_SHIFTED_DELTA_E: f64 = 1.0;
 
-/// The classic colour and the small image it was computed on.
-fn classify(bytes: &[u8], limits: &Limits) -> Result<(Rgb, Raster), ColorError> {
+/// The classic colour and the histogram of the small image it was computed on, which the
+/// palette is built from.
+fn classify(bytes: &[u8], limits: &Limits) -> Result<(Rgb, classic::Histogram), ColorError> {
     decode::check_input(bytes, limits)?;
     let thumbnail = match decode::sniff(bytes)? {
         Format::Jpeg => {
             let fast = decode::jpeg_scaled(bytes, limits, FAST_DECODE_SIDE)?;
-            if let Some(winner) = classic::winner(&fast.rgb) {
-                let color = classic::amplify(winner.mean);
-                if is_trusted(&fast, &winner, color) {
-                    return Ok((color, fast));
+            let statistics =
+                classic::fast_statistics::<STABILITY_SHIFT, { -STABILITY_SHIFT }>(&fast);
+            if let Some(color) = trusted_color(&fast, &statistics) {
+                if let Some((_, histogram)) = statistics.as_is {
+                    return Ok((color, histogram));
                 }
             }
             thumbnail(&decode::jpeg_scaled(bytes, limits, EXACT_DECODE_SIDE)?)
         }
         format => thumbnail(&decode::full(bytes, format, limits)?),
     };
-    let winner = classic::winner(&thumbnail.rgb)
-        .ok_or_else(|| ColorError::Decode("image has no pixels".into()))?;
-    Ok((classic::amplify(winner.mean), thumbnail))
+    // Only transparency leaves a raster, never empty, without a visible pixel.
+    let (winner, histogram) = classic::statistics(&thumbnail).ok_or(ColorError::Transparent)?;
+    Ok((classic::amplify(winner.mean), histogram))
 }
 
 fn thumbnail(raster: &Raster) -> Raster {
     resample::lanczos(raster, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
 }
 
-/// Whether the colour found on the fast image would survive the differences between its
+/// The colour found on the fast image, if it would survive the differences between its
 /// block means and the full image's Lanczos reduction: enough pixels behind it, a clear
 /// lead, and (for pixels sitting on a group boundary) the same colour when every channel is
 /// moved a little either way.
-fn is_trusted(fast: &Raster, winner: &classic::Winner, color: Rgb) -> bool {
+fn trusted_color(fast: &Raster, statistics: &classic::FastStatistics) -> Option<Rgb> {
+    let (winner, _) = statistics.as_is.as_ref()?;
     let pixels = fast.rgb.len() / 3;
     if (winner.kept as f64) < MIN_KEPT_SHARE * pixels as f64 {
-        return false;
+        return None;
     }
     if winner.margin.is_some_and(|margin| margin < MIN_MARGIN) {
-        return false;
+        return None;
     }
-    [STABILITY_SHIFT, -STABILITY_SHIFT].iter().all(|&shift| {
-        let moved: Vec<u8> = fast
-            .rgb
-            .iter()
-            .map(|&v| (i16::from(v) + shift).clamp(0, 255) as u8)
-            .collect();
-        classic::winner(&moved).is_some_and(|w| {
+    let color = classic::amplify(winner.mean);
+    let stays = |shift: i16, shifted: Option<classic::Winner>| {
+        shifted.is_some_and(|w| {
             let unshifted = w.mean.map(|v| v - f64::from(shift));
             delta_e_2000(classic::amplify(unshifted), color) <= MAX_SHIFTED_DELTA_E
         })
-    })
+    };
+    (stays(STABILITY_SHIFT, statistics.up) && stays(-STABILITY_SHIFT, statistics.down))
+        .then_some(color)
 }
 
 fn srgb(c: Rgb) -> Srgb<f64> {

@@ -1,22 +1,26 @@
 //! Android-style palette: vibrant, muted and their dark and light variants.
 //!
-//! The thumbnail is clustered with k-means in CIELAB (`kmeans_colors`); each cluster becomes a
-//! swatch whose colour is the mean of its own pixels, so every swatch is a colour of the
-//! image. Targets and weights are those of Android's `Palette`: a swatch is scored on how close
-//! its HSL saturation and lightness are to the target's, and on its population; near-black and
-//! near-white clusters are not candidates; a swatch serves one target only.
+//! Built as Android's `Palette` builds it (its `ColorCutQuantizer`): the image's colours are
+//! reduced to a histogram, then split by median cut into at most 16 boxes: the box of largest
+//! volume is split across its longest side at the median of its pixels, until there are 16
+//! boxes or none can be split. The histogram is the one the classic colour's pass fills
+//! anyway ([`Histogram`]: cubes of 20 levels a side, where Android uses 8), so the palette
+//! never looks at the pixels again. Each box becomes a swatch whose colour is the mean of its
+//! own pixels (each counted by its opacity), so every swatch is a colour of the image.
+//!
+//! Targets and weights are those of Android's `Palette`: a swatch is scored on how close its
+//! HSL saturation and lightness are to the target's, and on its population; near-black and
+//! near-white swatches are not candidates; a swatch serves one target only. Android leaves a
+//! target no swatch fits empty; here it gets the swatch that scores best on it regardless of
+//! the target's ranges (even one serving another target), so it too is a colour of the image.
 
-use kmeans_colors::get_kmeans_hamerly;
-use palette::{Hsl, IntoColor, Lab, Srgb};
+use palette::{Hsl, IntoColor, Srgb};
 
+use super::classic::{CUBES, Histogram};
 use super::{Palette, Rgb};
 
-const CLUSTERS: usize = 12;
-const MAX_ITERATIONS: usize = 20;
-/// Convergence threshold of k-means, in squared CIELAB units.
-const CONVERGENCE: f32 = 1.0;
-/// Fixed so that the same image always gives the same palette.
-const SEED: u64 = 0x6d65_6c6f_6479;
+/// Android's default `maximumColorCount`.
+const MAX_SWATCHES: usize = 16;
 
 const WEIGHT_SATURATION: f32 = 0.24;
 const WEIGHT_LIGHTNESS: f32 = 0.52;
@@ -82,7 +86,7 @@ const TARGETS: [Target; 6] = [
 struct Swatch {
     rgb: Rgb,
     hsl: Hsl<palette::encoding::Srgb, f32>,
-    population: usize,
+    population: u64,
 }
 
 impl Swatch {
@@ -91,7 +95,13 @@ impl Swatch {
         self.hsl.lightness > 0.05 && self.hsl.lightness < 0.95
     }
 
-    fn score(&self, target: &Target, max_population: usize) -> f32 {
+    fn fits(&self, target: &Target) -> bool {
+        self.is_candidate()
+            && target.saturation.contains(self.hsl.saturation)
+            && target.lightness.contains(self.hsl.lightness)
+    }
+
+    fn score(&self, target: &Target, max_population: u64) -> f32 {
         let closeness = |v: f32, range: Range| 1.0 - (v - range.target).abs();
         WEIGHT_SATURATION * closeness(self.hsl.saturation, target.saturation)
             + WEIGHT_LIGHTNESS * closeness(self.hsl.lightness, target.lightness)
@@ -99,83 +109,179 @@ impl Swatch {
     }
 }
 
+/// The pixels of one cube of the histogram.
+#[derive(Clone, Copy)]
+struct Cell {
+    cube: [u8; 3],
+    weight: u64,
+    sum: [u64; 3],
+}
+
+/// A box of the median cut: a run of cells and the cube coordinates they span.
+struct ColorBox {
+    first: usize,
+    end: usize,
+    min: [u8; 3],
+    max: [u8; 3],
+}
+
+impl ColorBox {
+    fn around(cells: &[Cell], first: usize, end: usize) -> Self {
+        let mut min = [u8::MAX; 3];
+        let mut max = [0; 3];
+        for cell in cells.get(first..end).unwrap_or_default() {
+            for side in 0..3 {
+                min[side] = min[side].min(cell.cube[side]);
+                max[side] = max[side].max(cell.cube[side]);
+            }
+        }
+        Self {
+            first,
+            end,
+            min,
+            max,
+        }
+    }
+
+    fn volume(&self) -> u32 {
+        (0..3)
+            .map(|side| u32::from(self.max[side] - self.min[side]) + 1)
+            .product()
+    }
+
+    /// Splits the box across its longest side (red first on ties, as Android) after the cell
+    /// where half its weight is reached, keeping at least one cell on each side; `None` for a
+    /// box of one cell.
+    fn split(&self, cells: &mut [Cell]) -> Option<(Self, Self)> {
+        let run = cells
+            .get_mut(self.first..self.end)
+            .filter(|run| run.len() > 1)?;
+        let lengths = [0, 1, 2].map(|side| self.max[side] - self.min[side]);
+        let side = if lengths[0] >= lengths[1] && lengths[0] >= lengths[2] {
+            0
+        } else if lengths[1] >= lengths[2] {
+            1
+        } else {
+            2
+        };
+        run.sort_unstable_by_key(|cell| {
+            let c = cell.cube;
+            [c[side], c[(side + 1) % 3], c[(side + 2) % 3]]
+        });
+        let half = run.iter().map(|cell| cell.weight).sum::<u64>().div_ceil(2);
+        let mut reached = 0;
+        let crossing = run
+            .iter()
+            .position(|cell| {
+                reached += cell.weight;
+                reached >= half
+            })
+            .unwrap_or(0);
+        let split = self.first + crossing.min(run.len() - 2) + 1;
+        Some((
+            ColorBox::around(cells, self.first, split),
+            ColorBox::around(cells, split, self.end),
+        ))
+    }
+
+    fn swatch(&self, cells: &[Cell]) -> Option<Swatch> {
+        let cells = cells.get(self.first..self.end)?;
+        let population: u64 = cells.iter().map(|cell| cell.weight).sum();
+        if population == 0 {
+            return None;
+        }
+        let mean = |side: usize| {
+            let sum: u64 = cells.iter().map(|cell| cell.sum[side]).sum();
+            // A mean of bytes is a byte.
+            (sum as f64 / population as f64).round() as u8
+        };
+        let rgb = Rgb::new(mean(0), mean(1), mean(2));
+        Some(Swatch {
+            rgb,
+            hsl: hsl_of(rgb),
+            population,
+        })
+    }
+}
+
 fn hsl_of(c: Rgb) -> Hsl<palette::encoding::Srgb, f32> {
     Srgb::new(c.r, c.g, c.b).into_format::<f32>().into_color()
 }
 
-fn rgb_of(hsl: Hsl<palette::encoding::Srgb, f32>) -> Rgb {
-    let srgb: Srgb<f32> = hsl.into_color();
-    let c: Srgb<u8> = srgb.into_format();
-    Rgb::new(c.red, c.green, c.blue)
-}
-
-fn swatches(rgb: &[u8]) -> Vec<Swatch> {
-    let pixels: Vec<[u8; 3]> = rgb.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-    if pixels.is_empty() {
+/// The swatches of a histogram: its cubes merged (a cube may hold pixels the classic
+/// statistics kept and others they skipped), cut into at most [`MAX_SWATCHES`] boxes.
+fn swatches(histogram: &Histogram) -> Vec<Swatch> {
+    let mut places = [u16::MAX; CUBES];
+    let mut cells: Vec<Cell> = Vec::new();
+    for group in histogram.groups() {
+        let Some(place) = places.get_mut(group.cube_index()) else {
+            continue;
+        };
+        match cells.get_mut(usize::from(*place)) {
+            Some(cell) => {
+                cell.weight += group.weight();
+                for (sum, more) in cell.sum.iter_mut().zip(group.sum()) {
+                    *sum += more;
+                }
+            }
+            None => {
+                // At most CUBES cells, so the place fits a u16 below u16::MAX.
+                *place = cells.len() as u16;
+                cells.push(Cell {
+                    cube: group.cube(),
+                    weight: group.weight(),
+                    sum: group.sum(),
+                });
+            }
+        }
+    }
+    if cells.is_empty() {
         return Vec::new();
     }
-    let lab: Vec<Lab<palette::white_point::D65, f32>> = pixels
-        .iter()
-        .map(|p| {
-            Srgb::new(p[0], p[1], p[2])
-                .into_format::<f32>()
-                .into_color()
-        })
-        .collect();
-    let clusters = get_kmeans_hamerly(CLUSTERS, MAX_ITERATIONS, CONVERGENCE, false, &lab, SEED);
-    let mut sums = vec![([0u64; 3], 0usize); clusters.centroids.len()];
-    for (p, &index) in pixels.iter().zip(&clusters.indices) {
-        if let Some((sum, count)) = sums.get_mut(usize::from(index)) {
-            for (s, &v) in sum.iter_mut().zip(p) {
-                *s += u64::from(v);
-            }
-            *count += 1;
-        }
+    let mut boxes = vec![ColorBox::around(&cells, 0, cells.len())];
+    while boxes.len() < MAX_SWATCHES {
+        // The box of largest volume; when it cannot be split (one cell), no box can.
+        let Some(largest) = (0..boxes.len()).max_by_key(|&i| boxes[i].volume()) else {
+            break;
+        };
+        let Some((low, high)) = boxes[largest].split(&mut cells) else {
+            break;
+        };
+        boxes[largest] = low;
+        boxes.push(high);
     }
-    sums.into_iter()
-        .filter(|&(_, count)| count > 0)
-        .map(|(sum, count)| {
-            // A mean of bytes is a byte.
-            let mean = sum.map(|s| (s as f64 / count as f64).round() as u8);
-            let rgb = Rgb::new(mean[0], mean[1], mean[2]);
-            Swatch {
-                rgb,
-                hsl: hsl_of(rgb),
-                population: count,
-            }
-        })
-        .collect()
+    boxes.iter().filter_map(|b| b.swatch(&cells)).collect()
 }
 
-/// The palette of packed RGB8 pixels. Never fails: an empty input gives a grey palette.
-pub(crate) fn palette_of(rgb: &[u8]) -> Palette {
-    let swatches = swatches(rgb);
-    let max_population = swatches.iter().map(|s| s.population).max().unwrap_or(1);
+/// The palette of an image's histogram; `None` when it holds no visible pixel.
+pub(crate) fn palette_of(histogram: &Histogram) -> Option<Palette> {
+    let swatches = swatches(histogram);
+    let max_population = swatches.iter().map(|s| s.population).max()?;
     let mut used = vec![false; swatches.len()];
-    let chosen = TARGETS.map(|target| {
-        let best = swatches
+    let best = |target: &Target, eligible: &dyn Fn(usize, &Swatch) -> bool| {
+        swatches
             .iter()
             .enumerate()
-            .filter(|(i, s)| {
-                !used.get(*i).copied().unwrap_or(true)
-                    && s.is_candidate()
-                    && target.saturation.contains(s.hsl.saturation)
-                    && target.lightness.contains(s.hsl.lightness)
-            })
+            .filter(|&(i, s)| eligible(i, s))
             .max_by(|a, b| {
-                a.1.score(&target, max_population)
-                    .total_cmp(&b.1.score(&target, max_population))
-            });
-        match best {
-            Some((i, swatch)) => {
-                if let Some(u) = used.get_mut(i) {
-                    *u = true;
-                }
-                swatch.rgb
+                a.1.score(target, max_population)
+                    .total_cmp(&b.1.score(target, max_population))
+            })
+            .map(|(i, _)| i)
+    };
+    let chosen = TARGETS.map(|target| {
+        let fitting = best(&target, &|i, s| {
+            !used.get(i).copied().unwrap_or(true) && s.fits(&target)
+        });
+        if let Some(i) = fitting {
+            if let Some(u) = used.get_mut(i) {
+                *u = true;
             }
-            None => derived(&swatches, &target, max_population),
+            return fitting;
         }
+        best(&target, &|_, s| s.is_candidate()).or_else(|| best(&target, &|_, _| true))
     });
+    let rgb = |choice: Option<usize>| choice.and_then(|i| swatches.get(i)).map(|s| s.rgb);
     let [
         light_vibrant,
         vibrant,
@@ -183,31 +289,13 @@ pub(crate) fn palette_of(rgb: &[u8]) -> Palette {
         light_muted,
         muted,
         dark_muted,
-    ] = chosen;
-    Palette {
-        vibrant,
-        muted,
-        dark_vibrant,
-        dark_muted,
-        light_vibrant,
-        light_muted,
-    }
-}
-
-/// A swatch for a target no cluster fits: the closest cluster, moved to the target lightness,
-/// its saturation capped at the target's maximum. Saturation is never raised, so a grey image
-/// keeps grey swatches.
-fn derived(swatches: &[Swatch], target: &Target, max_population: usize) -> Rgb {
-    let base = swatches
-        .iter()
-        .max_by(|a, b| {
-            a.score(target, max_population)
-                .total_cmp(&b.score(target, max_population))
-        })
-        .map_or(Hsl::new(0.0, 0.0, 0.5), |s| s.hsl);
-    rgb_of(Hsl::new(
-        base.hue,
-        base.saturation.min(target.saturation.max),
-        target.lightness.target,
-    ))
+    ] = chosen.map(rgb);
+    Some(Palette {
+        vibrant: vibrant?,
+        muted: muted?,
+        dark_vibrant: dark_vibrant?,
+        dark_muted: dark_muted?,
+        light_vibrant: light_vibrant?,
+        light_muted: light_muted?,
+    })
 }
