@@ -1,15 +1,16 @@
 //! `melodyhue`: the MelodyHue server and its small administration commands.
 
-use std::path::PathBuf;
+mod color_command;
+
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use melodyhue_core::App;
 use melodyhue_core::config::{self, Config, LogFormat};
 use melodyhue_core::model::Role;
 use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::service::Error;
-use melodyhue_core::{App, color};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -46,13 +47,10 @@ enum Command {
     /// Ask the server configured by HOST and PORT for `/health`: status 0 when it answers
     /// `200`, 1 otherwise (the Docker HEALTHCHECK).
     HealthCheck,
-    /// Print the classic color, the palette and a text color of image files (JPEG, PNG, WebP),
-    /// one tab-separated line per file. Needs no configuration.
-    Color {
-        /// The image files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Print the classic color, the palette and a text color of image files (JPEG, PNG, WebP)
+    /// or of the images in folders: one tab-separated line per image, or one JSON object with
+    /// `--json`. Needs no configuration.
+    Color(color_command::ColorArgs),
 }
 
 #[derive(Args)]
@@ -86,7 +84,7 @@ async fn main() -> ExitCode {
         Err(err) => return command_line_error(&err),
     };
     match &cli.command {
-        Some(Command::Color { files }) => return print_colors(files),
+        Some(Command::Color(args)) => return color_command::run(args),
         Some(Command::GenKeys) => return gen_keys(),
         _ => {}
     }
@@ -107,7 +105,7 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve(config, args.frontend).await,
         Command::Promote { email, role } => promote(config, &email, role).await,
-        Command::Color { files } => print_colors(&files),
+        Command::Color(args) => color_command::run(&args),
         Command::GenKeys => gen_keys(),
         Command::HealthCheck => health_check(&config).await,
     }
@@ -153,25 +151,6 @@ async fn health_check(config: &Config) -> ExitCode {
             eprintln!("melodyhue: {url}: {err}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `melodyhue color FILE...`: one line per file, failures on stderr, status 1 if any failed.
-fn print_colors(files: &[PathBuf]) -> ExitCode {
-    let mut failed = false;
-    for path in files {
-        match color::analyze_file(path, &color::Limits::default()) {
-            Ok(report) => println!("{}\t{report}", path.display()),
-            Err(err) => {
-                eprintln!("{}: {err}", path.display());
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     }
 }
 
