@@ -422,6 +422,7 @@ macro_rules! http_suite {
                 many_viewers_share_one_poll_and_idle_users_cost_nothing,
                 rate_limits_are_honoured,
                 failures_back_off_and_fall_back,
+                incomplete_covers_show_the_fallback_color,
                 revoked_refresh_tokens_disconnect_the_user,
                 expired_access_tokens_are_renewed,
                 covers_are_fetched_once_for_all_users,

@@ -424,6 +424,32 @@ pub async fn failures_back_off_and_fall_back(h: &Harness) {
     );
 }
 
+pub async fn incomplete_covers_show_the_fallback_color(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    // A JPEG cut inside its scan, as after an interrupted download: libjpeg-turbo fills the
+    // rest with grey and only warns, so the extractor refuses it as any undecodable cover.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([200, (x * 3) as u8, (y * 3) as u8])
+    })
+    .write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let cut = jpeg[..jpeg.len() / 2].to_vec();
+    assert_eq!(color::analyze(&cut), Err(color::ColorError::Incomplete));
+    let cover = s.fake.add_image("cut.jpg", cut, "image/jpeg");
+    let user = connected_user(&s, "cut-cover", "rt-cut", playing(Some(cover.clone()))).await;
+    let infos = s.server.get(&format!("/infos/{}", user.id), None).await;
+    infos.assert_status(200);
+    assert_eq!(hex(&infos.body), "#25d865");
+    assert_eq!(infos.body["palette"], Value::Null);
+    assert_eq!(infos.body["track"]["is_playing"], true);
+    assert_eq!(infos.body["track"]["image_url"], cover.as_str());
+    assert_eq!(s.fake.calls(Endpoint::Image), 1);
+}
+
 pub async fn revoked_refresh_tokens_disconnect_the_user(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
     s.fake.revoke_refresh_token("rt-revoked");
