@@ -1,4 +1,4 @@
-//! Time per cover of the colour extractor, against a plain baseline.
+//! Time per cover of the colour extractor, against the speed of the machine.
 //!
 //! ```text
 //! cargo bench -p melodyhue-benches --bench color
@@ -6,12 +6,18 @@
 //!
 //! Covers come from `$MELODYHUE_COVERS_DIR`, else `../shared/covers` beside the workspace,
 //! else 12 generated 640x640 JPEGs. Four criterion groups, one benchmark per cover:
-//! `color_classic` (classic colour), `color_analyze` (classic colour, palette and text
-//! colour), `color_baseline` (full decode with the `image` crate and a 100x100 Lanczos3
-//! resize, no statistics) and `color_eighth` (libjpeg-turbo's 1/8-scaled decode alone, JPEGs
-//! only: the floor of the fast path, which tells how fast the machine of the run is). The run
-//! ends with the median over covers of each benchmark's median, and the ratios to the baseline
-//! and to the 1/8 decode.
+//! `color_analyze` (classic colour, palette and text colour: what the server and
+//! `melodyhue color` compute), `color_classic` (the classic colour alone), `color_eighth`
+//! (libjpeg-turbo's 1/8-scaled decode alone, JPEGs only: the floor of the fast path, which
+//! tells how fast the machine of the run is) and `color_baseline` (full decode with the `image`
+//! crate and a 100x100 Lanczos3 resize, no statistics). The run ends with a table: for each
+//! group the median over covers of criterion's median per cover, and its ratio to
+//! `color_eighth` over the same (JPEG) covers.
+//!
+//! Timings move with the machine's load; instruction counts do not. With
+//! `MELODYHUE_BENCH_ONCE=GROUP:COVER` the binary runs one group's work once on one cover, in
+//! a function named `measure_once`, and exits; `benches/color_instructions.sh` runs that under
+//! callgrind for every cover and prints the same table in instructions.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,32 +132,63 @@ impl Group {
     }
 }
 
-/// The baseline and the 1/8 decode come third and fourth: the summary divides by them.
+/// The groups, in the order of the summary; the ratios are to [`EIGHTH`].
 const GROUPS: [Group; 4] = [
-    Group {
-        name: "color_classic",
-        jpeg_only: false,
-        run: |bytes| melodyhue_core::color::classic_color(bytes).is_ok(),
-    },
     Group {
         name: "color_analyze",
         jpeg_only: false,
         run: |bytes| melodyhue_core::color::analyze(bytes).is_ok(),
     },
     Group {
+        name: "color_classic",
+        jpeg_only: false,
+        run: |bytes| melodyhue_core::color::classic_color(bytes).is_ok(),
+    },
+    Group {
+        name: EIGHTH,
+        jpeg_only: true,
+        run: |bytes| eighth_decode(bytes).is_ok(),
+    },
+    Group {
         name: "color_baseline",
         jpeg_only: false,
         run: |bytes| baseline(bytes).is_ok(),
     },
-    Group {
-        name: "color_eighth",
-        jpeg_only: true,
-        run: |bytes| eighth_decode(bytes).is_ok(),
-    },
 ];
 
-fn main() {
+/// The group every other is measured against.
+const EIGHTH: &str = "color_eighth";
+
+/// One group's work, once, on one cover: what callgrind counts (`--toggle-collect`).
+#[inline(never)]
+fn measure_once(group: &Group, bytes: &[u8]) -> bool {
+    (group.run)(bytes)
+}
+
+/// `MELODYHUE_BENCH_ONCE=GROUP:COVER`: runs [`measure_once`] and says whether it succeeded.
+fn run_once(spec: &str, covers: &[Cover]) -> std::process::ExitCode {
+    let found = spec.split_once(':').and_then(|(group, cover)| {
+        let group = GROUPS.iter().find(|g| g.name == group)?;
+        let cover = covers.iter().find(|c| c.name == cover)?;
+        Some((group, cover))
+    });
+    match found {
+        Some((group, cover)) if measure_once(group, std::hint::black_box(&cover.bytes)) => {
+            std::process::ExitCode::SUCCESS
+        }
+        Some(_) => std::process::ExitCode::FAILURE,
+        None => {
+            eprintln!("MELODYHUE_BENCH_ONCE={spec}: no such GROUP:COVER");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let (covers, source) = covers();
+    if let Ok(spec) = std::env::var("MELODYHUE_BENCH_ONCE") {
+        return run_once(&spec, &covers);
+    }
     let output = std::env::var_os("CRITERION_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
@@ -178,40 +215,47 @@ fn main() {
     criterion.final_summary();
 
     summary(&output, &covers, &source);
+    std::process::ExitCode::SUCCESS
 }
 
-/// Median over covers of criterion's median estimate of each cover, read back from its output.
+/// The table: for each group, the median over its covers of criterion's median estimate of
+/// each cover (read back from criterion's output), and its ratio to the 1/8 decode, both
+/// medians taken over the covers the 1/8 decode measured.
 fn summary(output: &Path, covers: &[Cover], source: &str) {
-    let medians: Vec<Option<f64>> = GROUPS
-        .iter()
-        .map(|group| {
-            let measured = group.covers(covers).count();
-            let mut times: Vec<f64> = group
-                .covers(covers)
-                .filter_map(|cover| median_estimate(&output.join(group.name).join(&cover.name)))
-                .collect();
-            times.sort_by(f64::total_cmp);
-            (!times.is_empty() && times.len() == measured)
-                .then(|| times.get(times.len() / 2).copied())
-                .flatten()
-        })
-        .collect();
+    let median = |group: &Group, covers: &mut dyn Iterator<Item = &Cover>| {
+        let mut times = Vec::new();
+        for cover in covers {
+            // Every cover or none: a partial run (a filter) has no median.
+            times.push(median_estimate(&output.join(group.name).join(&cover.name))?);
+        }
+        times.sort_by(f64::total_cmp);
+        times.get(times.len() / 2).copied()
+    };
+    let eighth_group = GROUPS.iter().find(|g| g.name == EIGHTH);
+    let jpegs = || covers.iter().filter(|cover| is_jpeg(&cover.bytes));
+    let eighth = eighth_group.and_then(|group| median(group, &mut jpegs()));
     println!("\nper-cover median times over {source}:");
-    let baseline = medians.get(2).copied().flatten();
-    let eighth = medians.get(3).copied().flatten();
-    for (group, median) in GROUPS.iter().map(|group| group.name).zip(&medians) {
-        let Some(ns) = median else {
-            println!("  {group:15} not measured in this run (filtered out, or no JPEG cover)");
+    println!(
+        "  {:15} {:>11}   {:>15}",
+        "group", "median", "x color_eighth"
+    );
+    for group in &GROUPS {
+        let Some(ns) = median(group, &mut group.covers(covers)) else {
+            println!(
+                "  {:15} not measured in this run (filtered out, or no JPEG cover)",
+                group.name
+            );
             continue;
         };
-        let mut line = format!("  {group:15} median {:8.3} ms", ns / 1e6);
-        if let Some(baseline) = baseline {
-            line += &format!("   {:4.1}x faster than the baseline", baseline / ns);
-        }
-        if let Some(eighth) = eighth {
-            line += &format!(", {:4.2}x the time of the 1/8 decode", ns / eighth);
-        }
-        println!("{line}");
+        let ratio = eighth.zip(median(group, &mut jpegs())).map_or_else(
+            || "-".to_owned(),
+            |(eighth, ns)| format!("{:.2}x", ns / eighth),
+        );
+        println!("  {:15} {:8.3} ms   {ratio:>15}", group.name, ns / 1e6);
+    }
+    let jpeg_count = jpegs().count();
+    if jpeg_count < covers.len() {
+        println!("  (ratios over the {jpeg_count} JPEG covers, which the 1/8 decode takes)");
     }
 }
 

@@ -71,6 +71,15 @@ fn dockerfile_builds_and_runs_this_workspaces_binary() {
             "Dockerfile lacks {expected:?}"
         );
     }
+    // The build stage has nasm, so that libjpeg-turbo's SIMD code is built.
+    let build = dockerfile
+        .split("FROM ")
+        .find(|stage| stage.starts_with("rust:"))
+        .expect("a build stage");
+    assert!(
+        build.contains("apt-get install -y --no-install-recommends nasm"),
+        "{build}"
+    );
     // A slim runtime image, not the build image.
     let runtime = dockerfile.rsplit("FROM ").next().expect("a runtime stage");
     assert!(runtime.starts_with("debian:bookworm-slim"), "{runtime}");
