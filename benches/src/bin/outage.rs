@@ -1,16 +1,17 @@
 //! A 30-second database outage, measured: MelodyHue (in this process, on the given frontend)
-//! over a PostgreSQL cluster of its own, which is stopped while a client asks, every 100 ms,
+//! over a database server of its own (PostgreSQL, or MariaDB), which is stopped while a client asks, every 100 ms,
 //! for `/users/me` (needs the database), `/color/{id}` and `/overlay/{id}` (what overlays
 //! poll), then started again. Prints the time to the first `503`, the latency of the answers
 //! during the outage, what `/color` and `/overlay` answered, and the time to recover.
 //!
-//! Usage: `outage [warp|hyper] [SECONDS=30]` (needs PostgreSQL's initdb and pg_ctl).
+//! Usage: `outage [warp|hyper] [SECONDS=30] [postgres|mariadb]` (needs the database's server
+//! binaries: PostgreSQL's initdb and pg_ctl, or mariadb-install-db and mariadbd).
 
 use std::time::{Duration, Instant};
 
 use melodyhue_core::App;
 use melodyhue_core::config::Config;
-use melodyhue_core::testing::cluster::PostgresCluster;
+use melodyhue_core::testing::cluster::Scratch;
 
 /// What one request got.
 struct Answer {
@@ -75,7 +76,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let frontend = args.get(1).map_or("warp", String::as_str).to_owned();
     let seconds: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(30);
-    let Some(cluster) = PostgresCluster::start() else {
+    let database = args.get(3).map_or("postgres", String::as_str).to_owned();
+    let scratch = if database == "mariadb" {
+        Scratch::mariadb()
+    } else {
+        Scratch::postgres()
+    };
+    let Some(cluster) = scratch else {
         std::process::exit(1);
     };
     let data = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
@@ -164,8 +171,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    println!("{frontend}: stopping PostgreSQL for {seconds} s");
-    cluster.pg_ctl_stop("fast");
+    println!("{frontend}: stopping {database} for {seconds} s");
+    cluster.stop();
     let t0 = Instant::now();
     // Each path polled on its own, so a slow answer delays no other.
     let poll = |url: String, token: Option<String>| {
@@ -204,7 +211,7 @@ async fn main() {
     summary("/color", &color_answers);
     summary("/overlay", &overlay_answers);
 
-    cluster.pg_ctl_start();
+    cluster.start();
     let t1 = Instant::now();
     loop {
         let answer = ask(&client, &color, None, t1).await;

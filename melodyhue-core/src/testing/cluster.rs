@@ -1,11 +1,14 @@
-//! A PostgreSQL cluster of one's own (initdb + pg_ctl, on a free port and a temporary data
-//! directory), for what must stop a database server: the outage test and the outage
-//! measurement. Never the machine's shared server.
+//! Database servers of one's own, on a free port and a temporary data directory, for what must
+//! stop a database server: the outage tests and the outage measurement. Never the machine's
+//! shared servers. A PostgreSQL cluster (initdb + pg_ctl) and a MariaDB server
+//! (mariadb-install-db + mariadbd).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use super::is_ci;
 
@@ -95,7 +98,7 @@ impl PostgresCluster {
         );
     }
 
-    /// Stops the server, ending every connection (`-m fast`), and waits until it is down.
+    /// Stops the server in `mode` (`fast` ends every connection) and waits until it is down.
     pub fn pg_ctl_stop(&self, mode: &str) {
         self.run(
             "pg_ctl",
@@ -182,4 +185,206 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A MariaDB server of one's own, killed when dropped.
+pub struct MariaDbServer {
+    server: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Run the server as this user (mariadbd refuses to run as root unless told to).
+    run_as: Option<&'static str>,
+    running: Mutex<Option<Child>>,
+    _dir: tempfile::TempDir,
+}
+
+impl MariaDbServer {
+    /// Creates a data directory, starts the server and creates the database `melodyhue`;
+    /// `None` (after saying why) when MariaDB's server is not installed.
+    pub fn start() -> Option<MariaDbServer> {
+        let Some(server) = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+        else {
+            assert!(
+                !is_ci(),
+                "a MariaDB server of its own needs mariadbd (and mariadb-install-db), and CI=true"
+            );
+            eprintln!("skipped: MariaDB's server (mariadbd) is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let run_as = running_as_root().then_some("mysql");
+        if let Some(user) = run_as {
+            let status = Command::new("chown")
+                .arg(format!("{user}:{user}"))
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the data directory to {user}");
+        }
+        let data = dir.path().join("data");
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if let Some(user) = run_as {
+            install.arg(format!("--user={user}"));
+        }
+        let output = install.output().expect("run mariadb-install-db");
+        assert!(
+            output.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mariadb = MariaDbServer {
+            server,
+            data,
+            port: free_port(),
+            run_as,
+            running: Mutex::new(None),
+            _dir: dir,
+        };
+        mariadb.start_server();
+        mariadb.client(&["-e", "CREATE DATABASE melodyhue"]);
+        Some(mariadb)
+    }
+
+    /// Its URL, as `root` on database `melodyhue`.
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/melodyhue", self.port)
+    }
+
+    /// Starts the server and waits until it answers.
+    pub fn start_server(&self) {
+        let mut command = Command::new(&self.server);
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data.display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--socket={}",
+                self.data.join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                self.data.join("mysqld.pid").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(user) = self.run_as {
+            command.arg(format!("--user={user}"));
+        }
+        let child = command.spawn().expect("start mariadbd");
+        *self.running.lock().unwrap() = Some(child);
+        for _ in 0..150 {
+            if self.admin("ping") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("mariadbd did not answer within 15 s");
+    }
+
+    /// Shuts the server down (every client connection ends) and waits until it is gone.
+    pub fn stop_server(&self) {
+        assert!(self.admin("shutdown"), "mariadb-admin shutdown failed");
+        if let Some(mut child) = self.running.lock().unwrap().take() {
+            let _ = child.wait();
+        }
+    }
+
+    fn admin(&self, command: &str) -> bool {
+        Command::new("mariadb-admin")
+            .args([
+                "--no-defaults",
+                "--protocol=tcp",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .arg(format!("--port={}", self.port))
+            .arg(command)
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+
+    fn client(&self, args: &[&str]) {
+        let output = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--protocol=tcp",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .arg(format!("--port={}", self.port))
+            .args(args)
+            .output()
+            .expect("run the mariadb client");
+        assert!(
+            output.status.success(),
+            "mariadb {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for MariaDbServer {
+    fn drop(&mut self) {
+        // Best effort: a failed test must not leave a server behind.
+        if let Some(mut child) = self.running.lock().map(|mut c| c.take()).ok().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A database server of one's own that may be stopped and started again.
+pub enum Scratch {
+    /// A PostgreSQL cluster.
+    Postgres(PostgresCluster),
+    /// A MariaDB server.
+    MariaDb(MariaDbServer),
+}
+
+impl Scratch {
+    /// A PostgreSQL cluster, or `None` (after saying why) without PostgreSQL.
+    pub fn postgres() -> Option<Scratch> {
+        PostgresCluster::start().map(Scratch::Postgres)
+    }
+
+    /// A MariaDB server, or `None` (after saying why) without MariaDB.
+    pub fn mariadb() -> Option<Scratch> {
+        MariaDbServer::start().map(Scratch::MariaDb)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        match self {
+            Scratch::Postgres(cluster) => cluster.url(),
+            Scratch::MariaDb(server) => server.url(),
+        }
+    }
+
+    /// Stops the server, ending every connection.
+    pub fn stop(&self) {
+        match self {
+            Scratch::Postgres(cluster) => cluster.pg_ctl_stop("fast"),
+            Scratch::MariaDb(server) => server.stop_server(),
+        }
+    }
+
+    /// Starts it again and waits until it answers.
+    pub fn start(&self) {
+        match self {
+            Scratch::Postgres(cluster) => cluster.pg_ctl_start(),
+            Scratch::MariaDb(server) => server.start_server(),
+        }
+    }
 }

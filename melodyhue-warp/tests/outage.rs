@@ -1,8 +1,8 @@
 //! The database goes away and comes back: MelodyHue answers 503 at once meanwhile (the store's
 //! circuit is open), keeps answering what overlays poll from their last known values, marked
-//! stale, and recovers without a restart. On both frontends. The test runs its own PostgreSQL
-//! cluster (initdb + pg_ctl, on a free port and a temporary data directory), never the
-//! machine's shared server. Skipped when the PostgreSQL server binaries are not installed,
+//! stale, and recovers without a restart. On both frontends, over PostgreSQL and MariaDB. Each
+//! test runs a database server of its own (on a free port and a temporary data directory),
+//! never the machine's shared servers; skipped when the server binaries are not installed,
 //! except under `CI=true`.
 
 #![allow(clippy::expect_used)]
@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use melodyhue_core::App;
 use melodyhue_core::api::suite::{Backend, Harness, Reply, Serve, ServeFuture, TestServer};
 use melodyhue_core::api::ws::CLOSE_TRY_AGAIN_LATER;
-use melodyhue_core::testing::cluster::PostgresCluster;
+use melodyhue_core::testing::cluster::Scratch;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -69,23 +69,34 @@ async fn eventually(server: &TestServer, path: &str, status: u16) -> Reply {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_outage_on_warp() {
-    outage(warp).await;
+async fn postgres_outage_on_warp() {
+    outage(warp, Scratch::postgres()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_outage_on_hyper() {
-    outage(hyper).await;
+async fn postgres_outage_on_hyper() {
+    outage(hyper, Scratch::postgres()).await;
 }
 
-async fn outage(serve: Serve) {
-    let Some(cluster) = PostgresCluster::start() else {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_outage_on_warp() {
+    outage(warp, Scratch::mariadb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_outage_on_hyper() {
+    outage(hyper, Scratch::mariadb()).await;
+}
+
+async fn outage(serve: Serve, scratch: Option<Scratch>) {
+    let Some(cluster) = scratch else {
         return;
     };
-    let harness = Harness {
-        serve,
-        backend: Backend::Postgres,
+    let backend = match cluster {
+        Scratch::Postgres(_) => Backend::Postgres,
+        Scratch::MariaDb(_) => Backend::MySql,
     };
+    let harness = Harness { serve, backend };
     // Copies are fresh for half a second, so the ones below are stale once the database stops.
     let server = TestServer::start_with(
         &harness,
@@ -115,7 +126,7 @@ async fn outage(serve: Serve) {
     server.get(&infos, None).await.assert_status(200);
     assert!(!stale(&seen_color));
 
-    cluster.pg_ctl_stop("fast");
+    cluster.stop();
 
     let health = within_bound(server.get("/health", None)).await;
     health.assert_status(503);
@@ -162,7 +173,7 @@ async fn outage(serve: Serve) {
         other => panic!("expected a close frame, got {other:?}"),
     }
 
-    cluster.pg_ctl_start();
+    cluster.start();
 
     eventually(&server, "/health", 200).await;
     let fresh = within_bound(server.get(&color, None)).await;
