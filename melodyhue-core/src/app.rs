@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use crate::api::ws::SocketCounts;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionCounts, Metrics};
 use crate::secrets::SecretBox;
 use crate::service::{AccountEvent, HotReads};
 use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
@@ -66,6 +67,11 @@ pub(crate) struct Inner {
     /// `Some` when `METRICS=true`.
     pub(crate) metrics: Option<Metrics>,
     pub(crate) account_events: tokio::sync::broadcast::Sender<AccountEvent>,
+    /// Client connections of the server serving this app (`crate::server`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) connections: Arc<ConnectionCounts>,
+    /// Open `/ws` sockets per user.
+    pub(crate) ws_sockets: Arc<SocketCounts>,
 }
 
 impl std::fmt::Debug for App {
@@ -145,9 +151,15 @@ impl AppBuilder {
             config.spotify.polling_interval,
         );
         let hot_reads = HotReads::new(config.spotify.polling_interval);
-        let metrics = config
-            .metrics
-            .then(|| Metrics::new(hub.clone(), spotify.clone(), Arc::clone(&self.store)));
+        let connections = Arc::new(ConnectionCounts::default());
+        let metrics = config.metrics.then(|| {
+            Metrics::new(
+                hub.clone(),
+                spotify.clone(),
+                Arc::clone(&self.store),
+                Arc::clone(&connections),
+            )
+        });
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -163,6 +175,8 @@ impl AppBuilder {
                 hot_reads,
                 metrics,
                 account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
+                connections,
+                ws_sockets: Arc::default(),
             }),
         })
     }

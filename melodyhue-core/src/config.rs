@@ -168,6 +168,36 @@ pub struct ThrottleConfig {
     pub window: Duration,
 }
 
+/// What one client connection may hold, on both frontends (see `melodyhue_core::server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HTTP_HEADER_TIMEOUT` seconds (10): a new connection must deliver its first request's
+    /// headers (for HTTP/2, its preface and first request) within this time of being accepted;
+    /// on a kept-alive HTTP/1.1 connection, each later request's headers within this time of
+    /// their first byte.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT` seconds (30): a request's body must arrive whole within this time of
+    /// its headers (`408` otherwise).
+    pub body_timeout: Duration,
+    /// `HTTP_KEEP_ALIVE_TIMEOUT` seconds (60): a connection with no request in flight is closed
+    /// after this long.
+    pub keep_alive_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: open connections (WebSockets included) at most; `None` derives
+    /// it from the process's file-descriptor limit.
+    pub max_connections: Option<usize>,
+}
+
+/// Limits of the `/ws` channel (see [`crate::api::ws`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketLimits {
+    /// `WS_PING_INTERVAL` seconds (30): how often a socket is pinged. A socket that has sent
+    /// nothing (not even the pong) since the previous ping is closed.
+    pub ping_interval: Duration,
+    /// `WS_MAX_SOCKETS_PER_USER` (20): open sockets per user; one more is closed at once with
+    /// code 4429.
+    pub max_sockets_per_user: usize,
+}
+
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -224,6 +254,10 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// `TRUST_PROXY`: take the client IP from `X-Forwarded-For`.
     pub trust_proxy: bool,
+    /// Client connections.
+    pub connections: ConnectionLimits,
+    /// The `/ws` channel.
+    pub websocket: WebSocketLimits,
     /// `METRICS`: serve `/metrics`.
     pub metrics: bool,
     /// `METRICS_TOKEN`: `/metrics` wants `Authorization: Bearer <token>`; without it, only
@@ -499,6 +533,25 @@ impl Config {
                 window: Duration::from_secs(vars.positive("LOGIN_THROTTLE_WINDOW_SECONDS", 900)?),
             },
             trust_proxy: vars.flag("TRUST_PROXY", false)?,
+            connections: ConnectionLimits {
+                header_timeout: vars.seconds("HTTP_HEADER_TIMEOUT", 10.0)?,
+                body_timeout: vars.seconds("HTTP_BODY_TIMEOUT", 30.0)?,
+                keep_alive_timeout: vars.seconds("HTTP_KEEP_ALIVE_TIMEOUT", 60.0)?,
+                max_connections: match vars.get("HTTP_MAX_CONNECTIONS") {
+                    None => None,
+                    Some(_) => Some(
+                        usize::try_from(vars.positive("HTTP_MAX_CONNECTIONS", 1)?)
+                            .unwrap_or(usize::MAX),
+                    ),
+                },
+            },
+            websocket: WebSocketLimits {
+                ping_interval: vars.seconds("WS_PING_INTERVAL", 30.0)?,
+                max_sockets_per_user: usize::try_from(
+                    vars.positive("WS_MAX_SOCKETS_PER_USER", 20)?,
+                )
+                .unwrap_or(usize::MAX),
+            },
             metrics: vars.flag("METRICS", false)?,
             metrics_token: vars.secret("METRICS_TOKEN"),
             log_format,

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 mod metrics;
 pub mod model;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -2,9 +2,14 @@
 //!
 //! One registry per [`App`](crate::App), so that several apps in one process (tests,
 //! embedders) never mix their series. Requests are counted as they are answered; the state of
-//! the hub, the Spotify client and the connection pool is read at each scrape.
+//! the hub, the Spotify client, the connection pool and the client connections is read at each
+//! scrape.
+//!
+//! Every label comes from a closed set, so that no client can create series: route templates
+//! (never raw paths), the standard methods plus `other`, the statuses the server answers.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -22,7 +27,7 @@ use crate::store::Store;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -34,6 +39,79 @@ struct RouteLabels {
 /// The route label of requests no route matched: their paths are not labels, or a scanner
 /// could create any number of series.
 const UNMATCHED: &str = "unmatched";
+
+/// The method label: one of RFC 9110's methods (and PATCH), else `other`. Any token is a valid
+/// method, so a client inventing methods must not invent series.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
+/// Why the server closed a client connection: the `reason` label of
+/// `melodyhue_http_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionClose {
+    /// Refused at accept: the connection cap was reached and every connection was busy.
+    Shed,
+    /// Closed while idle to make room for a new one (the cap, or no file descriptor left).
+    Evicted,
+    /// Its first request's headers did not arrive in time.
+    HeaderTimeout,
+    /// No request in flight for the keep-alive timeout.
+    KeepAliveTimeout,
+    /// Ended by an error: reset or aborted by the client, malformed HTTP, ...
+    Error,
+}
+
+impl ConnectionClose {
+    const ALL: [ConnectionClose; 5] = [
+        ConnectionClose::Shed,
+        ConnectionClose::Evicted,
+        ConnectionClose::HeaderTimeout,
+        ConnectionClose::KeepAliveTimeout,
+        ConnectionClose::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionClose::Shed => "shed",
+            ConnectionClose::Evicted => "evicted",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::KeepAliveTimeout => "keep_alive_timeout",
+            ConnectionClose::Error => "error",
+        }
+    }
+}
+
+/// Client connections of the app's server, counted whether or not metrics are served (a few
+/// atomic additions), so that a client's misbehaviour is counted rather than logged.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCounts {
+    open: AtomicU64,
+    closed: [AtomicU64; ConnectionClose::ALL.len()],
+}
+
+// Counted by the server of feature `server`.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+impl ConnectionCounts {
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One open connection (or upgraded socket) is gone, whatever the reason.
+    pub(crate) fn released(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self, reason: ConnectionClose) {
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 fn latency_histogram() -> Histogram {
     // 0.25 ms to about 4 s.
@@ -48,7 +126,12 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(hub: NowPlayingHub, spotify: SpotifyClient, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(
+        hub: NowPlayingHub,
+        spotify: SpotifyClient,
+        store: Arc<dyn Store>,
+        connections: Arc<ConnectionCounts>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -67,6 +150,7 @@ impl Metrics {
             hub,
             spotify,
             store,
+            connections,
         }));
         Metrics {
             registry,
@@ -82,7 +166,7 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 route,
-                method: method.to_owned(),
+                method: method_label(method),
                 status,
             })
             .inc();
@@ -105,6 +189,7 @@ struct StateCollector {
     hub: NowPlayingHub,
     spotify: SpotifyClient,
     store: Arc<dyn Store>,
+    connections: Arc<ConnectionCounts>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -154,6 +239,24 @@ impl Collector for StateCollector {
             stats.watched_users as u64,
         )?;
 
+        gauge(
+            &mut encoder,
+            "http_connections_open",
+            "Client connections open now, upgraded WebSockets included",
+            self.connections.open.load(Ordering::Relaxed),
+        )?;
+        let mut closed = encoder.encode_descriptor(
+            "http_connections_closed",
+            "Client connections the server closed, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in ConnectionClose::ALL {
+            let count = self.connections.closed[reason as usize].load(Ordering::Relaxed);
+            ConstCounter::new(count)
+                .encode(closed.encode_family(&[("reason", reason.label())])?)?;
+        }
+
         if let Some(pool) = self.store.pool_usage() {
             let in_use = pool.open.saturating_sub(pool.idle);
             let mut connections = encoder.encode_descriptor(
@@ -174,5 +277,18 @@ impl Collector for StateCollector {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("OPTIONS"), "OPTIONS");
+        assert_eq!(method_label("get"), "other");
+        assert_eq!(method_label("BREW"), "other");
     }
 }

@@ -2,9 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt, future};
@@ -13,9 +11,7 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 use melodyhue_core::App;
 use melodyhue_core::api::{self, ws};
 use tokio::net::TcpListener;
@@ -23,12 +19,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{
     self, Message,
     handshake::server::create_response_with_body,
-    protocol::{CloseFrame, Role},
+    protocol::{CloseFrame, Role, WebSocketConfig},
 };
 
-/// How long to stop accepting after the listener fails for want of resources (e.g. file
-/// descriptors), so the loop does not spin while connections close.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// tungstenite's read buffer, allocated whole for every socket (128 KiB by default): clients
+/// send nothing worth a larger one.
+const WEBSOCKET_READ_BUFFER: usize = 2 * ws::MAX_MESSAGE_BYTES;
 
 /// Answers one request with MelodyHue. Call it from your own hyper service.
 ///
@@ -54,7 +50,7 @@ where
     if request.uri().path().trim_end_matches('/') == "/ws" {
         // tungstenite checks the handshake (GET, Upgrade, version, key) and makes the 101.
         if let Ok(switching) = create_response_with_body(&request, || Full::new(Bytes::new())) {
-            let token = ws::upgrade_token(request.headers(), request.uri().query());
+            let token = ws::upgrade_token(app, request.headers(), request.uri().query());
             let upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(serve_socket(app.clone(), token, upgrade));
             return switching;
@@ -74,7 +70,13 @@ async fn serve_socket(app: App, token: Option<String>, upgrade: OnUpgrade) {
             return;
         }
     };
-    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    // The core's limits: a longer message or frame ends the socket.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WEBSOCKET_READ_BUFFER)
+        .max_message_size(Some(ws::MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(ws::MAX_FRAME_BYTES));
+    let socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let messages = socket
         .with(|message: ws::WsMessage| {
             future::ready(Ok::<_, tungstenite::Error>(match message {
@@ -106,60 +108,21 @@ async fn serve_socket(app: App, token: Option<String>, upgrade: OnUpgrade) {
 /// Serves MelodyHue on `listener` until `shutdown` completes, then stops accepting and lets
 /// open requests finish.
 ///
-/// HTTP/1.1 with keep-alive (and HTTP/2 with prior knowledge, as warp's server does).
+/// HTTP/1.1 with keep-alive and HTTP/2 with prior knowledge, under the connection limits of the
+/// app's configuration (`melodyhue_core::server`: header and keep-alive timeouts, a connection
+/// cap that never stops accepting).
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The timer makes hyper's header read timeout apply, so a client that never finishes
-    // its request headers cannot hold a connection, or a graceful shutdown, forever.
-    builder.http1().keep_alive(true).timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) if is_connection_error(&err) => continue,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot accept connections; pausing");
-                tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
-                    () = &mut shutdown => break,
-                }
-            }
-        };
-        let app = app.clone();
-        let service = service_fn(move |request| {
+    let service_app = app.clone();
+    let make_service = move |peer: SocketAddr| {
+        let app = service_app.clone();
+        service_fn(move |request| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(handle(&app, request, Some(peer)).await) }
-        });
-        // With upgrades, so that `/ws` can take the connection over once it is routed.
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
-/// Errors of one incoming connection, which say nothing about the listener.
-fn is_connection_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
+        })
+    };
+    melodyhue_core::server::serve(&app, listener, make_service, shutdown).await;
 }

@@ -8,8 +8,11 @@ use futures_util::{Sink, SinkExt, Stream, TryStreamExt, future};
 use http::{HeaderMap, Method, Request};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
+use hyper::service::{Service, service_fn};
+use hyper_util::service::TowerToHyperService;
 use melodyhue_core::App;
 use melodyhue_core::api::{self, ApiError, ws};
+use melodyhue_core::server::RequestBody;
 use warp::filters::path::Tail;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::reply::Response;
@@ -33,8 +36,11 @@ pub fn routes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
         .map(
             move |upgrade: Ws, headers: HeaderMap, query: Option<String>| {
                 let app = ws_app.clone();
-                let token = ws::upgrade_token(&headers, query.as_deref());
+                let token = ws::upgrade_token(&app, &headers, query.as_deref());
+                // The core's limits: a longer message or frame ends the socket.
                 upgrade
+                    .max_message_size(ws::MAX_MESSAGE_BYTES)
+                    .max_frame_size(ws::MAX_FRAME_BYTES)
                     .on_upgrade(move |socket| {
                         ws::run_socket(app, token, websocket_messages(socket))
                     })
@@ -47,11 +53,22 @@ pub fn routes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::path::tail())
         .and(query())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(peer())
         .and(warp::body::stream())
         .then(dispatch)
         .map(Reply::into_response);
     websocket.or(http).unify()
+}
+
+/// The client's address under [`serve`], which passes it as a request extension.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// The client's address: from [`serve`], else from warp's own server.
+fn peer() -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Copy {
+    warp::ext::optional::<Peer>()
+        .and(warp::addr::remote())
+        .map(|ours: Option<Peer>, warps: Option<SocketAddr>| ours.map(|Peer(peer)| peer).or(warps))
 }
 
 /// warp's WebSocket as a stream and sink of the core's [`ws::WsMessage`].
@@ -121,14 +138,23 @@ where
 }
 
 /// Serves MelodyHue on `listener` until `shutdown` completes, then lets open requests finish.
+///
+/// The [`routes`] filter as a hyper service, served by the core's accept loop
+/// (`melodyhue_core::server`) under the connection limits of the app's configuration, exactly
+/// as `melodyhue_hyper::serve` serves: warp's own server has no header or keep-alive timeouts
+/// and stops accepting when file descriptors run out.
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(app))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let routes = routes(app.clone());
+    let make_service = move |peer: SocketAddr| {
+        let warp = TowerToHyperService::new(warp::service(routes.clone()));
+        service_fn(move |mut request: Request<RequestBody>| {
+            request.extensions_mut().insert(Peer(peer));
+            warp.call(request)
+        })
+    };
+    melodyhue_core::server::serve(&app, listener, make_service, shutdown).await;
 }

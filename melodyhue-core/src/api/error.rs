@@ -48,9 +48,16 @@ pub enum ApiError {
     /// 403: the role does not allow it.
     #[error("Forbidden")]
     Forbidden,
+    /// 403: an unsafe request carrying the auth cookies came from a page of another origin
+    /// (see `DECISIONS.md`, cross-site requests).
+    #[error("Cross-site request refused")]
+    CrossSiteRequest,
     /// 404: no such thing (or not yours).
     #[error("{0}")]
     NotFound(&'static str),
+    /// 408: the request's body did not arrive within `HTTP_BODY_TIMEOUT`.
+    #[error("Request body not received in time")]
+    RequestTimeout,
     /// 405: the path exists, the method does not.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
@@ -60,6 +67,10 @@ pub enum ApiError {
     /// 413: the body is over 64 KiB.
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// 415: an unsafe request's `Content-Type` is not JSON (see `DECISIONS.md`, cross-site
+    /// requests).
+    #[error("Unsupported Media Type")]
+    UnsupportedMediaType,
     /// 422: bad fields, one entry each.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
@@ -91,11 +102,15 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Banned | ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Banned | ApiError::Forbidden | ApiError::CrossSiteRequest => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -153,7 +168,9 @@ impl From<service::Error> for ApiError {
             E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
             E::Upstream => ApiError::BadGateway,
             E::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
+                // The SQL stores log an outage once, when it starts and ends; one line per
+                // request would flood the log for as long as it lasts.
+                tracing::debug!(error = %cause, "database unavailable");
                 ApiError::Unavailable
             }
             E::Internal(cause) => ApiError::Internal(cause),

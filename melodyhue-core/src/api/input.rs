@@ -14,6 +14,11 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, FieldError};
 use crate::store::ListQuery;
 
+/// The NUL character, refused in every string a client sends: PostgreSQL cannot store it in
+/// text (error 22021), and no backend should differ from another.
+pub(crate) const NUL: char = '\0';
+const NUL_MESSAGE: &str = "Value error, must not contain the NUL character";
+
 /// The fields of a JSON object body, and the errors found so far.
 #[derive(Debug)]
 pub struct Input {
@@ -89,6 +94,10 @@ impl Input {
                 return None;
             }
         };
+        if value.contains(NUL) {
+            self.fail(field, "value_error", NUL_MESSAGE);
+            return None;
+        }
         let chars = value.chars().count();
         if chars < *length.start() {
             let unit = if *length.start() == 1 {
@@ -323,6 +332,10 @@ impl<'a> QueryInput<'a> {
     /// An optional string of at most `max_chars` characters; empty counts as absent.
     pub fn optional_string(&mut self, name: &str, max_chars: usize) -> Option<String> {
         let text = self.value(name).filter(|text| !text.is_empty())?;
+        if text.contains(NUL) {
+            self.fail(name, "value_error", NUL_MESSAGE);
+            return None;
+        }
         if text.chars().count() > max_chars {
             self.fail(
                 name,
@@ -514,6 +527,23 @@ mod tests {
         };
         assert!(errors.iter().all(|e| e.kind == "greater_than_equal"));
         assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_bodies_and_queries() {
+        let mut body = input(r#"{"name": "a\u0000b", "email": "x\u0000@example.com"}"#);
+        assert_eq!(body.optional_string("name", 1..=10), None);
+        assert_eq!(body.email("email"), "");
+        let Err(ApiError::Validation(errors)) = body.finish() else {
+            panic!("expected a validation error");
+        };
+        let found: Vec<_> = errors.iter().map(|e| (e.loc[1].as_str(), e.kind)).collect();
+        assert_eq!(found, [("name", "value_error"), ("email", "value_error")]);
+
+        let pairs = pairs("search=a%00b");
+        let mut query = QueryInput::new(&pairs);
+        assert_eq!(query.list_query().search, None);
+        assert!(query.finish().is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod admin;
 mod auth;
 mod cors;
+mod csrf;
 mod error;
 mod input;
 mod metrics;
@@ -154,11 +155,15 @@ async fn answer(
 
 type Reply = Result<Response<Bytes>, ApiError>;
 
-/// Dispatches on the method within one path; other methods get `405`.
+/// Dispatches on the method within one path; other methods get `405`. A request a foreign page
+/// could have made a browser send is refused before its handler runs (see [`csrf`]).
 macro_rules! methods {
     ($cx:expr, $($method:ident => $call:expr),+ $(,)?) => {
         match $cx.method {
-            $(Method::$method => $call.await,)+
+            $(Method::$method => match csrf::check($cx) {
+                Ok(()) => $call.await,
+                Err(refused) => Err(refused),
+            },)+
             _ => Err(ApiError::MethodNotAllowed),
         }
     };
@@ -430,17 +435,19 @@ pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// A path id, or `404 <not_found>` when it is longer than any id can be.
+/// A path id, or `404 <not_found>` when no id can be like it: longer than any id, or holding a
+/// NUL character (which PostgreSQL cannot even compare).
 pub(crate) fn path_id<'a>(id: &'a str, not_found: &'static str) -> Result<&'a str, ApiError> {
-    if id.is_empty() || id.chars().count() > MAX_ID_LEN {
+    if id.is_empty() || id.contains(input::NUL) || id.chars().count() > MAX_ID_LEN {
         Err(ApiError::NotFound(not_found))
     } else {
         Ok(id)
     }
 }
 
-/// Reads a request body of any type within [`MAX_BODY_BYTES`] (never buffering more), then
-/// [`handle`]s the request. This is all an adapter needs for ordinary requests.
+/// Reads a request body of any type within [`MAX_BODY_BYTES`] (never buffering more) and
+/// within `HTTP_BODY_TIMEOUT` (`408` for a body still arriving then), then [`handle`]s the
+/// request. This is all an adapter needs for ordinary requests.
 pub async fn handle_incoming<B>(
     app: &App,
     request: Request<B>,
@@ -469,16 +476,21 @@ where
         return early(payload_too_large());
     }
     let limited = http_body_util::Limited::new(&mut body, MAX_BODY_BYTES);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => handle(app, Request::from_parts(parts, collected.to_bytes()), peer).await,
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+    let read = http_body_util::BodyExt::collect(limited);
+    let body_timeout = app.config().connections.body_timeout;
+    match tokio::time::timeout(body_timeout, read).await {
+        Ok(Ok(collected)) => {
+            handle(app, Request::from_parts(parts, collected.to_bytes()), peer).await
+        }
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
             drain_refused(&mut body).await;
             early(payload_too_large())
         }
-        Err(err) => {
+        Ok(Err(err)) => {
             tracing::debug!(error = %err, "request body could not be read");
             early(ApiError::BadRequest("Request body could not be read").into_response())
         }
+        Err(_) => early(ApiError::RequestTimeout.into_response()),
     }
 }
 

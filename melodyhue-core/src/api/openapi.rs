@@ -554,10 +554,14 @@ fn error_description(status: u16) -> &'static str {
     match status {
         400 => "The request cannot be done as asked",
         401 => "Missing, invalid or expired token or credentials",
-        403 => "Banned (with `X-Account-Banned: true`), or not allowed",
+        403 => {
+            "Banned (with `X-Account-Banned: true`), not allowed, or a cross-site request with cookies"
+        }
         404 => "Not found",
+        408 => "Body not received within `HTTP_BODY_TIMEOUT`",
         409 => "Already taken",
         413 => "Body over 64 KiB",
+        415 => "`Content-Type` not JSON, without a bearer token",
         422 => "Invalid input, one entry per bad field",
         429 => "Too many failures; see `Retry-After`",
         502 => "Spotify failed",
@@ -658,8 +662,15 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
         ),
     };
     let mut errors: Vec<u16> = op.errors.to_vec();
+    if !matches!(
+        op.method,
+        HttpMethod::Get | HttpMethod::Head | HttpMethod::Options | HttpMethod::Trace
+    ) {
+        // The cross-site rules of unsafe requests (see `api::csrf`).
+        errors.extend([403, 415]);
+    }
     if let Some(Body(_, reading)) = op.body {
-        errors.push(413);
+        errors.extend([408, 413]);
         if reading != Reading::Lenient {
             errors.push(422);
         }

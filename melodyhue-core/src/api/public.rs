@@ -1,7 +1,8 @@
 //! Routes without authentication: health, public profiles and overlays, now playing.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::StatusCode;
+use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
 use super::overlays::OverlayView;
@@ -9,15 +10,34 @@ use super::response::{json, ok, rfc3339};
 use super::users::avatar_url;
 use super::{ApiError, Ctx, Reply, path_id};
 use crate::color::{Palette, Rgb};
-use crate::service::{NowPlaying, Track};
+use crate::service::{NowPlaying, Stale, Track};
 
 const USER_NOT_FOUND: &str = "User not found";
+
+/// The header that marks an answer served from a copy while the database is unavailable.
+pub const CACHE_STATUS: &str = "cache-status";
+
+/// Marks `response` as served from a stale copy (stale-if-error): RFC 9211's `Cache-Status`,
+/// a hit whose freshness (one polling interval) ran out `-ttl` seconds ago, e.g.
+/// `melodyhue; hit; ttl=-42; detail=stale-if-error`.
+fn mark_stale(cx: &Ctx<'_>, response: &mut Response<Bytes>, stale: Option<Stale>) {
+    let Some(stale) = stale else {
+        return;
+    };
+    let fresh_for = cx.app.config().spotify.polling_interval;
+    let ttl = -i64::try_from(stale.age.saturating_sub(fresh_for).as_secs()).unwrap_or(i64::MAX);
+    let value = format!("melodyhue; hit; ttl={ttl}; detail=stale-if-error");
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(CACHE_STATUS, value);
+    }
+}
 
 pub(super) async fn health(cx: &Ctx<'_>) -> Reply {
     match cx.app.store().ping().await {
         Ok(()) => Ok(ok(&serde_json::json!({"status": "ok"}))),
         Err(err) => {
-            tracing::warn!(error = %err, "health check: database unavailable");
+            // Logged once per outage by the store; every probe of a monitor is not news.
+            tracing::debug!(error = %err, "health check: database unavailable");
             Ok(json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({"status": "unavailable", "detail": "Database unavailable"}),
@@ -62,11 +82,13 @@ pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
 }
 
 pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
-    let overlay = cx
+    let (overlay, stale) = cx
         .app
-        .public_overlay(path_id(id, "Overlay not found")?)
+        .public_overlay_or_stale(path_id(id, "Overlay not found")?)
         .await?;
-    Ok(ok(&OverlayView::from(overlay)))
+    let mut response = ok(&OverlayView::from(overlay));
+    mark_stale(cx, &mut response, stale);
+    Ok(response)
 }
 
 /// A color as overlays read it.
@@ -232,21 +254,21 @@ fn color_response<'a>(
 pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = path_id(id, USER_NOT_FOUND)?;
     let now_playing = cx.app.now_playing(id).await?;
-    Ok(ok(&color_response(
-        id,
-        &now_playing,
-        cx.app.now().timestamp(),
-    )))
+    let mut response = ok(&color_response(id, &now_playing, cx.app.now().timestamp()));
+    mark_stale(cx, &mut response, now_playing.stale);
+    Ok(response)
 }
 
 pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = path_id(id, USER_NOT_FOUND)?;
     let now_playing = cx.app.now_playing(id).await?;
     let timestamp = cx.app.now().timestamp();
-    Ok(ok(&InfosResponse {
+    let mut response = ok(&InfosResponse {
         color: color_response(id, &now_playing, timestamp),
         track: TrackView::of(now_playing.track.as_ref(), timestamp),
         palette: now_playing.palette.map(PaletteView::from),
         text_color: now_playing.text_color.into(),
-    }))
+    });
+    mark_stale(cx, &mut response, now_playing.stale);
+    Ok(response)
 }

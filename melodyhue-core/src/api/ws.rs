@@ -6,7 +6,16 @@
 //! follows the user's own now-playing state: a `now_playing` message at once and whenever the
 //! track, the play state or the color changes, all from the now-playing hub (never one poll per
 //! socket). A ban sends `force_logout` and closes with 4401.
+//!
+//! What one socket may hold is bounded: clients have nothing to say, so a message or frame over
+//! [`MAX_MESSAGE_BYTES`] ends the socket (adapters set this in their WebSocket library); a user
+//! has at most `WS_MAX_SOCKETS_PER_USER` sockets (one more is closed with
+//! [`CLOSE_TOO_MANY_SOCKETS`]); a socket is pinged every `WS_PING_INTERVAL` and closed with
+//! [`CLOSE_PING_TIMEOUT`] when nothing came back in a whole interval; a message that cannot be
+//! written within [`WRITE_TIMEOUT`] (a client that does not read) ends the socket.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -15,12 +24,34 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::public::{ColorView, PaletteView, TrackView};
-use super::{ACCESS_COOKIE, bearer_token, cookie_value};
+use super::{ACCESS_COOKIE, bearer_token, cookie_value, csrf};
 use crate::App;
-use crate::service::{AccountEvent, NowPlaying};
+use crate::service::{AccountEvent, Error, NowPlaying};
 
 /// The close code of an unauthenticated or banned socket.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// The close code of a socket over its user's `WS_MAX_SOCKETS_PER_USER` (like HTTP's 429).
+pub const CLOSE_TOO_MANY_SOCKETS: u16 = 4429;
+
+/// The close code of a socket that answered no ping for a whole `WS_PING_INTERVAL` (like
+/// HTTP's 408).
+pub const CLOSE_PING_TIMEOUT: u16 = 4408;
+
+/// The close code of a socket that cannot be served now because the database is unavailable:
+/// RFC 6455's registered "Try Again Later" (the web frontend reconnects on its own).
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// Largest message a client may send, in bytes; clients' messages are ignored, so this only
+/// bounds the memory one socket can hold. Adapters give it to their WebSocket library, which
+/// ends the socket on a longer message.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+
+/// Largest frame a client may send, in bytes (see [`MAX_MESSAGE_BYTES`]).
+pub const MAX_FRAME_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// How long writing one message may take before the socket is given up.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often an open socket re-checks that its user is not banned (bans made on another
 /// server, or events missed).
@@ -41,16 +72,59 @@ pub enum WsMessage {
     Close(Option<(u16, String)>),
 }
 
-/// The access token of an upgrade request: `Authorization: Bearer`, the access cookie, or
-/// the `token` / `access_token` query parameter.
-pub fn upgrade_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+/// The access token of an upgrade request: `Authorization: Bearer`, the `token` /
+/// `access_token` query parameter, or the access cookie. The cookie counts only when the
+/// upgrade comes from an allowed origin (see `DECISIONS.md`, cross-site requests): a foreign
+/// page may open a socket in the browser of a signed-in user, and the browser sends the cookie.
+pub fn upgrade_token(app: &App, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     bearer_token(headers)
-        .or_else(|| cookie_value(headers, ACCESS_COOKIE))
         .or_else(|| {
             url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
                 .find(|(k, v)| (k == "token" || k == "access_token") && !v.is_empty())
                 .map(|(_, v)| v.into_owned())
         })
+        .or_else(|| {
+            cookie_value(headers, ACCESS_COOKIE)
+                .filter(|_| csrf::origin_allowed(app.config(), headers))
+        })
+}
+
+/// Open sockets per user, within `WS_MAX_SOCKETS_PER_USER`.
+#[derive(Debug, Default)]
+pub(crate) struct SocketCounts(Mutex<HashMap<String, usize>>);
+
+impl SocketCounts {
+    /// A place for one more socket of `user_id`, or `None` when they have `max` already.
+    fn admit(self: &Arc<Self>, user_id: &str, max: usize) -> Option<SocketPlace> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(user_id.to_owned()).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketPlace {
+            counts: Arc::clone(self),
+            user_id: user_id.to_owned(),
+        })
+    }
+}
+
+/// One open socket of a user, given back when dropped.
+struct SocketPlace {
+    counts: Arc<SocketCounts>,
+    user_id: String,
+}
+
+impl Drop for SocketPlace {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -78,29 +152,57 @@ fn force_logout_message() -> String {
     serde_json::json!({"type": "force_logout", "reason": "banned"}).to_string()
 }
 
+/// Sends one message within [`WRITE_TIMEOUT`]; `false` when the socket is done for.
+async fn send<S: Sink<WsMessage> + Unpin>(socket: &mut S, message: WsMessage) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close<S: Sink<WsMessage> + Unpin>(socket: &mut S, code: u16, reason: &str) {
+    send(socket, WsMessage::Close(Some((code, reason.to_owned())))).await;
+}
+
 /// Serves one upgraded socket until it closes. `token` comes from [`upgrade_token`].
 pub async fn run_socket<S, E>(app: App, token: Option<String>, mut socket: S)
 where
     S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin,
 {
-    let principal = match token {
-        Some(token) => app.authenticate(&token).await.ok(),
-        None => None,
+    let authenticated = match token {
+        Some(token) => app.authenticate(&token).await,
+        None => Err(Error::Unauthorized("Invalid token")),
     };
-    let Some(principal) = principal else {
-        let _ = socket
-            .send(WsMessage::Close(Some((
-                CLOSE_UNAUTHORIZED,
-                "unauthorized".into(),
-            ))))
-            .await;
-        return;
+    let principal = match authenticated {
+        Ok(principal) => principal,
+        // Not the client's fault: it should come back, not sign out.
+        Err(Error::Unavailable(_)) => {
+            close(&mut socket, CLOSE_TRY_AGAIN_LATER, "try again later").await;
+            return;
+        }
+        Err(_) => {
+            close(&mut socket, CLOSE_UNAUTHORIZED, "unauthorized").await;
+            return;
+        }
     };
     let user_id = principal.user.id;
+    let limits = app.config().websocket;
+    let Some(_place) = app
+        .inner()
+        .ws_sockets
+        .admit(&user_id, limits.max_sockets_per_user)
+    else {
+        close(&mut socket, CLOSE_TOO_MANY_SOCKETS, "too many sockets").await;
+        return;
+    };
     let mut events = app.account_events();
     let mut subscription = app.inner().hub.subscribe(&user_id);
     let mut ban_check = tokio::time::interval(BAN_RECHECK);
     ban_check.tick().await;
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.tick().await;
+    // Whether the client sent anything (a pong, at least) since the last ping.
+    let mut heard = true;
     // The current state first, then every change of item, play state or color. The hub only
     // wakes us on such changes, but the first poll's result may equal what was sent first.
     let mut send_state = true;
@@ -117,7 +219,7 @@ where
             );
             if last_sent.as_ref() != Some(&shown) {
                 let text = now_playing_message(&state, app.now().timestamp());
-                if socket.send(WsMessage::Text(text)).await.is_err() {
+                if !send(&mut socket, WsMessage::Text(text)).await {
                     return;
                 }
                 last_sent = Some(shown);
@@ -140,27 +242,35 @@ where
                 Err(RecvError::Closed) => break,
             },
             _ = ban_check.tick() => {
-                if app.ensure_not_banned(&user_id).await.is_err() {
+                // Only a ban ends the socket; an unreachable database is asked again later.
+                if let Err(Error::Banned) = app.ensure_not_banned(&user_id).await {
                     kick(&mut socket).await;
                     return;
                 }
             }
-            // Pings are answered by the WebSocket libraries; other client frames mean nothing.
+            _ = ping.tick() => {
+                if !heard {
+                    close(&mut socket, CLOSE_PING_TIMEOUT, "ping timeout").await;
+                    return;
+                }
+                heard = false;
+                if !send(&mut socket, WsMessage::Ping(Vec::new())).await {
+                    return;
+                }
+            }
+            // Pings are answered by the WebSocket libraries; other client frames mean nothing,
+            // but show the client is there.
             incoming = socket.next() => match incoming {
                 Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => heard = true,
             },
         }
     }
-    let _ = socket.send(WsMessage::Close(None)).await;
+    send(&mut socket, WsMessage::Close(None)).await;
 }
 
 async fn kick<S: Sink<WsMessage> + Unpin>(socket: &mut S) {
-    let _ = socket.send(WsMessage::Text(force_logout_message())).await;
-    let _ = socket
-        .send(WsMessage::Close(Some((
-            CLOSE_UNAUTHORIZED,
-            "banned".into(),
-        ))))
-        .await;
+    if send(socket, WsMessage::Text(force_logout_message())).await {
+        close(socket, CLOSE_UNAUTHORIZED, "banned").await;
+    }
 }

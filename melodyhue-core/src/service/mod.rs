@@ -21,6 +21,7 @@ pub use spotify::{SpotifyCredentialsInput, SpotifyStatus};
 pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
 
 pub(crate) use hot_reads::HotReads;
+pub use hot_reads::STALE_IF_ERROR;
 
 use std::time::Duration;
 
@@ -80,6 +81,14 @@ impl Error {
     pub(crate) fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::Internal(Box::new(err))
     }
+}
+
+/// A value served from a copy because the database is unavailable (RFC 5861's
+/// stale-if-error; see [`STALE_IF_ERROR`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale {
+    /// How long ago the copy was read from the database.
+    pub age: Duration,
 }
 
 /// Result of a use case.

@@ -3,10 +3,11 @@
 
 use std::time::Instant;
 
-use super::{Error, Result};
+use super::{Error, Result, Stale};
 use crate::App;
 use crate::color::{self, Palette, Rgb};
 use crate::spotify::hub::{PlayingItem, Snapshot};
+use crate::store::StoreError;
 
 /// A track (or episode) as overlays show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub struct NowPlaying {
     pub track: Option<Track>,
     /// How long the answer took, in milliseconds.
     pub processing_time_ms: f64,
+    /// Set when `color` is a copy of the fallback color kept from before the database became
+    /// unavailable (stale-if-error).
+    pub stale: Option<Stale>,
 }
 
 impl App {
@@ -65,7 +69,9 @@ impl App {
     /// [`crate::spotify::hub`]); `User not found` for an unknown user. While a cover is playing
     /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
     /// polling interval old (see [`HotReads`](super::HotReads)), dropped when the user's
-    /// settings change.
+    /// settings change. While the database is unavailable, the last fallback color read is
+    /// shown instead, marked [`NowPlaying::stale`], for up to
+    /// [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
     pub async fn now_playing(&self, user_id: &str) -> Result<NowPlaying> {
         let started = Instant::now();
         let inner = self.inner();
@@ -80,14 +86,15 @@ impl App {
             _ => None,
         };
         let track = playing.map(Track::from);
-        let (color, palette, text_color) = match playing.and_then(PlayingItem::playing_color) {
-            Some(report) => (report.color, Some(report.palette), report.text_color),
+        let (color, palette, text_color, stale) = match playing.and_then(PlayingItem::playing_color)
+        {
+            Some(report) => (report.color, Some(report.palette), report.text_color, None),
             None => {
-                let color = match fallback {
-                    Some(color) => color,
+                let (color, stale) = match fallback {
+                    Some(fallback) => fallback,
                     None => self.fallback_color(user_id).await?,
                 };
-                (color, None, color::black_or_white_on(color))
+                (color, None, color::black_or_white_on(color), stale)
             }
         };
         Ok(NowPlaying {
@@ -96,22 +103,29 @@ impl App {
             text_color,
             track,
             processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+            stale,
         })
     }
 
-    async fn fallback_color(&self, user_id: &str) -> Result<Rgb> {
+    /// The user's fallback color: fresh, or a stale copy while the database is unavailable.
+    async fn fallback_color(&self, user_id: &str) -> Result<(Rgb, Option<Stale>)> {
         let inner = self.inner();
         if let Some(color) = inner.hot_reads.fallback_color(user_id) {
-            return Ok(color);
+            return Ok((color, None));
         }
-        let hex = inner
-            .store
-            .fallback_color(user_id)
-            .await?
-            .ok_or(Error::NotFound("User not found"))?;
+        let hex = match inner.store.fallback_color(user_id).await {
+            Ok(hex) => hex.ok_or(Error::NotFound("User not found"))?,
+            Err(err @ StoreError::Unavailable(_)) => {
+                return match inner.hot_reads.stale_fallback_color(user_id) {
+                    Some((color, stale)) => Ok((color, Some(stale))),
+                    None => Err(err.into()),
+                };
+            }
+            Err(err) => return Err(err.into()),
+        };
         // Stored colors are validated on the way in; a legacy row with nonsense shows black.
         let color = Rgb::from_hex(&hex).unwrap_or(Rgb::new(0, 0, 0));
         inner.hot_reads.keep_fallback_color(user_id, color);
-        Ok(color)
+        Ok((color, None))
     }
 }

@@ -1,6 +1,6 @@
 //! Overlays: each user's named overlays, and the public view of one.
 
-use super::{Error, Result};
+use super::{Error, Result, Stale};
 use crate::App;
 use crate::model::{Overlay, OverlayPatch, User, new_id};
 
@@ -32,6 +32,19 @@ impl App {
         };
         self.inner().store.insert_overlay(&overlay).await?;
         Ok(overlay)
+    }
+
+    /// [`App::public_overlay`] for viewers: while the database is unavailable, the last copy
+    /// read instead, marked stale, for up to [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
+    pub async fn public_overlay_or_stale(&self, id: &str) -> Result<(Overlay, Option<Stale>)> {
+        match self.public_overlay(id).await {
+            Ok(overlay) => Ok((overlay, None)),
+            Err(Error::Unavailable(err)) => match self.inner().hot_reads.stale_overlay(id) {
+                Some((overlay, stale)) => Ok((overlay, Some(stale))),
+                None => Err(Error::Unavailable(err)),
+            },
+            Err(err) => Err(err),
+        }
     }
 
     /// Any overlay, for its public page, which OBS polls: from a copy at most one polling

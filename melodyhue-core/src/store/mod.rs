@@ -18,6 +18,7 @@ use crate::model::{
     TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 
+mod circuit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod mysql;
@@ -25,6 +26,7 @@ pub mod postgres;
 mod sql;
 pub mod sqlite;
 
+pub use circuit::CircuitOpen;
 pub use sql::SqlStore;
 
 /// Opens the database named by `url` with the matching backend, running its migrations:

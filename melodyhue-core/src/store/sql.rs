@@ -6,12 +6,14 @@
 //! store holds, so each method exists once and sqlx still sees concrete types.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::AssertSqlSafe;
 
+use super::circuit::Circuit;
 use super::{
     BanOutcome, ListQuery, OneTimeTokenStore, Page, RoleChange, SessionStore, SettingsStore,
     SpotifyStore, Store, StoreError, StoreResult, TwoFactorStore, UserListQuery, UserStore,
@@ -129,24 +131,35 @@ fn number_placeholders(sql: &str) -> String {
 
 /// Runs `$body` (in an async block, so `?` and `return` stay inside it) with `$pool` bound to
 /// the store's concrete pool and `$d` to its [`Dialect`]. A body the database chose as the
-/// victim of a deadlock was rolled back whole, so it runs again (a few times at most).
+/// victim of a deadlock was rolled back whole, so it runs again (a few times at most). While
+/// the database is known to be down (the store's [`Circuit`] is open) nothing runs and the call
+/// fails at once; a failure that says it is down opens the circuit.
 macro_rules! on_pool {
-    ($store:expr, |$pool:ident, $d:ident| $body:expr) => {
-        match &$store.pool {
-            Pool::Sqlite($pool) => {
-                let $d = Dialect::Sqlite;
-                retrying!(async { $body })
+    ($store:expr, |$pool:ident, $d:ident| $body:expr) => {{
+        let store = &$store;
+        if store.circuit.is_open() {
+            Err(Circuit::open_error())
+        } else {
+            let result = match &store.pool {
+                Pool::Sqlite($pool) => {
+                    let $d = Dialect::Sqlite;
+                    retrying!(async { $body })
+                }
+                Pool::Postgres($pool) => {
+                    let $d = Dialect::Postgres;
+                    retrying!(async { $body })
+                }
+                Pool::MySql($pool) => {
+                    let $d = Dialect::MySql;
+                    retrying!(async { $body })
+                }
+            };
+            if let Err(err) = &result {
+                store.circuit.observe(&store.pool, err);
             }
-            Pool::Postgres($pool) => {
-                let $d = Dialect::Postgres;
-                retrying!(async { $body })
-            }
-            Pool::MySql($pool) => {
-                let $d = Dialect::MySql;
-                retrying!(async { $body })
-            }
+            result
         }
-    };
+    }};
 }
 
 /// Awaits `$attempt` (an expression making a fresh future each time) again while it fails by
@@ -182,11 +195,15 @@ fn is_deadlock(err: &sqlx::Error) -> bool {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) pool: Pool,
+    circuit: Arc<Circuit>,
 }
 
 impl SqlStore {
     pub(crate) fn new(pool: Pool) -> Self {
-        SqlStore { pool }
+        SqlStore {
+            pool,
+            circuit: Arc::default(),
+        }
     }
 
     /// Closes every connection; later calls fail with [`StoreError::Unavailable`].
@@ -205,6 +222,50 @@ impl SqlStore {
             Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
             Pool::MySql(pool) => (pool.size(), pool.num_idle()),
         }
+    }
+}
+
+impl Pool {
+    /// `SELECT 1` on a connection of the pool, past the circuit (for its probe).
+    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
+        let ping = "SELECT 1";
+        match self {
+            Pool::Sqlite(pool) => sqlx::query(ping).execute(pool).await.map(drop),
+            Pool::Postgres(pool) => sqlx::query(ping).execute(pool).await.map(drop),
+            Pool::MySql(pool) => sqlx::query(ping).execute(pool).await.map(drop),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Pool::Sqlite(pool) => pool.is_closed(),
+            Pool::Postgres(pool) => pool.is_closed(),
+            Pool::MySql(pool) => pool.is_closed(),
+        }
+    }
+
+    /// Whether the pool holds as many connections as it may open.
+    fn is_full(&self) -> bool {
+        fn full<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool {
+            pool.size() >= pool.options().get_max_connections()
+        }
+        match self {
+            Pool::Sqlite(pool) => full(pool),
+            Pool::Postgres(pool) => full(pool),
+            Pool::MySql(pool) => full(pool),
+        }
+    }
+}
+
+/// Whether `err` says the database is down, not merely busy or refusing a statement: what
+/// opens the [`Circuit`]. A pool timeout means "down" only when the pool was not full, i.e. it
+/// could not open a connection (sqlx retries a refused connection until the timeout).
+pub(crate) fn is_outage(pool: &Pool, err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut => !pool.is_full(),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => server_is_going_away(db.code().as_deref()),
+        _ => false,
     }
 }
 

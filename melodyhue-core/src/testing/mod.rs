@@ -3,6 +3,7 @@
 //! keeps the messages), plus scratch databases on the machine's database servers.
 //! Behind the `testing` feature; the HTTP suite uses them.
 
+pub mod cluster;
 pub mod database;
 pub mod fake_spotify;
 pub mod smtp;

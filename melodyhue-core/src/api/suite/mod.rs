@@ -24,8 +24,10 @@ pub mod modo;
 pub mod operations;
 pub mod overlays;
 pub mod public;
+pub mod requests;
 pub mod security;
 pub mod spotify;
+pub mod transport;
 pub mod users;
 
 use std::future::Future;
@@ -449,6 +451,23 @@ macro_rules! http_suite {
                 new_default_color_shows_at_once,
                 deleted_user_is_404_at_once,
                 unknown_user_is_404,
+            }
+            transport {
+                silent_and_trickling_connections_are_closed,
+                idle_keep_alive_connections_are_closed,
+                slow_bodies_are_answered_408,
+                the_connection_cap_sheds_trickling_clients_not_real_ones,
+                metric_labels_come_from_closed_sets,
+                websocket_messages_over_4_kib_end_the_socket,
+                websockets_per_user_are_capped,
+                websockets_that_answer_no_ping_are_closed,
+            }
+            requests {
+                nul_characters_are_unknown_ids_or_422,
+                cross_site_requests_with_cookies_are_refused,
+                bearer_requests_ignore_origin_and_content_type,
+                non_json_bodies_are_415_without_a_bearer_token,
+                websocket_cookies_count_only_from_allowed_origins,
             }
             admin {
                 admin_routes_are_for_admins_only,

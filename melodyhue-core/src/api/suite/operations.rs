@@ -5,7 +5,7 @@ use http::Method;
 use super::{Harness, TestServer};
 
 /// `GET /metrics` as text: status and body (the body is not JSON, so not a [`super::Reply`]).
-async fn scrape(server: &TestServer, headers: &[(&str, &str)]) -> (u16, String) {
+pub(super) async fn scrape(server: &TestServer, headers: &[(&str, &str)]) -> (u16, String) {
     let mut request = server.http.get(server.url("/metrics"));
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -578,11 +578,11 @@ pub async fn covers_only_come_from_allowed_hosts(h: &Harness) {
     assert_eq!(s.fake.calls(Endpoint::Image), 0);
 }
 
-fn ws_url(server: &TestServer, query: &str) -> String {
+pub(super) fn ws_url(server: &TestServer, query: &str) -> String {
     format!("{}/ws{query}", server.base.replacen("http://", "ws://", 1))
 }
 
-async fn next_json(
+pub(super) async fn next_json(
     socket: &mut (impl StreamExt<Item = Result<Message, tungstenite::Error>> + Unpin),
 ) -> Value {
     loop {
@@ -597,7 +597,7 @@ async fn next_json(
     }
 }
 
-async fn close_code(
+pub(super) async fn close_code(
     socket: &mut (impl StreamExt<Item = Result<Message, tungstenite::Error>> + Unpin),
 ) -> u16 {
     loop {
