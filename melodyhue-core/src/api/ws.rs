@@ -3,9 +3,10 @@
 //!
 //! The socket is authenticated by the access token (header, cookie, or `token` /
 //! `access_token` query parameter); without a valid one it is closed with code 4401. It then
-//! follows the user's own now-playing state: a `now_playing` message at once and whenever the
-//! track, the play state or the color changes, all from the now-playing hub (never one poll per
-//! socket). A ban sends `force_logout` and closes with 4401.
+//! follows the user's own now-playing state: a `now_playing` message at once and whenever what
+//! it shows changes (any detail of the track, the play state, the colors; not the position
+//! alone), all from the now-playing hub (never one poll per socket). A ban sends
+//! `force_logout` and closes with 4401.
 
 use std::time::Duration;
 
@@ -101,26 +102,25 @@ where
     let mut subscription = app.inner().hub.subscribe(&user_id);
     let mut ban_check = tokio::time::interval(BAN_RECHECK);
     ban_check.tick().await;
-    // The current state first, then every change of item, play state or color. The hub only
-    // wakes us on such changes, but the first poll's result may equal what was sent first.
+    // The current state first, then every change of what it shows. The hub only wakes us on
+    // such changes, but the first poll's result may equal what was sent first.
     let mut send_state = true;
-    let mut last_sent = None;
+    let mut last_sent: Option<NowPlaying> = None;
     loop {
         if send_state {
             send_state = false;
             let Ok(state) = app.now_playing(&user_id).await else {
                 break;
             };
-            let shown = (
-                state.color,
-                state.track.as_ref().map(|t| (t.id.clone(), t.is_playing)),
-            );
-            if last_sent.as_ref() != Some(&shown) {
+            if !last_sent
+                .as_ref()
+                .is_some_and(|last| last.shows_same(&state))
+            {
                 let text = now_playing_message(&state, app.now().timestamp());
                 if socket.send(WsMessage::Text(text)).await.is_err() {
                     return;
                 }
-                last_sent = Some(shown);
+                last_sent = Some(state);
             }
         }
         tokio::select! {
