@@ -691,9 +691,12 @@ async fn access_token(hub: &HubInner, user_id: &str, renew: bool) -> Result<Stri
     let (generation, cached) = connection_of(hub, user_id);
     let mut connection = match cached {
         Some(connection) if connection.is_fresh() => connection,
-        cached => match load_connection(hub, user_id, cached).await {
-            Ok(connection) => connection,
-            Err(failure) => {
+        cached => match (load_connection(hub, user_id, cached.clone()).await, cached) {
+            (Ok(connection), _) => connection,
+            // The database is unreachable: what the hub knows still works with Spotify (and
+            // the database is read again at the next poll).
+            (Err(PollFailure::Transient), Some(cached)) => cached,
+            (Err(failure), _) => {
                 if matches!(failure, PollFailure::Disconnected | PollFailure::Gone) {
                     forget_connection(hub, user_id);
                 }

@@ -428,6 +428,7 @@ macro_rules! http_suite {
                 revoked_refresh_tokens_disconnect_the_user,
                 expired_access_tokens_are_renewed,
                 rotated_refresh_tokens_keep_the_user_connected,
+                rotations_survive_a_database_that_cannot_store_them,
                 a_refused_old_token_never_clears_a_newer_one,
                 a_callback_racing_with_the_poller_wins,
                 two_servers_share_a_rotating_connection,

@@ -811,6 +811,105 @@ pub async fn rotated_refresh_tokens_keep_the_user_connected(h: &Harness) {
     assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
 }
 
+/// Runs `sql` (one statement or several) on the database `url` names.
+async fn run_sql(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// SQL that makes every write of a stored refresh token fail, and SQL that undoes it.
+fn refuse_token_writes(url: &str) -> (&'static str, &'static str) {
+    if url.starts_with("sqlite:") {
+        (
+            "CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            "DROP TRIGGER refuse_token_writes",
+        )
+    } else if url.starts_with("postgres") {
+        (
+            "CREATE FUNCTION refuse_token_writes() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+             CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             FOR EACH ROW EXECUTE FUNCTION refuse_token_writes()",
+            "DROP TRIGGER refuse_token_writes ON api_spotify_tokens; \
+             DROP FUNCTION refuse_token_writes()",
+        )
+    } else {
+        (
+            "CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'",
+            "DROP TRIGGER refuse_token_writes",
+        )
+    }
+}
+
+/// Rotations while the database cannot store them: the newest token is used from memory (no
+/// dead one is ever sent), and stored as soon as the database takes writes again.
+pub async fn rotations_survive_a_database_that_cannot_store_them(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(120, 30, 200);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    let cover = s.fake.add_image("outage.png", png, "image/png");
+    s.fake.rotate_refresh_tokens("rt-outage");
+    s.fake
+        .set_access_token_lifetime("rt-outage", Duration::from_secs(61));
+    let user = connected_user(&s, "outage", "rt-outage", playing(Some(cover))).await;
+    let path = format!("/color/{}", user.id);
+    eventually(Duration::from_secs(5), "the cover", || async {
+        hex(&s.server.get(&path, None).await.body) == expected
+    })
+    .await;
+    let database_url = s.server.app.config().database_url.expose().to_owned();
+    let (refuse, allow) = refuse_token_writes(&database_url);
+    run_sql(&database_url, refuse).await;
+    let stored_before = stored_refresh_token(&s.server, &user.id).await;
+    let refreshes_before = refresh_tokens_sent(&s.fake).len();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        refresh_tokens_sent(&s.fake).len() >= refreshes_before + 2,
+        "the hub kept rotating"
+    );
+    assert_eq!(
+        stored_refresh_token(&s.server, &user.id).await,
+        stored_before,
+        "nothing could be stored"
+    );
+    run_sql(&database_url, allow).await;
+    eventually(
+        Duration::from_secs(5),
+        "the newest token stored",
+        || async {
+            stored_refresh_token(&s.server, &user.id).await
+                == s.fake.latest_refresh_token("rt-outage")
+        },
+    )
+    .await;
+    let sent = refresh_tokens_sent(&s.fake);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a used refresh token was sent again: {sent:?}"
+    );
+    assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+}
+
 /// A newer refresh token stored behind the hub's back (a callback on another server) and the
 /// old one refused: the newer one is used, never cleared.
 pub async fn a_refused_old_token_never_clears_a_newer_one(h: &Harness) {
