@@ -68,7 +68,7 @@ async fn run_fake(users: usize) {
         fake.set_scenario(
             &format!("rt-{user}"),
             Scenario::Playing(FakeTrack {
-                id: format!("track-{}", user % 500),
+                id: Some(format!("track-{}", user % 500)),
                 cover_url: Some(covers[user % COVERS].clone()),
                 ..FakeTrack::default()
             }),

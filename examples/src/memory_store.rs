@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use melodyhue_core::model::{
     Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView,
+    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
+    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 use melodyhue_core::store::{
     BanOutcome, ListQuery, ModerationStore, OneTimeTokenStore, OverlayStore, Page, RoleChange,
@@ -48,6 +48,8 @@ struct State {
     /// By purpose and token hash.
     tokens: HashMap<(TokenPurpose, String), IssuedToken>,
     spotify: HashMap<String, SpotifyCredentials>,
+    /// Spotify authorizations in progress, by state hash.
+    spotify_authorizations: HashMap<String, SpotifyAuthorization>,
     warnings: HashMap<String, Warning>,
     bans: HashMap<String, Ban>,
 }
@@ -250,6 +252,7 @@ impl UserStore for MemoryStore {
         state.challenges.retain(|_, c| c.user_id != id);
         state.tokens.retain(|_, t| t.token.user_id != id);
         state.spotify.remove(id);
+        state.spotify_authorizations.retain(|_, a| a.user_id != id);
         state.warnings.retain(|_, w| w.user_id != id);
         state.bans.retain(|_, b| b.user_id != id);
         // What they did as a moderator stays, without a moderator.
@@ -647,6 +650,75 @@ impl SpotifyStore for MemoryStore {
             }
         }
         Ok(credentials.clone())
+    }
+
+    async fn replace_spotify_refresh_token(
+        &self,
+        user_id: &str,
+        expected: &str,
+        new: Option<&str>,
+        _now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut state = self.state();
+        let Some(credentials) = state.spotify.get_mut(user_id) else {
+            return Ok(false);
+        };
+        if credentials.refresh_token_encrypted.as_deref() != Some(expected) {
+            return Ok(false);
+        }
+        credentials.refresh_token_encrypted = new.map(str::to_owned);
+        Ok(true)
+    }
+
+    async fn insert_spotify_authorization(
+        &self,
+        authorization: &SpotifyAuthorization,
+        max_per_user: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut state = self.state();
+        state.require_user(&authorization.user_id)?;
+        if state
+            .spotify_authorizations
+            .contains_key(&authorization.state_hash)
+        {
+            return Err(StoreError::AlreadyExists("id"));
+        }
+        state
+            .spotify_authorizations
+            .retain(|_, a| a.expires_at > now);
+        state
+            .spotify_authorizations
+            .insert(authorization.state_hash.clone(), authorization.clone());
+        let mut newest_first: Vec<(DateTime<Utc>, String)> = state
+            .spotify_authorizations
+            .values()
+            .filter(|a| a.user_id == authorization.user_id)
+            .map(|a| (a.created_at, a.state_hash.clone()))
+            .collect();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        let keep = usize::try_from(max_per_user).unwrap_or(usize::MAX);
+        for (_, state_hash) in newest_first.iter().skip(keep) {
+            state.spotify_authorizations.remove(state_hash);
+        }
+        Ok(())
+    }
+
+    async fn take_spotify_authorization(
+        &self,
+        user_id: &str,
+        state_hash: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SpotifyAuthorization>> {
+        let mut state = self.state();
+        let found = state
+            .spotify_authorizations
+            .values()
+            .filter(|a| a.user_id == user_id && a.expires_at > now)
+            .filter(|a| state_hash.is_none_or(|hash| a.state_hash == hash))
+            .max_by(|a, b| (a.created_at, &a.state_hash).cmp(&(b.created_at, &b.state_hash)))
+            .map(|a| a.state_hash.clone());
+        Ok(found.and_then(|hash| state.spotify_authorizations.remove(&hash)))
     }
 }
 

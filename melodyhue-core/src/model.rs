@@ -294,6 +294,23 @@ pub struct SpotifyCredentialsPatch {
     pub refresh_token_encrypted: Option<Option<String>>,
 }
 
+/// A Spotify authorization in progress: what `/spotify/auth/url` sent the user to Spotify with,
+/// kept until the callback completes it. Only the SHA-256 hex of its OAuth `state` is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpotifyAuthorization {
+    /// Hex SHA-256 of the `state` parameter of the authorize URL.
+    pub state_hash: String,
+    /// The user who asked for the URL; only they may complete it.
+    pub user_id: String,
+    /// The `redirect_uri` of the authorize URL, which the code exchange must repeat
+    /// (RFC 6749 §4.1.3).
+    pub redirect_uri: String,
+    /// When the URL was made.
+    pub created_at: DateTime<Utc>,
+    /// It can no longer be completed from then on.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A moderator's warning to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {

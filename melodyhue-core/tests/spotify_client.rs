@@ -3,11 +3,11 @@
 // Test helpers, like tests, may unwrap: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use melodyhue_core::spotify::{
-    AppCredentials, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints,
-    SpotifyError,
+    AppCredentials, DEFAULT_RETRY_AFTER, ImagePolicy, ItemKind, MAX_RETRY_AFTER, NowPlaying,
+    Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
 };
 use melodyhue_core::testing::fake_spotify::{
     Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario,
@@ -82,10 +82,11 @@ fn client_for(fake: &FakeSpotify, timeout: Duration) -> SpotifyClient {
 fn authorize_url_is_exact() {
     let client = SpotifyClient::new(SpotifyEndpoints::default()).unwrap();
     assert_eq!(
-        client.authorize_url("alice-client-id", REDIRECT_URI),
+        client.authorize_url("alice-client-id", REDIRECT_URI, "s-1_~."),
         "https://accounts.spotify.com/authorize?client_id=alice-client-id&response_type=code\
          &redirect_uri=http%3A%2F%2Flocalhost%3A4200%2Fspotify%2Fcallback\
-         &scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false"
+         &scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false\
+         &state=s-1_~."
     );
     let elsewhere = SpotifyClient::new(SpotifyEndpoints {
         accounts_url: "http://127.0.0.1:9/accounts/".into(),
@@ -93,10 +94,15 @@ fn authorize_url_is_exact() {
     })
     .unwrap();
     assert_eq!(
-        elsewhere.authorize_url("id with spaces&more", "https://x.example/cb?a=1&b=é"),
+        elsewhere.authorize_url(
+            "id with spaces&more",
+            "https://x.example/cb?a=1&b=é",
+            "st/te=1"
+        ),
         "http://127.0.0.1:9/accounts/authorize?client_id=id%20with%20spaces%26more\
          &response_type=code&redirect_uri=https%3A%2F%2Fx.example%2Fcb%3Fa%3D1%26b%3D%C3%A9\
-         &scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false"
+         &scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false\
+         &state=st%2Fte%3D1"
     );
 }
 
@@ -214,11 +220,11 @@ async fn a_playing_track() {
         .add_image("cover.jpg", vec![1, 2, 3], "image/jpeg");
     let now = setup
         .now_playing(Scenario::Playing(FakeTrack {
-            id: "track-1".into(),
+            id: Some("track-1".into()),
             name: "Song".into(),
             artists: vec!["A".into(), "B".into()],
             album: "Album".into(),
-            duration_ms: 200_000,
+            duration_ms: Some(200_000),
             progress_ms: 1_234,
             cover_url: Some(cover.clone()),
         }))
@@ -230,6 +236,7 @@ async fn a_playing_track() {
             is_playing: true,
             progress_ms: Some(1_234),
             id: Some("track-1".into()),
+            uri: Some("spotify:track:track-1".into()),
             name: Some("Song".into()),
             artists: vec!["A".into(), "B".into()],
             album: Some("Album".into()),
@@ -331,6 +338,297 @@ async fn rate_limits_carry_retry_after() {
             })
         );
     }
+}
+
+#[tokio::test]
+async fn rate_limits_carry_an_http_date_retry_after() {
+    let setup = Setup::new().await;
+    let retry_after = |result: Result<Playback, SpotifyError>| match result {
+        Err(SpotifyError::RateLimited { retry_after }) => retry_after,
+        other => panic!("expected a rate limit, got {other:?}"),
+    };
+    // An HTTP-date two minutes ahead (whole seconds: a little less than 120 s remain).
+    let in_two_minutes = SystemTime::now() + Duration::from_secs(120);
+    let wait = retry_after(
+        setup
+            .playback(Scenario::rate_limited_until(in_two_minutes))
+            .await,
+    );
+    assert!(
+        (Duration::from_secs(115)..=Duration::from_secs(120)).contains(&wait),
+        "{wait:?}"
+    );
+    // A date in the past means now.
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    assert_eq!(
+        retry_after(setup.playback(Scenario::rate_limited_until(past)).await),
+        Duration::ZERO
+    );
+    // The obsolete RFC 850 and asctime formats are HTTP-dates too.
+    for date in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+        let scenario = Scenario::RateLimitedWith {
+            retry_after: Some(date.into()),
+        };
+        assert_eq!(
+            retry_after(setup.playback(scenario).await),
+            Duration::ZERO,
+            "{date}"
+        );
+    }
+    // Absent or unreadable: the default; absurdly long: capped.
+    for (header, expected) in [
+        (None, DEFAULT_RETRY_AFTER),
+        (Some("tomorrow"), DEFAULT_RETRY_AFTER),
+        (Some("-1"), DEFAULT_RETRY_AFTER),
+        (Some("18446744073709551616"), MAX_RETRY_AFTER),
+        (Some("Fri, 31 Dec 9999 23:59:59 GMT"), MAX_RETRY_AFTER),
+    ] {
+        let scenario = Scenario::RateLimitedWith {
+            retry_after: header.map(str::to_owned),
+        };
+        assert_eq!(
+            retry_after(setup.playback(scenario).await),
+            expected,
+            "{header:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_token_endpoint_rate_limit_reads_dates_too() {
+    let setup = Setup::new().await;
+    setup
+        .fake
+        .set_scenario("limited-rt", Scenario::NothingPlaying);
+    let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+    setup
+        .fake
+        .rate_limit_token_requests(true, Some(&in_a_minute));
+    match setup.client.refresh(&setup.app, "limited-rt").await {
+        Err(SpotifyError::RateLimited { retry_after }) => assert!(
+            (Duration::from_secs(55)..=Duration::from_secs(60)).contains(&retry_after),
+            "{retry_after:?}"
+        ),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+    setup.fake.rate_limit_token_requests(true, Some("30"));
+    assert_eq!(
+        setup.client.refresh(&setup.app, "limited-rt").await,
+        Err(SpotifyError::RateLimited {
+            retry_after: Duration::from_secs(30)
+        })
+    );
+    setup.fake.rate_limit_token_requests(false, None);
+    assert!(setup.client.refresh(&setup.app, "limited-rt").await.is_ok());
+}
+
+#[tokio::test]
+async fn a_local_file_has_no_id_cover_or_made_up_values() {
+    let setup = Setup::new().await;
+    let cover = setup.fake.add_image("never.jpg", vec![1], "image/jpeg");
+    let local = FakeTrack {
+        cover_url: Some(cover),
+        ..FakeTrack::local_file("Song One", "Garage Band", "Demo Tape")
+    };
+    let now = setup.now_playing(Scenario::Playing(local)).await;
+    assert_eq!(now.id, None);
+    assert_eq!(
+        now.uri.as_deref(),
+        Some("spotify:local:Garage+Band:Demo+Tape:Song+One:212")
+    );
+    assert_eq!(now.name.as_deref(), Some("Song One"));
+    assert_eq!(now.artists, ["Garage Band"]);
+    assert_eq!(now.album.as_deref(), Some("Demo Tape"));
+    assert_eq!(now.image_url, None, "local files have no album images");
+
+    let without_duration = FakeTrack {
+        duration_ms: None,
+        ..FakeTrack::default()
+    };
+    let now = setup.now_playing(Scenario::Playing(without_duration)).await;
+    assert_eq!(now.duration_ms, None);
+    assert_eq!(now.progress_ms, Some(42_000));
+}
+
+#[tokio::test]
+async fn rotating_refresh_tokens_each_work_once() {
+    let setup = Setup::new().await;
+    setup
+        .fake
+        .set_scenario("rot-rt", Scenario::Playing(FakeTrack::default()));
+    setup.fake.rotate_refresh_tokens("rot-rt");
+    let mut current = "rot-rt".to_owned();
+    for _ in 0..3 {
+        let grant = setup.client.refresh(&setup.app, &current).await.unwrap();
+        let next = grant.refresh_token.expect("a rotated refresh token");
+        assert_ne!(next, current);
+        assert_eq!(
+            setup.fake.latest_refresh_token("rot-rt").as_deref(),
+            Some(next.as_str())
+        );
+        // The access token still belongs to the same account.
+        assert!(matches!(
+            setup.client.currently_playing(&grant.access_token).await,
+            Ok(Playback::Item(_))
+        ));
+        assert_eq!(
+            setup.client.refresh(&setup.app, &current).await,
+            Err(SpotifyError::InvalidGrant),
+            "a used refresh token is dead"
+        );
+        current = next;
+    }
+    assert_eq!(setup.fake.currently_playing_calls_for("rot-rt"), 3);
+    assert_eq!(setup.fake.currently_playing_calls_for(&current), 3);
+}
+
+#[tokio::test]
+async fn short_lived_access_tokens_really_expire() {
+    let setup = Setup::new().await;
+    setup
+        .fake
+        .set_scenario("brief-rt", Scenario::Paused(FakeTrack::default()));
+    setup
+        .fake
+        .set_access_token_lifetime("brief-rt", Duration::from_secs(1));
+    let grant = setup.client.refresh(&setup.app, "brief-rt").await.unwrap();
+    assert_eq!(grant.expires_in, Duration::from_secs(1));
+    assert!(
+        setup
+            .client
+            .currently_playing(&grant.access_token)
+            .await
+            .is_ok()
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        setup.client.currently_playing(&grant.access_token).await,
+        Err(SpotifyError::Unauthorized)
+    );
+}
+
+#[tokio::test]
+async fn token_requests_are_recorded() {
+    let setup = Setup::new().await;
+    setup.fake.add_authorization_code("the-code", "gina-rt");
+    setup
+        .client
+        .exchange_code(&setup.app, "the-code", REDIRECT_URI)
+        .await
+        .unwrap();
+    setup.client.refresh(&setup.app, "gina-rt").await.unwrap();
+    let requests = setup.fake.token_requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].client_id.as_deref(), Some("client-id"));
+    assert_eq!(requests[0].field("grant_type"), Some("authorization_code"));
+    assert_eq!(requests[0].field("code"), Some("the-code"));
+    assert_eq!(requests[0].field("redirect_uri"), Some(REDIRECT_URI));
+    assert_eq!(requests[1].field("grant_type"), Some("refresh_token"));
+    assert_eq!(requests[1].field("refresh_token"), Some("gina-rt"));
+    assert_eq!(requests[1].field("redirect_uri"), None);
+    setup.fake.reset_counters();
+    assert!(setup.fake.token_requests().is_empty());
+}
+
+#[tokio::test]
+async fn codes_from_authorize_need_their_redirect_uri() {
+    let setup = Setup::new().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let fake = &setup.fake;
+    let client = client_for(fake, GENEROUS);
+    // Follows an authorize URL as a browser would, once the user approved.
+    let approve = |redirect_uri: &str, state: &str| {
+        let url = client.authorize_url("client-id", redirect_uri, state);
+        let browser = browser.clone();
+        async move {
+            let response = browser.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 302);
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            url::Url::parse(&location).unwrap()
+        }
+    };
+    let denied = approve(REDIRECT_URI, "s0").await;
+    assert!(denied.as_str().starts_with(REDIRECT_URI));
+    let query = |url: &url::Url, name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    assert_eq!(query(&denied, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&denied, "state").as_deref(), Some("s0"));
+
+    fake.approve_as("hank-rt");
+    fake.rotate_refresh_tokens("hank-rt");
+    let back = approve("https://app.example/cb?tab=1", "s1").await;
+    assert_eq!(back.path(), "/cb");
+    assert_eq!(query(&back, "tab").as_deref(), Some("1"));
+    assert_eq!(query(&back, "state").as_deref(), Some("s1"));
+    let code = query(&back, "code").unwrap();
+    assert_eq!(
+        client
+            .exchange_code(&setup.app, &code, "https://app.example/other")
+            .await,
+        Err(SpotifyError::InvalidGrant),
+        "another redirect_uri is refused (RFC 6749 §4.1.3)"
+    );
+    assert_eq!(
+        client
+            .exchange_code(&setup.app, &code, "https://app.example/cb?tab=1")
+            .await,
+        Err(SpotifyError::InvalidGrant),
+        "the code was used up by the failed attempt"
+    );
+    let back = approve("https://app.example/cb?tab=1", "s2").await;
+    let grant = client
+        .exchange_code(
+            &setup.app,
+            &query(&back, "code").unwrap(),
+            "https://app.example/cb?tab=1",
+        )
+        .await
+        .unwrap();
+    let refresh_token = grant.refresh_token.unwrap();
+    assert_eq!(
+        fake.latest_refresh_token("hank-rt").as_deref(),
+        Some(refresh_token.as_str())
+    );
+    fake.set_scenario("hank-rt", Scenario::Paused(FakeTrack::default()));
+    assert!(matches!(
+        client.currently_playing(&grant.access_token).await,
+        Ok(Playback::Item(NowPlaying {
+            is_playing: false,
+            ..
+        }))
+    ));
+    // Unknown apps and requests without a redirect URI get Spotify's error page.
+    for url in [
+        client.authorize_url("unknown-app", REDIRECT_URI, "s"),
+        format!(
+            "{}/authorize?client_id=client-id&response_type=code",
+            fake.url()
+        ),
+    ] {
+        assert_eq!(browser.get(url).send().await.unwrap().status(), 400);
+    }
+}
+
+#[tokio::test]
+async fn a_spotify_that_never_answers_times_out() {
+    let setup = Setup::new().await;
+    let token = setup.user("mute-rt", Scenario::NothingPlaying).await;
+    setup.fake.stop_answering();
+    let impatient = client_for(&setup.fake, SHORT);
+    assert_eq!(
+        impatient.currently_playing(&token).await,
+        Err(SpotifyError::Timeout)
+    );
+    assert_eq!(
+        impatient.refresh(&setup.app, "mute-rt").await,
+        Err(SpotifyError::Timeout)
+    );
 }
 
 #[tokio::test]

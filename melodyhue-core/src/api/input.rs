@@ -347,6 +347,24 @@ impl<'a> QueryInput<'a> {
         Some(text.to_owned())
     }
 
+    /// An optional absolute URL (`scheme:…`, RFC 3986) of at most `max_chars` characters,
+    /// kept exactly as given; empty counts as absent. Control characters are refused.
+    pub fn optional_url(&mut self, name: &str, max_chars: usize) -> Option<String> {
+        let text = self.optional_string(name, max_chars)?;
+        // The URL parser would quietly strip or encode control characters and blanks; a URL
+        // that another system must see byte for byte may not have them at all.
+        let clean = !text.chars().any(|c| c.is_control() || c.is_whitespace());
+        if clean && url::Url::parse(&text).is_ok() {
+            return Some(text);
+        }
+        self.fail(
+            name,
+            "url_parsing",
+            "Input should be a valid URL, relative URL without a base",
+        );
+        None
+    }
+
     /// The paging and search of a list: `page` (≥ 1, default 1), `page_size` (1..=100,
     /// default 20) and `search`.
     pub fn list_query(&mut self) -> ListQuery {

@@ -19,7 +19,7 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Paths,
-    Ref, Required, ResponseBuilder, SecurityRequirement, Type,
+    Ref, Required, ResponseBuilder, SchemaFormat, SecurityRequirement, Type,
 };
 
 use super::admin::{AdminUserView, PageView, StatsView, WarningItemView};
@@ -316,6 +316,8 @@ const OPTIONAL: bool = false;
 enum QueryKind {
     /// A string of at most this many characters; an empty value counts as absent.
     Text(usize),
+    /// An absolute URL of at most this many characters.
+    Url(usize),
     /// A string of any length.
     AnyText,
     /// An integer within these bounds.
@@ -447,8 +449,8 @@ const OPERATIONS: &[Operation] = &[
     op!(Get "/ws", "now playing", "WebSocket of now-playing changes (token: header, cookie or `token` query)", Public, body: None, query: &[Query("token", QueryKind::AnyText, OPTIONAL, "An access token.")], SwitchingProtocols, errors: [400]),
     op!(Get "/spotify/credentials/status", "spotify", "Which Spotify credentials are stored", User, body: None, query: &[], Json("CredentialsStatusView"), errors: []),
     op!(Patch "/spotify/credentials", "spotify", "Store Spotify credentials (blank clears)", User, body: Some(Body("SpotifyCredentialsBody", Reading::Required)), query: &[], Json("CredentialsStatusView"), errors: []),
-    op!(Get "/spotify/auth/url", "spotify", "The URL that asks the user to grant access", User, body: None, query: &[Query("redirect_uri", QueryKind::Text(2048), OPTIONAL, "Default SPOTIFY_REDIRECT_URI.")], Json("AuthorizeUrl"), errors: [400, 422]),
-    op!(Get "/spotify/callback", "spotify", "Exchange Spotify's authorization code", User, body: None, query: &[Query("code", QueryKind::Text(2048), OPTIONAL, "The authorization code (missing: 400)."), Query("redirect_uri", QueryKind::Text(2048), OPTIONAL, "The redirect URI of the authorization.")], Json("Status"), errors: [400, 422, 502]),
+    op!(Get "/spotify/auth/url", "spotify", "The URL that asks the user to grant access (its state is single use, the caller's, for 10 minutes)", User, body: None, query: &[Query("redirect_uri", QueryKind::Url(2048), OPTIONAL, "Default SPOTIFY_REDIRECT_URI.")], Json("AuthorizeUrl"), errors: [400, 422]),
+    op!(Get "/spotify/callback", "spotify", "Exchange Spotify's authorization code", User, body: None, query: &[Query("code", QueryKind::Text(2048), OPTIONAL, "The authorization code (missing: 400)."), Query("state", QueryKind::Text(512), OPTIONAL, "The state Spotify sent back; without it, the caller's newest authorization (unknown, used or expired: 400)."), Query("redirect_uri", QueryKind::Url(2048), OPTIONAL, "Default: the redirect URI of the authorization.")], Json("Status"), errors: [400, 422, 502]),
     op!(Get "/spotify/auth/status", "spotify", "Whether Spotify is connected", User, body: None, query: &[], Json("SpotifyAuthStatus"), errors: []),
     op!(Post "/spotify/logout", "spotify", "Forget the Spotify refresh token", User, body: None, query: &[], Json("Status"), errors: []),
     op!(Get "/admin/stats", "admin", "Counts of accounts and overlays", Staff, body: None, query: &[], Json("StatsView"), errors: []),
@@ -602,6 +604,10 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
                 .schema_type(Type::String)
                 // An empty value is absent, which a required parameter cannot be.
                 .min_length(required.then_some(1))
+                .max_length(Some(max_chars)),
+            QueryKind::Url(max_chars) => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uri".to_owned())))
                 .max_length(Some(max_chars)),
             QueryKind::AnyText => ObjectBuilder::new().schema_type(Type::String),
             QueryKind::Integer(minimum, maximum) => ObjectBuilder::new()

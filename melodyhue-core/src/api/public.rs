@@ -162,24 +162,25 @@ pub struct ColorResponse<'a> {
     pub user: &'a str,
 }
 
-/// The `track` of `/infos/{user_id}`.
+/// The `track` of `/infos/{user_id}`. What Spotify did not say (a local file's id, a missing
+/// duration) is `null`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum TrackView<'a> {
     /// Something plays (or is paused).
     Playing {
-        /// Spotify id.
-        id: &'a str,
+        /// Spotify id; `null` for a local file.
+        id: Option<&'a str>,
         /// Title.
-        name: &'a str,
+        name: Option<&'a str>,
         /// Artists joined by ", ".
-        artist: &'a str,
+        artist: Option<&'a str>,
         /// Album or show.
-        album: &'a str,
-        /// Length.
-        duration_ms: u64,
-        /// Position.
-        progress_ms: u64,
+        album: Option<&'a str>,
+        /// Length, in milliseconds.
+        duration_ms: Option<u64>,
+        /// Position, in milliseconds, never beyond `duration_ms`.
+        progress_ms: Option<u64>,
         /// Playing or paused.
         is_playing: bool,
         /// Cover.
@@ -202,10 +203,10 @@ impl<'a> TrackView<'a> {
     pub(super) fn of(track: Option<&'a Track>, timestamp: i64) -> Self {
         match track {
             Some(t) => TrackView::Playing {
-                id: &t.id,
-                name: &t.name,
-                artist: &t.artist,
-                album: &t.album,
+                id: t.id.as_deref(),
+                name: t.name.as_deref(),
+                artist: t.artist.as_deref(),
+                album: t.album.as_deref(),
                 duration_ms: t.duration_ms,
                 progress_ms: t.progress_ms,
                 is_playing: t.is_playing,

@@ -54,17 +54,14 @@ pub(super) async fn update_credentials(cx: &Ctx<'_>) -> Reply {
     Ok(ok(&CredentialsStatusView::from(status)))
 }
 
-/// A `redirect_uri` query parameter, when given.
-fn redirect_uri(cx: &Ctx<'_>) -> Result<Option<String>, ApiError> {
-    let mut query = cx.query();
-    let redirect_uri = query.optional_string("redirect_uri", 2048);
-    query.finish()?;
-    Ok(redirect_uri)
-}
+/// Longest `redirect_uri` accepted, in characters.
+const MAX_REDIRECT_URI_CHARS: usize = 2048;
 
 pub(super) async fn auth_url(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let redirect_uri = redirect_uri(cx)?;
+    let mut query = cx.query();
+    let redirect_uri = query.optional_url("redirect_uri", MAX_REDIRECT_URI_CHARS);
+    query.finish()?;
     let url = cx
         .app
         .spotify_authorize_url(&principal.user, redirect_uri.as_deref())
@@ -76,11 +73,17 @@ pub(super) async fn callback(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let mut query = cx.query();
     let code = query.optional_string("code", 2048);
-    let redirect_uri = query.optional_string("redirect_uri", 2048);
+    let state = query.optional_string("state", 512);
+    let redirect_uri = query.optional_url("redirect_uri", MAX_REDIRECT_URI_CHARS);
     query.finish()?;
     let code = code.ok_or(ApiError::BadRequest("Missing authorization code"))?;
     cx.app
-        .spotify_callback(&principal.user, &code, redirect_uri.as_deref())
+        .spotify_callback(
+            &principal.user,
+            &code,
+            state.as_deref(),
+            redirect_uri.as_deref(),
+        )
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }

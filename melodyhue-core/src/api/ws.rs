@@ -3,9 +3,10 @@
 //!
 //! The socket is authenticated by the access token (header, cookie, or `token` /
 //! `access_token` query parameter); without a valid one it is closed with code 4401. It then
-//! follows the user's own now-playing state: a `now_playing` message at once and whenever the
-//! track, the play state or the color changes, all from the now-playing hub (never one poll per
-//! socket). A ban sends `force_logout` and closes with 4401.
+//! follows the user's own now-playing state: a `now_playing` message at once and whenever what
+//! it shows changes (any detail of the track, the play state, the colors; not the position
+//! alone), all from the now-playing hub (never one poll per socket). A ban sends
+//! `force_logout` and closes with 4401.
 //!
 //! What one socket may hold is bounded: clients have nothing to say, so a message or frame over
 //! [`MAX_MESSAGE_BYTES`] ends the socket (adapters set this in their WebSocket library); a user
@@ -203,26 +204,25 @@ where
     ping.tick().await;
     // Whether the client sent anything (a pong, at least) since the last ping.
     let mut heard = true;
-    // The current state first, then every change of item, play state or color. The hub only
-    // wakes us on such changes, but the first poll's result may equal what was sent first.
+    // The current state first, then every change of what it shows. The hub only wakes us on
+    // such changes, but the first poll's result may equal what was sent first.
     let mut send_state = true;
-    let mut last_sent = None;
+    let mut last_sent: Option<NowPlaying> = None;
     loop {
         if send_state {
             send_state = false;
             let Ok(state) = app.now_playing(&user_id).await else {
                 break;
             };
-            let shown = (
-                state.color,
-                state.track.as_ref().map(|t| (t.id.clone(), t.is_playing)),
-            );
-            if last_sent.as_ref() != Some(&shown) {
+            if !last_sent
+                .as_ref()
+                .is_some_and(|last| last.shows_same(&state))
+            {
                 let text = now_playing_message(&state, app.now().timestamp());
                 if !send(&mut socket, WsMessage::Text(text)).await {
                     return;
                 }
-                last_sent = Some(shown);
+                last_sent = Some(state);
             }
         }
         tokio::select! {

@@ -17,7 +17,10 @@ pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
 pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};
 pub use recovery::ONE_TIME_TOKEN_LIFETIME;
-pub use spotify::{SpotifyCredentialsInput, SpotifyStatus};
+pub use spotify::{
+    MAX_PENDING_SPOTIFY_AUTHORIZATIONS, SPOTIFY_AUTHORIZATION_LIFETIME, SpotifyCredentialsInput,
+    SpotifyStatus,
+};
 pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
 
 pub(crate) use hot_reads::HotReads;

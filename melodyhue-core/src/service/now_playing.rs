@@ -9,36 +9,50 @@ use crate::color::{self, Palette, Rgb};
 use crate::spotify::hub::{PlayingItem, Snapshot};
 use crate::store::StoreError;
 
-/// A track (or episode) as overlays show it.
+/// A track (or episode) as overlays show it. What Spotify did not say is `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
-    /// Spotify id.
-    pub id: String,
+    /// Spotify id (`None` for a local file).
+    pub id: Option<String>,
+    /// Spotify URI (`spotify:local:…` for a local file); not shown, but tells items apart.
+    pub uri: Option<String>,
     /// Title.
-    pub name: String,
-    /// Artist names joined by ", " (the show's publisher for episodes).
-    pub artist: String,
+    pub name: Option<String>,
+    /// Artist names joined by ", " (the show's publisher for episodes); `None` without any.
+    pub artist: Option<String>,
     /// Album (the show for episodes).
-    pub album: String,
+    pub album: Option<String>,
     /// Length.
-    pub duration_ms: u64,
-    /// Position.
-    pub progress_ms: u64,
+    pub duration_ms: Option<u64>,
+    /// Position, extrapolated while playing, never beyond `duration_ms`.
+    pub progress_ms: Option<u64>,
     /// Whether it plays (false when paused).
     pub is_playing: bool,
     /// Cover image.
     pub image_url: Option<String>,
 }
 
+impl Track {
+    /// Whether `other` shows the same, the position aside (it moves all the time).
+    pub fn shows_same(&self, other: &Track) -> bool {
+        let without_progress = |track: &Track| Track {
+            progress_ms: None,
+            ..track.clone()
+        };
+        without_progress(self) == without_progress(other)
+    }
+}
+
 impl From<&PlayingItem> for Track {
     fn from(playing: &PlayingItem) -> Self {
         let item = &playing.item;
         Track {
-            id: item.id.clone().unwrap_or_default(),
-            name: item.name.clone().unwrap_or_default(),
-            artist: item.artists.join(", "),
-            album: item.album.clone().unwrap_or_default(),
-            duration_ms: item.duration_ms.unwrap_or(0),
+            id: item.id.clone(),
+            uri: item.uri.clone(),
+            name: item.name.clone(),
+            artist: (!item.artists.is_empty()).then(|| item.artists.join(", ")),
+            album: item.album.clone(),
+            duration_ms: item.duration_ms,
             progress_ms: playing.progress_ms(),
             is_playing: item.is_playing,
             image_url: item.image_url.clone(),
@@ -64,6 +78,20 @@ pub struct NowPlaying {
     pub stale: Option<Stale>,
 }
 
+impl NowPlaying {
+    /// Whether `other` shows the same: colors, and the track apart from its position.
+    pub fn shows_same(&self, other: &NowPlaying) -> bool {
+        let tracks_same = match (&self.track, &other.track) {
+            (Some(a), Some(b)) => a.shows_same(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.color == other.color
+            && self.palette == other.palette
+            && self.text_color == other.text_color
+            && tracks_same
+    }
+}
+
 impl App {
     /// The now-playing state of `user_id`, watching them (see
     /// [`crate::spotify::hub`]); `User not found` for an unknown user. While a cover is playing
@@ -82,7 +110,7 @@ impl App {
         }
         let snapshot = inner.hub.watch(user_id).await;
         let playing = match &snapshot {
-            Snapshot::Playing(playing) => Some(playing),
+            Snapshot::Playing(playing) => Some(&**playing),
             _ => None,
         };
         let track = playing.map(Track::from);

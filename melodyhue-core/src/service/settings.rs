@@ -19,6 +19,8 @@ impl App {
     pub async fn update_settings(&self, user: &User, patch: &SettingsPatch) -> Result<Settings> {
         let settings = self.inner().store.update_settings(&user.id, patch).await?;
         self.inner().hot_reads.settings_changed(&user.id);
+        // The fallback color may be on screen: `/ws` shows the new one.
+        self.inner().hub.display_changed(&user.id);
         Ok(settings)
     }
 }

@@ -1,10 +1,28 @@
 //! Each user's Spotify connection: their own app's client id and secret, and the refresh token
 //! of their account, encrypted at rest.
+//!
+//! Connecting is OAuth's authorization code flow (RFC 6749 §4.1): `/spotify/auth/url` records an
+//! authorization in the database (so that any server of a deployment can complete it) under a
+//! random `state`, and the callback takes it back, once, to learn the `redirect_uri` the code
+//! exchange must repeat.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::TimeDelta;
 
 use super::{Error, Result};
 use crate::App;
-use crate::model::{SpotifyCredentials, SpotifyCredentialsPatch, User};
+use crate::auth::token_hash;
+use crate::model::{
+    SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, User, random_bytes,
+};
 use crate::spotify::{AppCredentials, SpotifyError};
+
+/// How long an authorization can be completed after `/spotify/auth/url` made it.
+pub const SPOTIFY_AUTHORIZATION_LIFETIME: TimeDelta = TimeDelta::minutes(10);
+/// Authorizations one user may have in progress at once (tabs, retries); asking for more
+/// drops the oldest.
+pub const MAX_PENDING_SPOTIFY_AUTHORIZATIONS: u32 = 10;
 
 /// What is configured, without revealing any of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +91,10 @@ impl App {
         Ok(SpotifyStatus::from(&credentials))
     }
 
-    /// The Spotify consent page for the caller's own app.
+    /// The Spotify consent page for the caller's own app, sending Spotify's answer to
+    /// `redirect_uri` (default `SPOTIFY_REDIRECT_URI`). Records an authorization that the
+    /// caller's callback can complete within [`SPOTIFY_AUTHORIZATION_LIFETIME`]; the URL's
+    /// `state` (32 random bytes, base64url) names it, and only its SHA-256 is stored.
     pub async fn spotify_authorize_url(
         &self,
         user: &User,
@@ -85,19 +106,52 @@ impl App {
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;
         let redirect_uri = redirect_uri.unwrap_or(&inner.config.spotify.redirect_uri);
-        Ok(inner.spotify.authorize_url(&client_id, redirect_uri))
+        let state = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        let now = self.now();
+        let authorization = SpotifyAuthorization {
+            state_hash: token_hash(&state),
+            user_id: user.id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            created_at: now,
+            expires_at: now + SPOTIFY_AUTHORIZATION_LIFETIME,
+        };
+        inner
+            .store
+            .insert_spotify_authorization(&authorization, MAX_PENDING_SPOTIFY_AUTHORIZATIONS, now)
+            .await?;
+        Ok(inner
+            .spotify
+            .authorize_url(&client_id, redirect_uri, &state))
     }
 
-    /// Exchanges the authorization code Spotify sent back for the caller's refresh token.
+    /// Completes one of the caller's authorizations: exchanges the authorization `code`
+    /// Spotify sent back for the caller's refresh token.
+    ///
+    /// The authorization is the one `state` names, or without `state` (the MelodyHue web
+    /// frontend does not pass it on) the caller's newest; either way it is used up, and
+    /// an unknown, used, expired or other user's `state`, or no authorization in progress,
+    /// is refused. The exchange repeats the authorization's `redirect_uri`, unless the
+    /// caller gives one.
     pub async fn spotify_callback(
         &self,
         user: &User,
         code: &str,
+        state: Option<&str>,
         redirect_uri: Option<&str>,
     ) -> Result<()> {
         let inner = self.inner();
+        // A caller without an app keeps their authorization for when they have one.
         let app = self.spotify_app(user).await?;
-        let redirect_uri = redirect_uri.unwrap_or(&inner.config.spotify.redirect_uri);
+        let authorization = inner
+            .store
+            .take_spotify_authorization(&user.id, state.map(token_hash).as_deref(), self.now())
+            .await?
+            .ok_or(Error::Rejected(if state.is_some() {
+                "Invalid or expired Spotify authorization state"
+            } else {
+                "No Spotify authorization in progress"
+            }))?;
+        let redirect_uri = redirect_uri.unwrap_or(&authorization.redirect_uri);
         let grant = inner
             .spotify
             .exchange_code(&app, code, redirect_uri)

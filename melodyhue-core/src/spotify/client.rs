@@ -26,6 +26,9 @@ pub const DEFAULT_API_URL: &str = "https://api.spotify.com";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wait assumed when Spotify answers 429 without a usable `Retry-After`.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The longest wait taken from a `Retry-After`: Spotify's longest known bans last about a day,
+/// and a client asks again after this long rather than trusting an absurd value for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Scopes MelodyHue asks for, already encoded as they appear in the authorize URL.
 const SCOPES: &str = "user-read-currently-playing%20user-read-playback-state";
@@ -140,8 +143,10 @@ pub struct NowPlaying {
     pub is_playing: bool,
     /// Position in the item, in milliseconds.
     pub progress_ms: Option<u64>,
-    /// Spotify id of the track or episode.
+    /// Spotify id of the track or episode; `None` for a local file.
     pub id: Option<String>,
+    /// Spotify URI (`spotify:track:…`, `spotify:local:…` for a local file).
+    pub uri: Option<String>,
     /// Track or episode name.
     pub name: Option<String>,
     /// Track: artist names, in Spotify's order. Episode: the show's publisher, or the show
@@ -149,7 +154,7 @@ pub struct NowPlaying {
     pub artists: Vec<String>,
     /// Track: album name. Episode: show name.
     pub album: Option<String>,
-    /// Length of the item, in milliseconds.
+    /// Length of the item, in milliseconds, when Spotify gives it.
     pub duration_ms: Option<u64>,
     /// The largest cover: the album's for a track; for an episode its own image, else the
     /// show's.
@@ -275,8 +280,10 @@ impl fmt::Display for AllowedHost {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpotifyError {
-    /// `429 Too Many Requests`: wait `retry_after` (from `Retry-After`, which may be hours;
-    /// [`DEFAULT_RETRY_AFTER`] when absent) before calling again for this user or app.
+    /// `429 Too Many Requests`: wait `retry_after` before calling again for this user or app.
+    /// It comes from `Retry-After` as seconds or an HTTP-date ([`retry_after_delay`]), is at
+    /// most [`MAX_RETRY_AFTER`], and is [`DEFAULT_RETRY_AFTER`] when the header is absent or
+    /// unreadable.
     #[error("Spotify rate limit: retry after {} s", retry_after.as_secs())]
     RateLimited {
         /// How long to wait.
@@ -436,14 +443,16 @@ impl SpotifyClient {
     }
 
     /// The URL that sends the user to Spotify to grant MelodyHue access:
-    /// `{accounts_url}/authorize?client_id=…&response_type=code&redirect_uri=…&scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false`,
-    /// with `client_id` and `redirect_uri` percent-encoded.
-    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str) -> String {
+    /// `{accounts_url}/authorize?client_id=…&response_type=code&redirect_uri=…&scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false&state=…`,
+    /// with `client_id`, `redirect_uri` and `state` percent-encoded. Spotify sends `state` back
+    /// to `redirect_uri` with the code (RFC 6749 §4.1.1-4.1.2).
+    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, state: &str) -> String {
         format!(
-            "{}/authorize?client_id={}&response_type=code&redirect_uri={}&scope={SCOPES}&show_dialog=false",
+            "{}/authorize?client_id={}&response_type=code&redirect_uri={}&scope={SCOPES}&show_dialog=false&state={}",
             self.base.accounts,
             utf8_percent_encode(client_id, QUERY_COMPONENT),
             utf8_percent_encode(redirect_uri, QUERY_COMPONENT),
+            utf8_percent_encode(state, QUERY_COMPONENT),
         )
     }
 
@@ -656,8 +665,21 @@ fn retry_after(response: &reqwest::Response) -> Duration {
         .headers()
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+        .and_then(|value| retry_after_delay(value, std::time::SystemTime::now()))
+        .map_or(DEFAULT_RETRY_AFTER, |delay| delay.min(MAX_RETRY_AFTER))
+}
+
+/// The wait a `Retry-After` value asks for at `now` (RFC 9110 §10.2.3): `delay-seconds` (digits
+/// only), or an HTTP-date in any of the three formats of RFC 9110 §5.6.7, a date in the past
+/// meaning no wait at all. `None` when the value is neither.
+pub fn retry_after_delay(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Maps an error answer of the Web API.
@@ -796,6 +818,8 @@ struct ItemJson {
     #[serde(default, deserialize_with = "lenient")]
     id: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
+    uri: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     name: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     duration_ms: Option<u64>,
@@ -912,6 +936,7 @@ fn parse_currently_playing(body: &[u8]) -> Result<Playback, SpotifyError> {
         is_playing: json.is_playing.unwrap_or(false),
         progress_ms: json.progress_ms,
         id: non_empty(item.id),
+        uri: non_empty(item.uri),
         name: non_empty(item.name),
         artists,
         album: non_empty(album.and_then(|album| album.name.clone()))
@@ -942,7 +967,7 @@ mod tests {
     fn a_track_with_its_largest_cover() {
         let now = item(
             r#"{"is_playing": true, "progress_ms": 1000, "currently_playing_type": "track",
-                "item": {"type": "track", "id": "t1", "name": "Song", "duration_ms": 200000,
+                "item": {"type": "track", "id": "t1", "uri": "spotify:track:t1", "name": "Song", "duration_ms": 200000,
                   "artists": [{"name": "A"}, {"name": null}, {"name": "B"}, {}],
                   "album": {"name": "Album", "images": [
                     {"url": "https://i.scdn.co/300", "width": 300, "height": 300},
@@ -956,6 +981,7 @@ mod tests {
                 is_playing: true,
                 progress_ms: Some(1000),
                 id: Some("t1".into()),
+                uri: Some("spotify:track:t1".into()),
                 name: Some("Song".into()),
                 artists: vec!["A".into(), "B".into()],
                 album: Some("Album".into()),
@@ -963,6 +989,52 @@ mod tests {
                 image_url: Some("https://i.scdn.co/640".into()),
             }
         );
+    }
+
+    #[test]
+    fn a_local_file_keeps_its_absent_values_absent() {
+        let now = item(
+            r#"{"is_playing": true, "progress_ms": 5000, "currently_playing_type": "track",
+                "item": {"type": "track", "id": null, "is_local": true,
+                  "uri": "spotify:local:Band:Demo+Tape:Song+One:180", "name": "Song One",
+                  "duration_ms": null, "artists": [{"id": null, "name": "Band"}],
+                  "album": {"id": null, "name": "Demo Tape", "images": []}}}"#,
+        );
+        assert_eq!(now.id, None);
+        assert_eq!(
+            now.uri.as_deref(),
+            Some("spotify:local:Band:Demo+Tape:Song+One:180")
+        );
+        assert_eq!(now.duration_ms, None);
+        assert_eq!(now.image_url, None);
+        assert_eq!(now.artists, ["Band"]);
+        assert_eq!(now.album.as_deref(), Some("Demo Tape"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let delay = |value: &str| retry_after_delay(value, now);
+        assert_eq!(delay("120"), Some(Duration::from_secs(120)));
+        assert_eq!(delay(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            delay("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // 1_700_000_000 is Tue, 14 Nov 2023 22:13:20 GMT; the three formats of RFC 9110 §5.6.7.
+        for date in [
+            "Tue, 14 Nov 2023 22:15:20 GMT",
+            "Tuesday, 14-Nov-23 22:15:20 GMT",
+            "Tue Nov 14 22:15:20 2023",
+        ] {
+            assert_eq!(delay(date), Some(Duration::from_secs(120)), "{date:?}");
+        }
+        // A date in the past means now.
+        assert_eq!(delay("Tue, 14 Nov 2023 22:13:19 GMT"), Some(Duration::ZERO));
+        assert_eq!(delay("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        for bad in ["", "-5", "1.5", "+3", "soon", "Tue, 14 Nov 2023", "0x10"] {
+            assert_eq!(delay(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,11 +4,18 @@
 //! - A user is *watched* while a `/color` or `/infos` request came in the last
 //!   [`WATCH_WINDOW`], or a WebSocket is open. Nobody else is polled.
 //! - Each watched user has one feed task: at most one currently-playing call per polling
-//!   interval, however many viewers; requests only read the feed's latest snapshot, and the
-//!   first requests for a user all wait for the same first poll.
-//! - A `429` stops the user's polls for its whole `Retry-After` (remembered even when the feed
-//!   stops and restarts); failures and timeouts back off exponentially.
-//! - A dead refresh token (`invalid_grant`) is forgotten: the user shows as disconnected.
+//!   interval, however many viewers; requests only read the feed's latest snapshot. The first
+//!   requests for a user wait for the first poll, but never longer than [`VIEWER_WAIT`]: a
+//!   slower Spotify gets the fallback, and the poll goes on in the background.
+//! - A `429` stops the user's polls for its whole `Retry-After`; failures and timeouts back off
+//!   exponentially. Both are remembered when the feed stops, so a feed started again for a
+//!   failing user neither polls early nor makes its first viewer wait.
+//! - The hub keeps one copy of each user's connection (app, refresh token, access token),
+//!   which outlives feeds. A refresh token Spotify rotates replaces the stored one by
+//!   compare-and-set, so a newer token stored meanwhile (by a callback, or by another server on
+//!   the same database) is never overwritten; when a refresh token is refused
+//!   (`invalid_grant`), only that token is cleared, and only if it is still the stored one —
+//!   otherwise the stored one is tried.
 //! - Covers are downloaded and analysed once per image URL for all users, through a bounded
 //!   cache; failures are remembered briefly so a broken cover is not fetched every poll.
 
@@ -25,18 +32,18 @@ use super::{
     AppCredentials, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyError,
 };
 use crate::color::{self, ColorReport};
-use crate::model::SpotifyCredentialsPatch;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
 /// How long a `/color` or `/infos` request keeps a user watched.
 pub const WATCH_WINDOW: Duration = Duration::from_secs(30);
+/// The longest a viewer waits for Spotify: the first poll of a user, if it takes longer, is
+/// answered with the fallback and finishes in the background.
+pub const VIEWER_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait between two polls after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How long the first request for a user waits for the first poll.
-const FIRST_POLL_WAIT: Duration = Duration::from_secs(10);
-/// How often a feed re-reads its credentials from the database (they may change on another
-/// server, or the user may be deleted).
+/// How often the hub re-reads a user's credentials from the database (they may change on
+/// another server, or the user may be deleted).
 const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
 /// Covers kept in memory.
 const COVER_CACHE_ENTRIES: u64 = 10_000;
@@ -46,6 +53,11 @@ const COVER_TTL: Duration = Duration::from_secs(24 * 3600);
 const COVER_FAILURE_TTL: Duration = Duration::from_secs(60);
 /// Access tokens are renewed this long before Spotify says they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// Token refreshes one poll may make while its refresh tokens turn out stale.
+const MAX_REFRESH_ATTEMPTS: usize = 3;
+/// How long a refused refresh token is kept before it is cleared: another server may have
+/// just used it and be storing its successor.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
 /// What is shown for a track or episode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,21 +71,33 @@ pub struct PlayingItem {
 }
 
 impl PlayingItem {
-    /// The position now, extrapolated from the last poll while playing.
-    pub fn progress_ms(&self) -> u64 {
-        let reported = self.item.progress_ms.unwrap_or(0);
+    /// The position now, extrapolated from the last poll while playing, and never beyond a
+    /// known duration; `None` when Spotify did not report one.
+    pub fn progress_ms(&self) -> Option<u64> {
+        let reported = self.item.progress_ms?;
         let elapsed = if self.item.is_playing {
             u64::try_from(self.observed_at.elapsed().as_millis()).unwrap_or(u64::MAX)
         } else {
             0
         };
         let progress = reported.saturating_add(elapsed);
-        self.item.duration_ms.map_or(progress, |d| progress.min(d))
+        Some(self.item.duration_ms.map_or(progress, |d| progress.min(d)))
     }
 
     /// The cover color, only while actually playing.
     pub fn playing_color(&self) -> Option<&ColorReport> {
         self.cover.as_deref().filter(|_| self.item.is_playing)
+    }
+
+    /// Whether both show the same: every detail of the item and the cover's colors. The
+    /// position is left out: it moves all the time.
+    fn shows_same(&self, other: &PlayingItem) -> bool {
+        let without_progress = |item: &NowPlaying| NowPlaying {
+            progress_ms: None,
+            ..item.clone()
+        };
+        without_progress(&self.item) == without_progress(&other.item)
+            && self.cover.as_deref() == other.cover.as_deref()
     }
 }
 
@@ -87,22 +111,15 @@ pub enum Snapshot {
     /// Nothing to show: nothing loaded, an ad, an unknown item, or Spotify unavailable.
     Idle,
     /// A track or episode is loaded (playing or paused).
-    Playing(PlayingItem),
+    Playing(Box<PlayingItem>),
 }
 
 impl Snapshot {
-    /// What `/ws` listeners care about: a change of item, play state or color.
-    fn signature(&self) -> (u8, Option<&str>, bool, Option<color::Rgb>) {
-        match self {
-            Snapshot::Pending => (0, None, false, None),
-            Snapshot::Disconnected => (1, None, false, None),
-            Snapshot::Idle => (2, None, false, None),
-            Snapshot::Playing(p) => (
-                3,
-                p.item.id.as_deref(),
-                p.item.is_playing,
-                p.cover.as_ref().map(|c| c.color),
-            ),
+    /// Whether `/ws` listeners would see no difference (see [`PlayingItem`]'s comparison).
+    fn shows_same(&self, other: &Snapshot) -> bool {
+        match (self, other) {
+            (Snapshot::Playing(a), Snapshot::Playing(b)) => a.shows_same(b),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
 }
@@ -145,9 +162,68 @@ impl Expiry<String, CoverOutcome> for CoverExpiry {
     }
 }
 
+#[derive(Clone)]
 struct AccessToken {
     token: String,
     expires_at: Instant,
+}
+
+/// A refresh token as the database holds it.
+#[derive(Clone)]
+struct StoredToken {
+    plain: String,
+    /// The encrypted value: what a compare-and-set expects.
+    encrypted: String,
+}
+
+/// The hub's single copy of a user's Spotify connection. Every change of a token goes here
+/// at once, so no poll ever uses an older copy.
+#[derive(Clone)]
+struct Connection {
+    app: AppCredentials,
+    /// The refresh token the database holds.
+    stored: StoredToken,
+    /// A newer refresh token from Spotify that could not be stored yet (the database was
+    /// unavailable): it is used, and stored again at the next check.
+    unsaved: Option<String>,
+    /// When the database was last read; `None` makes the next use read it.
+    checked_at: Option<Instant>,
+    access: Option<AccessToken>,
+}
+
+impl Connection {
+    /// The newest refresh token.
+    fn refresh_token(&self) -> &str {
+        self.unsaved.as_deref().unwrap_or(&self.stored.plain)
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.checked_at
+            .is_some_and(|checked| checked.elapsed() < CREDENTIALS_TTL)
+    }
+
+    fn valid_access_token(&self) -> Option<&str> {
+        self.access
+            .as_ref()
+            .filter(|access| access.expires_at > Instant::now())
+            .map(|access| access.token.as_str())
+    }
+}
+
+/// A user's connection, and how many times their credentials changed: a poll that read the
+/// connection before a change must not write back a copy that hides it.
+#[derive(Default)]
+struct ConnectionSlot {
+    generation: u64,
+    connection: Option<Connection>,
+}
+
+/// A user whose polls fail: not polled before `retry_at`.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    /// Failures in a row (a `429` does not count: its wait is Spotify's).
+    failures: u32,
+    retry_at: Instant,
 }
 
 /// One watched user.
@@ -179,10 +255,12 @@ struct HubInner {
     images: ImagePolicy,
     interval: Duration,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
-    /// Access tokens outlive feeds, so a user watched again does not cost a token call.
-    tokens: Mutex<HashMap<String, AccessToken>>,
-    /// `Retry-After` deadlines outlive feeds too: a restarted feed must not poll early.
-    blocked_until: Mutex<HashMap<String, Instant>>,
+    /// Connections outlive feeds: a user watched again costs no token call, and a rotated
+    /// refresh token not yet stored is not lost.
+    connections: Mutex<HashMap<String, ConnectionSlot>>,
+    /// Failing users outlive feeds too: a restarted feed must not poll early, nor make its
+    /// first viewer wait for a Spotify known to fail.
+    backoffs: Mutex<HashMap<String, Backoff>>,
     covers: Cache<String, CoverOutcome>,
     counters: Counters,
 }
@@ -233,8 +311,8 @@ impl NowPlayingHub {
                 images,
                 interval,
                 feeds: Mutex::new(HashMap::new()),
-                tokens: Mutex::new(HashMap::new()),
-                blocked_until: Mutex::new(HashMap::new()),
+                connections: Mutex::new(HashMap::new()),
+                backoffs: Mutex::new(HashMap::new()),
                 covers: Cache::builder()
                     .max_capacity(COVER_CACHE_ENTRIES)
                     .expire_after(CoverExpiry)
@@ -245,20 +323,29 @@ impl NowPlayingHub {
     }
 
     /// Marks `user_id` watched (starting its feed if needed) and returns its latest snapshot,
-    /// waiting for the first poll if there is none yet. The caller has checked that the user
-    /// exists.
+    /// waiting at most [`VIEWER_WAIT`] for the first poll (then [`Snapshot::Idle`]: the
+    /// fallback). The caller has checked that the user exists.
     pub async fn watch(&self, user_id: &str) -> Snapshot {
         let feed = self.feed(user_id, |feed| *lock(&feed.last_seen) = Instant::now());
         let mut updates = feed.snapshot.subscribe();
         let first = tokio::time::timeout(
-            FIRST_POLL_WAIT,
+            VIEWER_WAIT,
             updates.wait_for(|s| !matches!(s, Snapshot::Pending)),
         )
         .await;
         match first {
             Ok(Ok(snapshot)) => snapshot.clone(),
-            // Spotify is slower than our patience: show the fallback now.
-            _ => Snapshot::Idle,
+            _ => {
+                // Spotify is slower than our patience: the fallback now, and for the next
+                // viewers too until the poll ends (which wakes subscribers if it shows more).
+                feed.snapshot.send_if_modified(|snapshot| {
+                    if matches!(snapshot, Snapshot::Pending) {
+                        *snapshot = Snapshot::Idle;
+                    }
+                    false
+                });
+                Snapshot::Idle
+            }
         }
     }
 
@@ -281,12 +368,28 @@ impl NowPlayingHub {
         }
     }
 
-    /// The user's credentials changed: forget the cached token and poll again at once.
+    /// The user's credentials changed: read them again before the next call to Spotify,
+    /// forget their failures, and poll again at once.
     pub fn credentials_changed(&self, user_id: &str) {
-        lock(&self.inner.tokens).remove(user_id);
-        lock(&self.inner.blocked_until).remove(user_id);
+        {
+            let mut connections = lock(&self.inner.connections);
+            let slot = connections.entry(user_id.to_owned()).or_default();
+            slot.generation += 1;
+            if let Some(connection) = &mut slot.connection {
+                connection.checked_at = None;
+            }
+        }
+        lock(&self.inner.backoffs).remove(user_id);
         if let Some(feed) = lock(&self.inner.feeds).get(user_id) {
             feed.wake.notify_one();
+        }
+    }
+
+    /// Something shown beside the snapshot changed (the user's fallback color): wakes the
+    /// user's subscribers so that they look again.
+    pub fn display_changed(&self, user_id: &str) {
+        if let Some(feed) = lock(&self.inner.feeds).get(user_id) {
+            feed.snapshot.send_modify(|_| {});
         }
     }
 
@@ -308,7 +411,13 @@ impl NowPlayingHub {
             mark(feed);
             return Arc::clone(feed);
         }
-        let (snapshot, _) = watch::channel(Snapshot::Pending);
+        // A user whose polls fail shows the fallback at once instead of waiting for a poll.
+        let first = if lock(&self.inner.backoffs).contains_key(user_id) {
+            Snapshot::Idle
+        } else {
+            Snapshot::Pending
+        };
+        let (snapshot, _) = watch::channel(first);
         let feed = Arc::new(Feed {
             user_id: user_id.to_owned(),
             last_seen: Mutex::new(Instant::now()),
@@ -324,6 +433,7 @@ impl NowPlayingHub {
 }
 
 /// Why a poll did not produce a snapshot from Spotify.
+#[derive(Debug)]
 enum PollFailure {
     /// No usable credentials: show as disconnected until they change.
     Disconnected,
@@ -337,36 +447,44 @@ enum PollFailure {
 
 /// The feed task of one user: polls while watched, then removes itself.
 async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
-    let mut credentials: Option<(AppCredentials, String, Instant)> = None;
-    let mut failures: u32 = 0;
     loop {
-        let blocked = lock(&hub.blocked_until).get(&feed.user_id).copied();
-        let delay = match blocked.filter(|until| *until > Instant::now()) {
-            Some(until) => {
+        let retry_at = lock(&hub.backoffs)
+            .get(&feed.user_id)
+            .map(|backoff| backoff.retry_at);
+        let delay = match retry_at.filter(|at| *at > Instant::now()) {
+            Some(at) => {
                 publish(&feed, Snapshot::Idle);
-                until - Instant::now()
+                at - Instant::now()
             }
-            None => match poll(&hub, &feed, &mut credentials).await {
+            None => match poll(&hub, &feed).await {
                 Ok(snapshot) => {
-                    failures = 0;
+                    lock(&hub.backoffs).remove(&feed.user_id);
                     publish(&feed, snapshot);
                     hub.interval
                 }
-                Err(PollFailure::Gone) => break,
+                Err(PollFailure::Gone) => {
+                    lock(&hub.connections).remove(&feed.user_id);
+                    lock(&hub.backoffs).remove(&feed.user_id);
+                    break;
+                }
                 Err(PollFailure::Disconnected) => {
+                    lock(&hub.backoffs).remove(&feed.user_id);
                     publish(&feed, Snapshot::Disconnected);
                     hub.interval.max(Duration::from_secs(30))
                 }
                 Err(PollFailure::RateLimited(retry_after)) => {
-                    lock(&hub.blocked_until)
-                        .insert(feed.user_id.clone(), Instant::now() + retry_after);
+                    let wait = retry_after.max(hub.interval);
+                    back_off(&hub, &feed.user_id, |failures| (failures, wait));
                     publish(&feed, Snapshot::Idle);
-                    retry_after.max(hub.interval)
+                    wait
                 }
                 Err(PollFailure::Transient) => {
-                    failures = failures.saturating_add(1);
+                    let wait = back_off(&hub, &feed.user_id, |failures| {
+                        let failures = failures.saturating_add(1);
+                        (failures, backoff(hub.interval, failures))
+                    });
                     publish(&feed, Snapshot::Idle);
-                    backoff(hub.interval, failures)
+                    wait
                 }
             },
         };
@@ -379,10 +497,7 @@ async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                 .min(hub.interval.max(Duration::from_secs(1)));
             tokio::select! {
                 () = tokio::time::sleep(nap) => {}
-                () = feed.wake.notified() => {
-                    credentials = None;
-                    woken = true;
-                }
+                () = feed.wake.notified() => woken = true,
             }
             if !feed.is_watched() {
                 break;
@@ -393,6 +508,22 @@ async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
         }
     }
     remove(&hub, &feed);
+}
+
+/// Records a failure of the user's polls: `next` turns the failures so far into the new count
+/// and the wait before the next poll, which is returned.
+fn back_off(hub: &HubInner, user_id: &str, next: impl FnOnce(u32) -> (u32, Duration)) -> Duration {
+    let mut backoffs = lock(&hub.backoffs);
+    let failures = backoffs.get(user_id).map_or(0, |backoff| backoff.failures);
+    let (failures, wait) = next(failures);
+    backoffs.insert(
+        user_id.to_owned(),
+        Backoff {
+            failures,
+            retry_at: Instant::now() + wait,
+        },
+    );
+    wait
 }
 
 /// Removes the feed when nobody watches it, deciding under the feed map's lock (see
@@ -426,19 +557,49 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
+/// Stores the new snapshot, waking subscribers only when what they show changed.
 fn publish(feed: &Feed, next: Snapshot) {
     feed.snapshot.send_if_modified(|current| {
-        let changed = current.signature() != next.signature();
+        let changed = !current.shows_same(&next);
         *current = next;
         changed
     });
 }
 
-/// Loads the user's app credentials and refresh token from the store (decrypted).
-async fn load_credentials(
+/// The user's connection as the hub knows it, with the generation it was read at.
+fn connection_of(hub: &HubInner, user_id: &str) -> (u64, Option<Connection>) {
+    let connections = lock(&hub.connections);
+    connections
+        .get(user_id)
+        .map_or((0, None), |slot| (slot.generation, slot.connection.clone()))
+}
+
+/// Puts back the connection a poll worked with. When the credentials changed meanwhile, the
+/// copy is marked for a fresh read, so the change is seen before the next call.
+fn keep_connection(hub: &HubInner, user_id: &str, generation: u64, mut connection: Connection) {
+    let mut connections = lock(&hub.connections);
+    let slot = connections.entry(user_id.to_owned()).or_default();
+    if slot.generation != generation {
+        connection.checked_at = None;
+    }
+    slot.connection = Some(connection);
+}
+
+fn forget_connection(hub: &HubInner, user_id: &str) {
+    if let Some(slot) = lock(&hub.connections).get_mut(user_id) {
+        slot.connection = None;
+    }
+}
+
+/// Reads the user's credentials from the store and merges them with the hub's copy: while the
+/// database still holds the token the copy was built on, the copy (its access token, a newer
+/// token not yet stored) stays, and the unstored token is stored now; a different token in the
+/// database is newer and replaces the copy.
+async fn load_connection(
     hub: &HubInner,
     user_id: &str,
-) -> Result<(AppCredentials, String, Instant), PollFailure> {
+    cached: Option<Connection>,
+) -> Result<Connection, PollFailure> {
     if hub
         .store
         .user_by_id(user_id)
@@ -470,80 +631,164 @@ async fn load_credentials(
         client_id,
         client_secret: decrypt(&secret)?,
     };
-    Ok((app, decrypt(&refresh)?, Instant::now()))
+    let mut connection = match cached.filter(|c| c.stored.encrypted == refresh) {
+        Some(cached) => Connection { app, ..cached },
+        None => Connection {
+            app,
+            stored: StoredToken {
+                plain: decrypt(&refresh)?,
+                encrypted: refresh,
+            },
+            unsaved: None,
+            checked_at: None,
+            access: None,
+        },
+    };
+    if connection.unsaved.is_some() && !store_unsaved(hub, user_id, &mut connection).await {
+        // Someone stored another token since: it is newer than ours.
+        return Box::pin(load_connection(hub, user_id, None)).await;
+    }
+    connection.checked_at = Some(Instant::now());
+    Ok(connection)
 }
 
-/// A valid access token for the user, refreshing it when needed.
-async fn access_token(
+/// Stores the connection's unsaved refresh token in place of the stored one, by
+/// compare-and-set. `false` when the database holds another token; a database that cannot be
+/// reached keeps the token unsaved (`true`).
+async fn store_unsaved(hub: &HubInner, user_id: &str, connection: &mut Connection) -> bool {
+    let Some(newer) = connection.unsaved.clone() else {
+        return true;
+    };
+    let encrypted = hub.secrets.encrypt(&newer);
+    match hub
+        .store
+        .replace_spotify_refresh_token(
+            user_id,
+            &connection.stored.encrypted,
+            Some(&encrypted),
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        Ok(true) => {
+            connection.stored = StoredToken {
+                plain: newer,
+                encrypted,
+            };
+            connection.unsaved = None;
+            true
+        }
+        Ok(false) => false,
+        Err(err) => {
+            tracing::warn!(%user_id, error = %err, "could not store Spotify's new refresh token; kept in memory and retried");
+            true
+        }
+    }
+}
+
+/// A valid access token for the user: the hub's, or a new one (always a new one when `renew`).
+async fn access_token(hub: &HubInner, user_id: &str, renew: bool) -> Result<String, PollFailure> {
+    let (generation, cached) = connection_of(hub, user_id);
+    let mut connection = match cached {
+        Some(connection) if connection.is_fresh() => connection,
+        cached => match (load_connection(hub, user_id, cached.clone()).await, cached) {
+            (Ok(connection), _) => connection,
+            // The database is unreachable: what the hub knows still works with Spotify (and
+            // the database is read again at the next poll).
+            (Err(PollFailure::Transient), Some(cached)) => cached,
+            (Err(failure), _) => {
+                if matches!(failure, PollFailure::Disconnected | PollFailure::Gone) {
+                    forget_connection(hub, user_id);
+                }
+                return Err(failure);
+            }
+        },
+    };
+    if renew {
+        connection.access = None;
+    }
+    let outcome = match connection.valid_access_token() {
+        Some(token) => Ok(token.to_owned()),
+        None => refresh(hub, user_id, &mut connection).await,
+    };
+    if matches!(outcome, Err(PollFailure::Disconnected)) {
+        // Refused app or cleared token: what the database holds decides, next time.
+        connection.checked_at = None;
+    }
+    keep_connection(hub, user_id, generation, connection);
+    outcome
+}
+
+/// Gets a new access token with the newest refresh token. A rotated refresh token replaces
+/// the hub's copy at once and the stored one by compare-and-set; a refused one is dropped, and
+/// cleared from the store only while it is the stored one. The refresh is tried again (a few
+/// times) with whatever token is newer.
+async fn refresh(
     hub: &HubInner,
     user_id: &str,
-    app: &AppCredentials,
-    refresh_token: &str,
+    connection: &mut Connection,
 ) -> Result<String, PollFailure> {
-    if let Some(token) = lock(&hub.tokens)
-        .get(user_id)
-        .filter(|t| t.expires_at > Instant::now())
-    {
-        return Ok(token.token.clone());
-    }
-    let grant = hub
-        .client
-        .refresh(app, refresh_token)
-        .await
-        .map_err(|err| match err {
-            SpotifyError::InvalidGrant => PollFailure::Disconnected,
-            other => classify(other),
-        });
-    let grant = match grant {
-        Ok(grant) => grant,
-        Err(PollFailure::Disconnected) => {
-            forget_refresh_token(hub, user_id).await;
-            return Err(PollFailure::Disconnected);
-        }
-        Err(other) => return Err(other),
-    };
-    if let Some(rotated) = &grant.refresh_token {
-        let patch = SpotifyCredentialsPatch {
-            refresh_token_encrypted: Some(Some(hub.secrets.encrypt(rotated))),
-            ..SpotifyCredentialsPatch::default()
-        };
-        if let Err(err) = hub
-            .store
-            .update_spotify_credentials(user_id, &patch, chrono::Utc::now())
+    for _ in 0..MAX_REFRESH_ATTEMPTS {
+        let grant = match hub
+            .client
+            .refresh(&connection.app, connection.refresh_token())
             .await
         {
-            tracing::warn!(%user_id, error = %err, "could not store Spotify's new refresh token");
+            Ok(grant) => grant,
+            Err(SpotifyError::InvalidGrant) => {
+                if connection.unsaved.take().is_some() {
+                    // The unstored token failed; the stored one is another credential.
+                    continue;
+                }
+                tokio::time::sleep(REFUSAL_GRACE).await;
+                match hub
+                    .store
+                    .replace_spotify_refresh_token(
+                        user_id,
+                        &connection.stored.encrypted,
+                        None,
+                        chrono::Utc::now(),
+                    )
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(%user_id, "Spotify refresh token refused (invalid_grant); disconnecting");
+                        return Err(PollFailure::Disconnected);
+                    }
+                    // A newer token was stored meanwhile: try that one.
+                    Ok(false) => *connection = load_connection(hub, user_id, None).await?,
+                    Err(err) => {
+                        tracing::warn!(%user_id, error = %err, "could not forget the refused refresh token");
+                        return Err(PollFailure::Transient);
+                    }
+                }
+                continue;
+            }
+            Err(other) => return Err(classify(other)),
+        };
+        if let Some(rotated) = grant
+            .refresh_token
+            .filter(|t| t != connection.refresh_token())
+        {
+            connection.unsaved = Some(rotated);
+            if !store_unsaved(hub, user_id, connection).await {
+                // The database holds a token stored after ours was read (a new connection):
+                // it wins, and the grant of ours is not used.
+                *connection = load_connection(hub, user_id, None).await?;
+                continue;
+            }
         }
-    }
-    let lifetime = grant
-        .expires_in
-        .saturating_sub(TOKEN_MARGIN)
-        .max(Duration::from_secs(1));
-    lock(&hub.tokens).insert(
-        user_id.to_owned(),
-        AccessToken {
+        let lifetime = grant
+            .expires_in
+            .saturating_sub(TOKEN_MARGIN)
+            .max(Duration::from_secs(1));
+        connection.access = Some(AccessToken {
             token: grant.access_token.clone(),
             expires_at: Instant::now() + lifetime,
-        },
-    );
-    Ok(grant.access_token)
-}
-
-/// Spotify refused the refresh token for good: forget it, the user shows as disconnected.
-async fn forget_refresh_token(hub: &HubInner, user_id: &str) {
-    tracing::info!(%user_id, "Spotify refresh token refused (invalid_grant); disconnecting");
-    let patch = SpotifyCredentialsPatch {
-        refresh_token_encrypted: Some(None),
-        ..SpotifyCredentialsPatch::default()
-    };
-    if let Err(err) = hub
-        .store
-        .update_spotify_credentials(user_id, &patch, chrono::Utc::now())
-        .await
-    {
-        tracing::warn!(%user_id, error = %err, "could not forget the refused refresh token");
+        });
+        return Ok(grant.access_token);
     }
-    lock(&hub.tokens).remove(user_id);
+    Err(PollFailure::Transient)
 }
 
 fn classify(err: SpotifyError) -> PollFailure {
@@ -558,41 +803,17 @@ fn classify(err: SpotifyError) -> PollFailure {
 }
 
 /// One poll: credentials, token, currently-playing, cover.
-async fn poll(
-    hub: &HubInner,
-    feed: &Feed,
-    credentials: &mut Option<(AppCredentials, String, Instant)>,
-) -> Result<Snapshot, PollFailure> {
-    if credentials
-        .as_ref()
-        .is_none_or(|(_, _, loaded)| loaded.elapsed() > CREDENTIALS_TTL)
-    {
-        *credentials = Some(load_credentials(hub, &feed.user_id).await?);
-    }
-    let Some((app, refresh_token, _)) = credentials.clone() else {
-        return Err(PollFailure::Disconnected);
-    };
-    let mut retried = false;
-    let playback = loop {
-        let token = match access_token(hub, &feed.user_id, &app, &refresh_token).await {
-            Ok(token) => token,
-            Err(failure) => {
-                if matches!(failure, PollFailure::Disconnected) {
-                    *credentials = None;
-                }
-                return Err(failure);
-            }
-        };
-        match hub.client.currently_playing(&token).await {
-            Ok(playback) => break playback,
-            // The access token died early: renew it once.
-            Err(SpotifyError::Unauthorized) if !retried => {
-                lock(&hub.tokens).remove(&feed.user_id);
-                retried = true;
-            }
-            Err(err) => return Err(classify(err)),
+async fn poll(hub: &HubInner, feed: &Feed) -> Result<Snapshot, PollFailure> {
+    let mut token = access_token(hub, &feed.user_id, false).await?;
+    let playback = match hub.client.currently_playing(&token).await {
+        // The access token died early: renew it once.
+        Err(SpotifyError::Unauthorized) => {
+            token = access_token(hub, &feed.user_id, true).await?;
+            hub.client.currently_playing(&token).await
         }
-    };
+        other => other,
+    }
+    .map_err(classify)?;
     let item = match playback {
         Playback::Item(item) if matches!(item.kind, ItemKind::Track | ItemKind::Episode) => item,
         // Ads, unknown items and silence all show the fallback color.
@@ -602,11 +823,11 @@ async fn poll(
         Some(url) => cover(hub, url).await,
         None => None,
     };
-    Ok(Snapshot::Playing(PlayingItem {
+    Ok(Snapshot::Playing(Box::new(PlayingItem {
         item,
         cover,
         observed_at: Instant::now(),
-    }))
+    })))
 }
 
 /// The colors of a cover, from the shared cache or by downloading and analysing it once.
@@ -639,4 +860,75 @@ async fn analyse_cover(hub: &HubInner, url: &str) -> CoverOutcome {
         .map_err(|err| Arc::<str>::from(err.to_string()))?
         .map(Arc::new)
         .map_err(|err| Arc::<str>::from(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playing(progress_ms: Option<u64>, duration_ms: Option<u64>, ago: Duration) -> PlayingItem {
+        PlayingItem {
+            item: NowPlaying {
+                kind: ItemKind::Track,
+                is_playing: true,
+                progress_ms,
+                id: None,
+                uri: Some("spotify:local:A:B:C:10".into()),
+                name: Some("C".into()),
+                artists: vec!["A".into()],
+                album: Some("B".into()),
+                duration_ms,
+                image_url: None,
+            },
+            cover: None,
+            observed_at: Instant::now().checked_sub(ago).unwrap(),
+        }
+    }
+
+    #[test]
+    fn progress_is_extrapolated_up_to_a_known_duration_only() {
+        let ten_seconds = Duration::from_secs(10);
+        let near_the_end = playing(Some(5_000), Some(8_000), ten_seconds);
+        assert_eq!(near_the_end.progress_ms(), Some(8_000));
+        let unknown_length = playing(Some(5_000), None, ten_seconds);
+        assert!(unknown_length.progress_ms().unwrap() >= 15_000);
+        assert_eq!(playing(None, Some(8_000), ten_seconds).progress_ms(), None);
+        let mut paused = playing(Some(5_000), Some(8_000), ten_seconds);
+        paused.item.is_playing = false;
+        assert_eq!(paused.progress_ms(), Some(5_000));
+        // A reported position beyond the duration is shown at the end.
+        assert_eq!(
+            playing(Some(9_000), Some(8_000), Duration::ZERO).progress_ms(),
+            Some(8_000)
+        );
+    }
+
+    #[test]
+    fn a_change_is_any_change_of_what_is_shown_but_the_position() {
+        let shown = |item: PlayingItem| Snapshot::Playing(Box::new(item));
+        let base = playing(Some(1_000), Some(10_000), Duration::ZERO);
+        let moved = playing(Some(4_000), Some(10_000), Duration::from_secs(3));
+        assert!(shown(base.clone()).shows_same(&shown(moved)));
+        let changes: [fn(&mut NowPlaying); 8] = [
+            |item| item.name = Some("Other".into()),
+            |item| item.uri = Some("spotify:local:A:B:D:10".into()),
+            |item| item.id = Some("x".into()),
+            |item| item.artists.push("Feat".into()),
+            |item| item.album = None,
+            |item| item.duration_ms = None,
+            |item| item.is_playing = false,
+            |item| item.image_url = Some("https://i.scdn.co/x".into()),
+        ];
+        for change in changes {
+            let mut other = base.clone();
+            change(&mut other.item);
+            assert!(
+                !shown(base.clone()).shows_same(&shown(other.clone())),
+                "{other:?}"
+            );
+        }
+        assert!(Snapshot::Idle.shows_same(&Snapshot::Idle));
+        assert!(!Snapshot::Idle.shows_same(&Snapshot::Disconnected));
+        assert!(!Snapshot::Idle.shows_same(&shown(base)));
+    }
 }

@@ -5,7 +5,7 @@ pub mod hub;
 
 pub use client::{
     AllowedHost, AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER,
-    DEFAULT_TIMEOUT, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints,
-    SpotifyError, TokenGrant,
+    DEFAULT_TIMEOUT, ImagePolicy, ItemKind, MAX_RETRY_AFTER, NowPlaying, Playback, SpotifyClient,
+    SpotifyEndpoints, SpotifyError, TokenGrant, retry_after_delay,
 };
 pub use hub::NowPlayingHub;

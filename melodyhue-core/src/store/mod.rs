@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{
     Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView,
+    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
+    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 
 mod circuit;
@@ -345,6 +345,36 @@ pub trait SpotifyStore: Send + Sync {
         patch: &SpotifyCredentialsPatch,
         now: DateTime<Utc>,
     ) -> StoreResult<SpotifyCredentials>;
+    /// Compare-and-set of the refresh token: when the stored (encrypted) refresh token is
+    /// exactly `expected`, replaces it by `new` (`None` clears it) and returns `true`; else
+    /// changes nothing and returns `false` (a newer token was stored meanwhile, or none is).
+    /// Atomic with every other write of the user's credentials.
+    async fn replace_spotify_refresh_token(
+        &self,
+        user_id: &str,
+        expected: &str,
+        new: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Records an authorization in progress. In the same transaction, deletes every
+    /// authorization (of any user) expired at `now`, and the user's oldest ones beyond
+    /// `max_per_user` (the new one included), so a user holds at most that many.
+    async fn insert_spotify_authorization(
+        &self,
+        authorization: &SpotifyAuthorization,
+        max_per_user: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Atomically takes (deletes and returns) an authorization of `user_id` unexpired at `now`:
+    /// the one whose state hashes to `state_hash`, or the user's newest when `None`. `None`
+    /// when there is none: unknown, another user's, taken already, or expired. Each
+    /// authorization is taken at most once, however many callers race for it.
+    async fn take_spotify_authorization(
+        &self,
+        user_id: &str,
+        state_hash: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SpotifyAuthorization>>;
 }
 
 /// Warnings and bans.

@@ -21,8 +21,8 @@ use super::{
 use super::{ModerationStore, OverlayStore, PoolUsage};
 use crate::model::{
     Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView,
+    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
+    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 
 /// A connection pool of one of the supported databases.
@@ -578,6 +578,27 @@ struct SpotifyRow {
     refresh_token: Option<String>,
 }
 
+#[derive(sqlx::FromRow)]
+struct SpotifyAuthorizationRow {
+    state_hash: String,
+    user_id: String,
+    redirect_uri: String,
+    created_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+}
+
+impl From<SpotifyAuthorizationRow> for SpotifyAuthorization {
+    fn from(row: SpotifyAuthorizationRow) -> Self {
+        SpotifyAuthorization {
+            state_hash: row.state_hash,
+            user_id: row.user_id,
+            redirect_uri: row.redirect_uri,
+            created_at: utc(row.created_at),
+            expires_at: utc(row.expires_at),
+        }
+    }
+}
+
 /// Rows of a user, in the order a transaction must delete them before the user row.
 /// Warnings and bans the user issued as a moderator are kept, without a moderator.
 const USER_DELETION: &[&str] = &[
@@ -586,6 +607,7 @@ const USER_DELETION: &[&str] = &[
     "DELETE FROM api_twofa WHERE user_id = ?",
     "DELETE FROM api_spotify_secrets WHERE user_id = ?",
     "DELETE FROM api_spotify_tokens WHERE user_id = ?",
+    "DELETE FROM api_spotify_authorizations WHERE user_id = ?",
     "DELETE FROM api_password_resets WHERE user_id = ?",
     "DELETE FROM api_twofa_disable WHERE user_id = ?",
     "DELETE FROM api_user_settings WHERE user_id = ?",
@@ -1608,6 +1630,138 @@ impl SpotifyStore for SqlStore {
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(next)
+        })
+        .map_err(map_err)
+    }
+
+    async fn replace_spotify_refresh_token(
+        &self,
+        user_id: &str,
+        expected: &str,
+        new: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin()).await?;
+            // Compared here rather than in SQL: MySQL's column collation ignores case, and
+            // Fernet tokens are case-sensitive.
+            let stored: Option<Option<String>> = sqlx::query_scalar(d.q_owned(format!(
+                "SELECT refresh_token FROM api_spotify_tokens WHERE user_id = ?{}",
+                d.for_update()
+            )))
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if stored.flatten().as_deref() != Some(expected) {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(d.q(
+                "UPDATE api_spotify_tokens SET refresh_token = ?, updated_at = ? WHERE user_id = ?",
+            ))
+            .bind(new)
+            .bind(naive(now))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })
+        .map_err(map_err)
+    }
+
+    async fn insert_spotify_authorization(
+        &self,
+        authorization: &SpotifyAuthorization,
+        max_per_user: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin()).await?;
+            sqlx::query(d.q("DELETE FROM api_spotify_authorizations WHERE expires_at <= ?"))
+                .bind(naive(now))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(d.q(
+                "INSERT INTO api_spotify_authorizations (state_hash, user_id, redirect_uri, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            ))
+            .bind(&authorization.state_hash)
+            .bind(&authorization.user_id)
+            .bind(&authorization.redirect_uri)
+            .bind(naive(authorization.created_at))
+            .bind(naive(authorization.expires_at))
+            .execute(&mut *tx)
+            .await?;
+            let newest_first: Vec<String> = sqlx::query_scalar(d.q(
+                "SELECT state_hash FROM api_spotify_authorizations WHERE user_id = ? \
+                 ORDER BY created_at DESC, state_hash DESC",
+            ))
+            .bind(&authorization.user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let keep = usize::try_from(max_per_user).unwrap_or(usize::MAX);
+            for state_hash in newest_first.iter().skip(keep) {
+                sqlx::query(d.q("DELETE FROM api_spotify_authorizations WHERE state_hash = ?"))
+                    .bind(state_hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(())
+        })
+        .map_err(map_err)
+    }
+
+    async fn take_spotify_authorization(
+        &self,
+        user_id: &str,
+        state_hash: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SpotifyAuthorization>> {
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin()).await?;
+            let columns = "SELECT state_hash, user_id, redirect_uri, created_at, expires_at \
+                           FROM api_spotify_authorizations WHERE user_id = ? AND expires_at > ?";
+            let found = match state_hash {
+                Some(state_hash) => {
+                    sqlx::query_as::<_, SpotifyAuthorizationRow>(
+                        d.q_owned(format!("{columns} AND state_hash = ?{}", d.for_update())),
+                    )
+                    .bind(user_id)
+                    .bind(naive(now))
+                    .bind(state_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                None => {
+                    sqlx::query_as::<_, SpotifyAuthorizationRow>(d.q_owned(format!(
+                        "{columns} ORDER BY created_at DESC, state_hash DESC LIMIT 1{}",
+                        d.for_update()
+                    )))
+                    .bind(user_id)
+                    .bind(naive(now))
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            let Some(found) = found else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            // The delete decides: of callers that read the row before it went, one deletes it.
+            let deleted =
+                sqlx::query(d.q("DELETE FROM api_spotify_authorizations WHERE state_hash = ?"))
+                    .bind(&found.state_hash)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if deleted == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(SpotifyAuthorization::from(found)))
         })
         .map_err(map_err)
     }

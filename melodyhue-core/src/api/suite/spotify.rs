@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
-use super::{Harness, TEST_ENCRYPTION_KEY, TestServer, TestUser};
+use super::{Harness, Reply, TEST_ENCRYPTION_KEY, TestServer, TestUser};
 use crate::color::{self, Rgb};
 use crate::secrets::SecretBox;
 use crate::testing::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
@@ -74,6 +74,96 @@ fn playing(cover_url: Option<String>) -> Scenario {
 
 fn hex(reply: &Value) -> String {
     reply["color"]["hex"].as_str().unwrap().to_owned()
+}
+
+/// Where the MelodyHue web frontend asks Spotify to send the user back.
+const FRONTEND_CALLBACK: &str = "http://localhost:4200/auth/spotify/callback";
+
+/// What Spotify sent the browser back with.
+struct SpotifyRedirect {
+    code: String,
+    state: String,
+}
+
+/// The connect journey up to the callback: `/spotify/auth/url`, then the user's browser at
+/// the (fake) Spotify, which approves and redirects to `redirect_uri` with a code and the state.
+async fn authorize(server: &TestServer, user: &TestUser, redirect_uri: &str) -> SpotifyRedirect {
+    let path = format!(
+        "/spotify/auth/url?redirect_uri={}",
+        percent_encoding::utf8_percent_encode(redirect_uri, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let reply = server.get(&path, Some(&user.access_token)).await;
+    reply.assert_status(200);
+    let at_spotify = server
+        .http
+        .get(reply.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_spotify.status(), 302);
+    let back = url::Url::parse(at_spotify.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(back.as_str().starts_with(redirect_uri), "{back}");
+    let param = |name: &str| {
+        back.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {back}"))
+    };
+    SpotifyRedirect {
+        code: param("code"),
+        state: param("state"),
+    }
+}
+
+/// A registered user with the app credentials set, not yet connected.
+async fn user_with_app(s: &Setup, name: &str) -> TestUser {
+    let user = s.server.register(name).await;
+    s.server
+        .patch(
+            "/spotify/credentials",
+            Some(&user.access_token),
+            json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+        )
+        .await
+        .assert_status(200);
+    user
+}
+
+/// Another server of the same deployment: same database, same secrets.
+async fn second_node(h: &Harness, first: &TestServer, extra: &[(&str, &str)]) -> TestServer {
+    let database_url = first.app.config().database_url.expose().to_owned();
+    let mut vars = vec![("DATABASE_URL", database_url.as_str())];
+    vars.extend_from_slice(extra);
+    TestServer::start_with(h, &vars).await
+}
+
+/// The refresh token stored for `user_id`, decrypted.
+async fn stored_refresh_token(server: &TestServer, user_id: &str) -> Option<String> {
+    let stored = server
+        .app
+        .store()
+        .spotify_credentials(user_id)
+        .await
+        .unwrap()
+        .refresh_token_encrypted?;
+    Some(
+        SecretBox::new(TEST_ENCRYPTION_KEY)
+            .decrypt(&stored)
+            .unwrap(),
+    )
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn spotify_credentials_are_stored_encrypted(h: &Harness) {
@@ -158,13 +248,24 @@ pub async fn spotify_authorize_url(h: &Harness) {
         .assert_status(200);
     let default = s.server.get("/spotify/auth/url", token).await;
     default.assert_status(200);
+    let url = default.body["url"].as_str().unwrap();
+    let (without_state, state) = url.split_once("&state=").unwrap();
     assert_eq!(
-        default.body["url"],
+        without_state,
         format!(
             "{}/authorize?client_id=my%20id&response_type=code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=user-read-currently-playing%20user-read-playback-state&show_dialog=false",
             s.fake.url()
         )
     );
+    // 32 random bytes, base64url: nothing to percent-encode, and never the same twice.
+    assert_eq!(state.len(), 43, "{state}");
+    assert!(
+        state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let again = s.server.get("/spotify/auth/url", token).await;
+    assert!(!again.body["url"].as_str().unwrap().ends_with(state));
     let custom = s
         .server
         .get(
@@ -176,35 +277,56 @@ pub async fn spotify_authorize_url(h: &Harness) {
         custom.body["url"]
             .as_str()
             .unwrap()
-            .contains("redirect_uri=http%3A%2F%2Flocalhost%2Fx")
+            .contains("redirect_uri=http%3A%2F%2Flocalhost%2Fx&")
     );
+    // A redirect URI must be an absolute URL, byte for byte what Spotify will compare.
+    for bad in [
+        "relative%2Fpath",
+        "http%3A%2F%2Fx%2F%00",
+        "http%3A%2F%2Fx%2F%20y",
+        "%20",
+    ] {
+        let reply = s
+            .server
+            .get(&format!("/spotify/auth/url?redirect_uri={bad}"), token)
+            .await;
+        reply.assert_status(422);
+        assert_eq!(reply.body["detail"][0]["type"], "url_parsing", "{bad}");
+    }
+    s.server
+        .get("/spotify/auth/url", None)
+        .await
+        .assert_status(401);
 }
 
 pub async fn spotify_callback_connects_and_logout_disconnects(h: &Harness) {
     let s = setup(h, "3", &[]).await;
-    let user = s.server.register("callback").await;
+    let user = user_with_app(&s, "callback").await;
     let token = Some(user.access_token.as_str());
-    s.server
-        .patch(
-            "/spotify/credentials",
-            token,
-            json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
-        )
-        .await
-        .assert_status(200);
     let missing = s.server.get("/spotify/callback", token).await;
     missing.assert_status(400);
+    assert_eq!(missing.detail(), "Missing authorization code");
+    let unstarted = s.server.get("/spotify/callback?code=nope", token).await;
+    unstarted.assert_status(400);
+    assert_eq!(unstarted.detail(), "No Spotify authorization in progress");
+    s.fake.approve_as("rt-from-code");
+    authorize(&s.server, &user, "https://app.example/cb").await;
     let refused = s.server.get("/spotify/callback?code=nope", token).await;
     refused.assert_status(400);
+    assert_eq!(refused.detail(), "Spotify refused the authorization code");
     assert_eq!(
         s.server.get("/spotify/auth/status", token).await.body,
         json!({"authenticated": false})
     );
-    s.fake.add_authorization_code("good-code", "rt-from-code");
+    // A client that passes the redirect URI itself (and the state) keeps working.
+    let redirect = authorize(&s.server, &user, "https://app.example/cb").await;
     let ok = s
         .server
         .get(
-            "/spotify/callback?code=good-code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+            &format!(
+                "/spotify/callback?code={}&state={}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+                redirect.code, redirect.state
+            ),
             token,
         )
         .await;
@@ -226,6 +348,173 @@ pub async fn spotify_callback_connects_and_logout_disconnects(h: &Harness) {
         status.body["has_client_id"], true,
         "logout keeps the app credentials"
     );
+    s.server
+        .get("/spotify/callback?code=x", None)
+        .await
+        .assert_status(401);
+}
+
+/// The MelodyHue web frontend's journey: it asks for the URL with its own callback page as
+/// `redirect_uri`, and that page then calls `/spotify/callback` with the `code` alone.
+pub async fn spotify_connects_the_way_the_frontend_does(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(180, 20, 90);
+    let cover = s.fake.add_image("fe.png", png.clone(), "image/png");
+    let user = user_with_app(&s, "frontend").await;
+    s.fake.approve_as("rt-frontend");
+    s.fake.set_scenario("rt-frontend", playing(Some(cover)));
+    let redirect = authorize(&s.server, &user, FRONTEND_CALLBACK).await;
+    let reply = s
+        .server
+        .get(
+            &format!("/spotify/callback?code={}", redirect.code),
+            Some(&user.access_token),
+        )
+        .await;
+    reply.assert_status(200);
+    let exchange = s.fake.token_requests().pop().unwrap();
+    assert_eq!(exchange.field("grant_type"), Some("authorization_code"));
+    assert_eq!(exchange.field("code"), Some(redirect.code.as_str()));
+    assert_eq!(exchange.field("redirect_uri"), Some(FRONTEND_CALLBACK));
+    assert_eq!(
+        s.server
+            .get("/spotify/auth/status", Some(&user.access_token))
+            .await
+            .body,
+        json!({"authenticated": true})
+    );
+    let color = s.server.get(&format!("/color/{}", user.id), None).await;
+    assert_eq!(hex(&color.body), color::analyze(&png).unwrap().color.hex());
+    // The state Spotify sent back is used up: the browser's back button cannot replay it.
+    let replay = s
+        .server
+        .get(
+            &format!(
+                "/spotify/callback?code={}&state={}",
+                redirect.code, redirect.state
+            ),
+            Some(&user.access_token),
+        )
+        .await;
+    replay.assert_status(400);
+    assert_eq!(
+        replay.detail(),
+        "Invalid or expired Spotify authorization state"
+    );
+}
+
+/// A `state` is the caller's, works once, for ten minutes, on any server of the deployment;
+/// a refused one costs no call to Spotify.
+pub async fn spotify_state_is_single_use_bound_and_expiring(h: &Harness) {
+    let s = setup(h, "3", &[]).await;
+    let alice = user_with_app(&s, "alice").await;
+    let mallory = user_with_app(&s, "mallory").await;
+    s.fake.approve_as("rt-alice");
+    let callback = |user: &TestUser, query: String| {
+        let token = user.access_token.clone();
+        let server = &s.server;
+        async move {
+            server
+                .get(&format!("/spotify/callback?{query}"), Some(&token))
+                .await
+        }
+    };
+    let refused = |reply: Reply, detail: &str| {
+        reply.assert_status(400);
+        assert_eq!(reply.detail(), detail);
+    };
+    const BAD_STATE: &str = "Invalid or expired Spotify authorization state";
+
+    let first = authorize(&s.server, &alice, FRONTEND_CALLBACK).await;
+    let calls_before = s.fake.calls(Endpoint::Token);
+    // Another user's state, an unknown one, and (for the other user) no state at all.
+    refused(
+        callback(
+            &mallory,
+            format!("code={}&state={}", first.code, first.state),
+        )
+        .await,
+        BAD_STATE,
+    );
+    refused(
+        callback(&alice, format!("code={}&state=made-up", first.code)).await,
+        BAD_STATE,
+    );
+    refused(
+        callback(&mallory, format!("code={}", first.code)).await,
+        "No Spotify authorization in progress",
+    );
+    assert_eq!(
+        s.fake.calls(Endpoint::Token),
+        calls_before,
+        "nothing refused reached Spotify"
+    );
+    // The owner still can, once.
+    callback(&alice, format!("code={}&state={}", first.code, first.state))
+        .await
+        .assert_status(200);
+    refused(
+        callback(&alice, format!("code={}&state={}", first.code, first.state)).await,
+        BAD_STATE,
+    );
+    refused(
+        callback(&alice, format!("code={}", first.code)).await,
+        "No Spotify authorization in progress",
+    );
+
+    // Ten minutes, by the server's clock.
+    let late = authorize(&s.server, &alice, FRONTEND_CALLBACK).await;
+    let late_too = authorize(&s.server, &alice, FRONTEND_CALLBACK).await;
+    s.server.clock.advance(chrono::Duration::seconds(601));
+    refused(
+        callback(&alice, format!("code={}&state={}", late.code, late.state)).await,
+        BAD_STATE,
+    );
+    refused(
+        callback(&alice, format!("code={}", late_too.code)).await,
+        "No Spotify authorization in progress",
+    );
+
+    // Started on one server, completed on another.
+    let other = second_node(h, &s.server, &[("SPOTIFY_ACCOUNTS_URL", &s.fake.url())]).await;
+    other.clock.advance(chrono::Duration::seconds(601));
+    let started_here = authorize(&s.server, &alice, FRONTEND_CALLBACK).await;
+    let reply = other
+        .get(
+            &format!("/spotify/callback?code={}", started_here.code),
+            Some(&alice.access_token),
+        )
+        .await;
+    reply.assert_status(200);
+    assert_eq!(
+        s.fake.token_requests().pop().unwrap().field("redirect_uri"),
+        Some(FRONTEND_CALLBACK)
+    );
+}
+
+/// Two tabs: each authorization completes with its own redirect URI, in any order.
+pub async fn spotify_authorizations_in_two_tabs_complete_with_their_own_redirect(h: &Harness) {
+    let s = setup(h, "3", &[]).await;
+    let user = user_with_app(&s, "tabs").await;
+    s.fake.approve_as("rt-tabs");
+    let first = authorize(&s.server, &user, "https://one.example/cb").await;
+    let second = authorize(&s.server, &user, "https://two.example/cb").await;
+    for (tab, redirect_uri) in [
+        (&first, "https://one.example/cb"),
+        (&second, "https://two.example/cb"),
+    ] {
+        s.server
+            .get(
+                &format!("/spotify/callback?code={}&state={}", tab.code, tab.state),
+                Some(&user.access_token),
+            )
+            .await
+            .assert_status(200);
+        assert_eq!(
+            s.fake.token_requests().pop().unwrap().field("redirect_uri"),
+            Some(redirect_uri)
+        );
+    }
 }
 
 pub async fn color_follows_the_playing_cover(h: &Harness) {
@@ -456,11 +745,16 @@ pub async fn revoked_refresh_tokens_disconnect_the_user(h: &Harness) {
     let user = connected_user(&s, "revoked", "rt-revoked", playing(None)).await;
     let reply = s.server.get(&format!("/color/{}", user.id), None).await;
     assert_eq!(hex(&reply.body), "#25d865");
-    let status = s
-        .server
-        .get("/spotify/auth/status", Some(&user.access_token))
-        .await;
-    assert_eq!(status.body, json!({"authenticated": false}));
+    // Cleared after a short grace (another server may be storing a successor).
+    eventually(Duration::from_secs(10), "disconnected", || async {
+        s.server
+            .get("/spotify/auth/status", Some(&user.access_token))
+            .await
+            .body
+            == json!({"authenticated": false})
+    })
+    .await;
+    assert_eq!(stored_refresh_token(&s.server, &user.id).await, None);
     assert_eq!(s.fake.currently_playing_calls_for("rt-revoked"), 0);
 }
 
@@ -480,6 +774,310 @@ pub async fn expired_access_tokens_are_renewed(h: &Harness) {
         s.fake.calls(Endpoint::Token) > tokens_before,
         "a new access token was fetched"
     );
+}
+
+/// The refresh tokens the server sent, in order.
+fn refresh_tokens_sent(fake: &FakeSpotify) -> Vec<String> {
+    fake.token_requests()
+        .iter()
+        .filter(|r| r.field("grant_type") == Some("refresh_token"))
+        .filter_map(|r| r.field("refresh_token").map(str::to_owned))
+        .collect()
+}
+
+/// Spotify rotates the refresh token on every refresh, each working once, and access tokens
+/// live 61 s (so every poll refreshes); then an access token dies early (a `401`, renewed at
+/// once). The user stays connected through every rotation, no dead token is ever sent, and
+/// the database always ends up with the newest one.
+pub async fn rotated_refresh_tokens_keep_the_user_connected(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(60, 140, 220);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    let cover = s.fake.add_image("rot.png", png, "image/png");
+    s.fake.rotate_refresh_tokens("rt-rot");
+    s.fake
+        .set_access_token_lifetime("rt-rot", Duration::from_secs(61));
+    let user = connected_user(&s, "rotator", "rt-rot", playing(Some(cover))).await;
+    let path = format!("/color/{}", user.id);
+    let started = Instant::now();
+    let mut expired_once = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        s.server.get(&path, None).await.assert_status(200);
+        if !expired_once && started.elapsed() > Duration::from_secs(2) {
+            s.fake.expire_access_tokens("rt-rot");
+            expired_once = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sent = refresh_tokens_sent(&s.fake);
+    assert!(sent.len() >= 3, "only {} refreshes: {sent:?}", sent.len());
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a used refresh token was sent again: {sent:?}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the newest token stored",
+        || async {
+            stored_refresh_token(&s.server, &user.id).await == s.fake.latest_refresh_token("rt-rot")
+        },
+    )
+    .await;
+    assert_eq!(
+        s.server
+            .get("/spotify/auth/status", Some(&user.access_token))
+            .await
+            .body,
+        json!({"authenticated": true})
+    );
+    assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+}
+
+/// Runs `sql` (one statement or several) on the database `url` names.
+async fn run_sql(url: &str, sql: &str) {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    } else {
+        let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    }
+}
+
+/// SQL that makes every write of a stored refresh token fail, and SQL that undoes it.
+fn refuse_token_writes(url: &str) -> (&'static str, &'static str) {
+    if url.starts_with("sqlite:") {
+        (
+            "CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            "DROP TRIGGER refuse_token_writes",
+        )
+    } else if url.starts_with("postgres") {
+        (
+            "CREATE FUNCTION refuse_token_writes() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused'; END $$; \
+             CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             FOR EACH ROW EXECUTE FUNCTION refuse_token_writes()",
+            "DROP TRIGGER refuse_token_writes ON api_spotify_tokens; \
+             DROP FUNCTION refuse_token_writes()",
+        )
+    } else {
+        (
+            "CREATE TRIGGER refuse_token_writes BEFORE UPDATE ON api_spotify_tokens \
+             FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'",
+            "DROP TRIGGER refuse_token_writes",
+        )
+    }
+}
+
+/// Rotations while the database cannot store them: the newest token is used from memory (no
+/// dead one is ever sent), and stored as soon as the database takes writes again.
+pub async fn rotations_survive_a_database_that_cannot_store_them(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(120, 30, 200);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    let cover = s.fake.add_image("outage.png", png, "image/png");
+    s.fake.rotate_refresh_tokens("rt-outage");
+    s.fake
+        .set_access_token_lifetime("rt-outage", Duration::from_secs(61));
+    let user = connected_user(&s, "outage", "rt-outage", playing(Some(cover))).await;
+    let path = format!("/color/{}", user.id);
+    eventually(Duration::from_secs(5), "the cover", || async {
+        hex(&s.server.get(&path, None).await.body) == expected
+    })
+    .await;
+    let database_url = s.server.app.config().database_url.expose().to_owned();
+    let (refuse, allow) = refuse_token_writes(&database_url);
+    run_sql(&database_url, refuse).await;
+    let stored_before = stored_refresh_token(&s.server, &user.id).await;
+    let refreshes_before = refresh_tokens_sent(&s.fake).len();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        refresh_tokens_sent(&s.fake).len() >= refreshes_before + 2,
+        "the hub kept rotating"
+    );
+    assert_eq!(
+        stored_refresh_token(&s.server, &user.id).await,
+        stored_before,
+        "nothing could be stored"
+    );
+    run_sql(&database_url, allow).await;
+    eventually(
+        Duration::from_secs(5),
+        "the newest token stored",
+        || async {
+            stored_refresh_token(&s.server, &user.id).await
+                == s.fake.latest_refresh_token("rt-outage")
+        },
+    )
+    .await;
+    let sent = refresh_tokens_sent(&s.fake);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a used refresh token was sent again: {sent:?}"
+    );
+    assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+}
+
+/// A newer refresh token stored behind the hub's back (a callback on another server) and the
+/// old one refused: the newer one is used, never cleared.
+pub async fn a_refused_old_token_never_clears_a_newer_one(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(250, 250, 20);
+    let cover = s.fake.add_image("new.png", png.clone(), "image/png");
+    let user = connected_user(&s, "reconnected", "rt-old", Scenario::NothingPlaying).await;
+    let path = format!("/color/{}", user.id);
+    s.server.get(&path, None).await.assert_status(200);
+    // Another server completes a new connection: the database holds a newer token.
+    s.fake.set_scenario("rt-new", playing(Some(cover)));
+    let patch = crate::model::SpotifyCredentialsPatch {
+        refresh_token_encrypted: Some(Some(SecretBox::new(TEST_ENCRYPTION_KEY).encrypt("rt-new"))),
+        ..crate::model::SpotifyCredentialsPatch::default()
+    };
+    s.server
+        .app
+        .store()
+        .update_spotify_credentials(&user.id, &patch, s.server.app.now())
+        .await
+        .unwrap();
+    // The old authorization dies at Spotify, and so does its access token.
+    s.fake.revoke_refresh_token("rt-old");
+    s.fake.expire_access_tokens("rt-old");
+    let expected = color::analyze(&png).unwrap().color.hex();
+    eventually(
+        Duration::from_secs(10),
+        "the new account playing",
+        || async { hex(&s.server.get(&path, None).await.body) == expected },
+    )
+    .await;
+    assert_eq!(
+        stored_refresh_token(&s.server, &user.id).await.as_deref(),
+        Some("rt-new")
+    );
+    assert_eq!(
+        s.server
+            .get("/spotify/auth/status", Some(&user.access_token))
+            .await
+            .body,
+        json!({"authenticated": true})
+    );
+}
+
+/// A callback stores a new connection while the hub is polling the old one with rotating
+/// tokens: the callback's token wins, and the user plays from the new account.
+pub async fn a_callback_racing_with_the_poller_wins(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(10, 90, 30);
+    let cover = s.fake.add_image("race.png", png.clone(), "image/png");
+    let user = user_with_app(&s, "racer").await;
+    s.fake.rotate_refresh_tokens("rt-first");
+    s.fake
+        .set_access_token_lifetime("rt-first", Duration::from_secs(61));
+    s.fake.approve_as("rt-first");
+    let redirect = authorize(&s.server, &user, FRONTEND_CALLBACK).await;
+    let token = Some(user.access_token.as_str());
+    s.server
+        .get(&format!("/spotify/callback?code={}", redirect.code), token)
+        .await
+        .assert_status(200);
+    let path = format!("/color/{}", user.id);
+    // The hub refreshes (and rotates) on every poll; meanwhile the user connects another
+    // account, its callback landing between polls or during one.
+    s.fake.set_scenario("rt-second", playing(Some(cover)));
+    s.fake.approve_as("rt-second");
+    for _ in 0..5 {
+        s.server.get(&path, None).await.assert_status(200);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let redirect = authorize(&s.server, &user, FRONTEND_CALLBACK).await;
+    let callback_path = format!("/spotify/callback?code={}", redirect.code);
+    let (callback, _) = tokio::join!(
+        s.server.get(&callback_path, token),
+        s.server.get(&path, None),
+    );
+    callback.assert_status(200);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    eventually(
+        Duration::from_secs(10),
+        "the second account playing",
+        || async { hex(&s.server.get(&path, None).await.body) == expected },
+    )
+    .await;
+    assert_eq!(
+        stored_refresh_token(&s.server, &user.id).await,
+        s.fake.latest_refresh_token("rt-second")
+    );
+}
+
+/// Two servers on one database poll the same user, Spotify rotating the refresh token at
+/// every refresh: neither ever disconnects the user, and both keep showing the cover.
+pub async fn two_servers_share_a_rotating_connection(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(200, 100, 0);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    let cover = s.fake.add_image("two.png", png, "image/png");
+    s.fake.rotate_refresh_tokens("rt-shared");
+    s.fake
+        .set_access_token_lifetime("rt-shared", Duration::from_secs(61));
+    let user = connected_user(&s, "shared", "rt-shared", playing(Some(cover))).await;
+    let url = s.fake.url();
+    let other = second_node(
+        h,
+        &s.server,
+        &[
+            ("SPOTIFY_ACCOUNTS_URL", url.as_str()),
+            ("SPOTIFY_API_URL", url.as_str()),
+            ("SPOTIFY_IMAGE_HOSTS", "http://127.0.0.1"),
+            ("SPOTIFY_POLLING_INTERVAL", "0.2"),
+        ],
+    )
+    .await;
+    let path = format!("/color/{}", user.id);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let (a, b) = tokio::join!(s.server.get(&path, None), other.get(&path, None));
+        a.assert_status(200);
+        b.assert_status(200);
+        assert!(
+            stored_refresh_token(&s.server, &user.id).await.is_some(),
+            "the user was disconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in [&s.server, &other] {
+        eventually(
+            Duration::from_secs(10),
+            "the cover on both servers",
+            || async { hex(&node.get(&path, None).await.body) == expected },
+        )
+        .await;
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the newest token stored",
+        || async {
+            stored_refresh_token(&s.server, &user.id).await
+                == s.fake.latest_refresh_token("rt-shared")
+        },
+    )
+    .await;
 }
 
 pub async fn covers_are_fetched_once_for_all_users(h: &Harness) {
@@ -663,6 +1261,273 @@ pub async fn websocket_streams_now_playing_changes(h: &Harness) {
     .await
     .unwrap();
     assert_eq!(next_json(&mut other).await["type"], "now_playing");
+}
+
+/// The next message, which must be a `now_playing` one.
+async fn next_now_playing(
+    socket: &mut (impl StreamExt<Item = Result<Message, tungstenite::Error>> + Unpin),
+    what: &str,
+) -> Value {
+    let message = next_json(socket).await;
+    assert_eq!(message["type"], "now_playing", "{what}: {message}");
+    message
+}
+
+/// The next text message, or `None` when none comes within `wait`.
+async fn message_within(
+    socket: &mut (impl StreamExt<Item = Result<Message, tungstenite::Error>> + Unpin),
+    wait: Duration,
+) -> Option<Value> {
+    tokio::time::timeout(wait, next_json(socket)).await.ok()
+}
+
+/// Any change of what is shown is a message: from one local file (no id, no cover) to the
+/// next, another album, a null duration, the play state, the fallback color; the position
+/// alone is not.
+pub async fn websocket_sees_every_change_of_what_is_shown(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let first_local = FakeTrack::local_file("Song One", "Garage Band", "Demo Tape");
+    let user = connected_user(
+        &s,
+        "local",
+        "rt-local",
+        Scenario::Playing(first_local.clone()),
+    )
+    .await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(
+        &s.server,
+        &format!("?token={}", user.access_token),
+    ))
+    .await
+    .unwrap();
+    let first = next_now_playing(&mut socket, "the first local file").await;
+    assert_eq!(first["track"]["name"], "Song One");
+    assert_eq!(first["track"]["id"], Value::Null);
+    assert_eq!(first["track"]["image_url"], Value::Null);
+
+    let changes = [
+        (
+            "the next local file",
+            FakeTrack::local_file("Song Two", "Garage Band", "Demo Tape"),
+        ),
+        (
+            "the same title from another album",
+            FakeTrack::local_file("Song Two", "Garage Band", "Live Tape"),
+        ),
+        (
+            "the duration becomes unknown",
+            FakeTrack {
+                duration_ms: None,
+                ..FakeTrack::local_file("Song Two", "Garage Band", "Live Tape")
+            },
+        ),
+    ];
+    for (what, track) in changes {
+        s.fake
+            .set_scenario("rt-local", Scenario::Playing(track.clone()));
+        let message = next_now_playing(&mut socket, what).await;
+        assert_eq!(message["track"]["name"], track.name.as_str(), "{what}");
+        assert_eq!(message["track"]["album"], track.album.as_str(), "{what}");
+        assert_eq!(
+            message["track"]["duration_ms"],
+            json!(track.duration_ms),
+            "{what}"
+        );
+    }
+    // Only the position moves: nothing to say.
+    s.fake.set_scenario(
+        "rt-local",
+        Scenario::Playing(FakeTrack {
+            duration_ms: None,
+            progress_ms: 100_000,
+            ..FakeTrack::local_file("Song Two", "Garage Band", "Live Tape")
+        }),
+    );
+    assert_eq!(
+        message_within(&mut socket, Duration::from_millis(1200)).await,
+        None
+    );
+    s.fake.set_scenario(
+        "rt-local",
+        Scenario::Paused(FakeTrack::local_file(
+            "Song Two",
+            "Garage Band",
+            "Live Tape",
+        )),
+    );
+    assert_eq!(
+        next_now_playing(&mut socket, "paused").await["track"]["is_playing"],
+        false
+    );
+    // While nothing plays, the fallback color is what is shown.
+    s.fake.set_scenario("rt-local", Scenario::NothingPlaying);
+    assert_eq!(
+        next_now_playing(&mut socket, "silence").await["track"]["name"],
+        "No music playing"
+    );
+    s.server
+        .patch(
+            "/settings/me",
+            Some(&user.access_token),
+            json!({"default_overlay_color": "#abcdef"}),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(
+        next_now_playing(&mut socket, "a new fallback color").await["color"]["hex"],
+        "#abcdef"
+    );
+}
+
+/// `/infos` shows `null` where Spotify sent nothing: a local file's id and cover, an unknown
+/// duration, an item without artists.
+pub async fn infos_keep_absent_values_null(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let user = connected_user(
+        &s,
+        "nulls",
+        "rt-nulls",
+        Scenario::Playing(FakeTrack {
+            duration_ms: None,
+            artists: vec![],
+            ..FakeTrack::local_file("Untitled", "", "Voice Memos")
+        }),
+    )
+    .await;
+    let infos = s.server.get(&format!("/infos/{}", user.id), None).await;
+    infos.assert_status(200);
+    let track = &infos.body["track"];
+    assert_eq!(track["id"], Value::Null);
+    assert_eq!(track["name"], "Untitled");
+    assert_eq!(track["artist"], Value::Null);
+    assert_eq!(track["album"], "Voice Memos");
+    assert_eq!(track["duration_ms"], Value::Null);
+    assert_eq!(track["image_url"], Value::Null);
+    assert!(track["progress_ms"].as_u64().unwrap() >= 42_000);
+    assert_eq!(track["is_playing"], true);
+}
+
+/// Progress is extrapolated between polls but never past a known duration; an unknown
+/// duration is `null`, never `0`.
+pub async fn progress_stops_at_the_duration(h: &Harness) {
+    // Polls far apart, so the second answer is extrapolated.
+    let s = setup(h, "30", &[]).await;
+    let user = connected_user(
+        &s,
+        "ending",
+        "rt-ending",
+        Scenario::Playing(FakeTrack {
+            duration_ms: Some(212_000),
+            progress_ms: 211_700,
+            ..FakeTrack::default()
+        }),
+    )
+    .await;
+    let path = format!("/infos/{}", user.id);
+    let first = s.server.get(&path, None).await;
+    assert!(first.body["track"]["progress_ms"].as_u64().unwrap() >= 211_700);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = s.server.get(&path, None).await;
+    assert_eq!(later.body["track"]["progress_ms"], 212_000);
+    assert_eq!(later.body["track"]["duration_ms"], 212_000);
+    assert_eq!(s.fake.currently_playing_calls_for("rt-ending"), 1);
+}
+
+/// `Retry-After` as an HTTP-date stops the polls until that date and no longer; a date in the
+/// past means poll again at once (at the polling interval).
+pub async fn rate_limits_with_an_http_date_are_honoured(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let at = |offset: i64| {
+        let now = std::time::SystemTime::now();
+        let delta = Duration::from_secs(offset.unsigned_abs());
+        if offset >= 0 {
+            now + delta
+        } else {
+            now - delta
+        }
+    };
+    let users = [
+        ("rt-later", at(7200)),
+        ("rt-soon", at(2)),
+        ("rt-past", at(-86_400)),
+    ];
+    let mut ids = Vec::new();
+    for (refresh_token, until) in users {
+        let user = connected_user(
+            &s,
+            refresh_token.trim_start_matches("rt-"),
+            refresh_token,
+            Scenario::rate_limited_until(until),
+        )
+        .await;
+        ids.push(user.id);
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        for id in &ids {
+            let reply = s.server.get(&format!("/color/{id}"), None).await;
+            assert_eq!(hex(&reply.body), "#25d865");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let calls = |refresh_token| s.fake.currently_playing_calls_for(refresh_token);
+    assert_eq!(calls("rt-later"), 1, "no poll before the date");
+    // At most 2 s, not the 30 s assumed without a readable Retry-After.
+    assert!(calls("rt-soon") >= 2, "polled {} times", calls("rt-soon"));
+    // In the past: one interval.
+    assert!(calls("rt-past") >= 5, "polled {} times", calls("rt-past"));
+}
+
+/// A Spotify that accepts connections and never answers: every viewer is answered within a
+/// second (the fallback), the poll ends in the background, and once the failure is known a
+/// feed started again answers without waiting at all.
+pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
+    let s = setup(h, "0.2", &[("SPOTIFY_TIMEOUT", "5")]).await;
+    let user = connected_user(&s, "hung", "rt-hung", playing(None)).await;
+    s.fake.stop_answering();
+    let path = format!("/color/{}", user.id);
+    let timed = |server: &TestServer| {
+        let url = server.url(&path);
+        let http = server.http.clone();
+        async move {
+            let started = Instant::now();
+            let response = http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.unwrap();
+            (started.elapsed(), hex(&body))
+        }
+    };
+    // The first viewers, all at once.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
+    let viewers = (0..10).map(|_| {
+        let barrier = std::sync::Arc::clone(&barrier);
+        let viewer = timed(&s.server);
+        async move {
+            barrier.wait().await;
+            viewer.await
+        }
+    });
+    for (waited, color) in futures_util::future::join_all(viewers).await {
+        assert_eq!(color, "#25d865");
+        assert!(
+            waited < Duration::from_millis(2500),
+            "a viewer waited {waited:?}"
+        );
+    }
+    // While the poll still hangs, later viewers do not wait at all.
+    let (waited, _) = timed(&s.server).await;
+    assert!(waited < Duration::from_millis(700), "waited {waited:?}");
+    // Nobody watches for the watch window; the poll times out meanwhile and the feed stops.
+    eventually(Duration::from_secs(45), "the feed stopped", || async {
+        s.server.app.inner().hub.stats().watched_users == 0
+    })
+    .await;
+    let (waited, color) = timed(&s.server).await;
+    assert_eq!(color, "#25d865");
+    assert!(
+        waited < Duration::from_millis(700),
+        "a known failure made the viewer wait {waited:?}"
+    );
 }
 
 pub async fn banning_kicks_open_websockets(h: &Harness) {
