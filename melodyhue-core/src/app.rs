@@ -12,7 +12,10 @@ use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
+use crate::mail::{
+    DisabledMailer, LocalMailBudget, MailBudget, MailError, Mailer, Outbox, SmtpMailer,
+    SmtpSettings,
+};
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
 use crate::service::{AccountEvent, HotReads};
@@ -59,6 +62,7 @@ pub(crate) struct Inner {
     pub(crate) passwords: PasswordHasher,
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
+    pub(crate) mail_budget: Arc<dyn MailBudget>,
     pub(crate) throttle: LoginThrottle,
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
@@ -81,9 +85,17 @@ pub struct AppBuilder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     mailer: Option<Arc<dyn Mailer>>,
+    mail_budget: Option<Arc<dyn MailBudget>>,
 }
 
 impl AppBuilder {
+    /// Counts the mail budgets here instead of in this process (e.g. shared by several nodes).
+    /// By default: [`LocalMailBudget`] with the configured limits.
+    pub fn mail_budget(mut self, budget: Arc<dyn MailBudget>) -> Self {
+        self.mail_budget = Some(budget);
+        self
+    }
+
     /// Sends mail through this mailer instead of the one the configuration describes.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
@@ -145,9 +157,18 @@ impl AppBuilder {
             config.spotify.polling_interval,
         );
         let hot_reads = HotReads::new(config.spotify.polling_interval);
-        let metrics = config
-            .metrics
-            .then(|| Metrics::new(hub.clone(), spotify.clone(), Arc::clone(&self.store)));
+        let outbox = Outbox::new(mailer);
+        let mail_budget = self
+            .mail_budget
+            .unwrap_or_else(|| Arc::new(LocalMailBudget::new(config.mail_limits)));
+        let metrics = config.metrics.then(|| {
+            Metrics::new(
+                hub.clone(),
+                spotify.clone(),
+                Arc::clone(&self.store),
+                outbox.clone(),
+            )
+        });
         Ok(App {
             inner: Arc::new(Inner {
                 config,
@@ -156,7 +177,8 @@ impl AppBuilder {
                 tokens,
                 passwords,
                 secrets,
-                outbox: Outbox::new(mailer),
+                outbox,
+                mail_budget,
                 throttle,
                 spotify,
                 hub,
@@ -201,6 +223,7 @@ impl App {
             store,
             clock: Arc::new(SystemClock),
             mailer: None,
+            mail_budget: None,
         }
     }
 

@@ -215,6 +215,10 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
             "/auth/2fa/disable/confirm",
             methods!(cx, GET => two_factor::disable_confirm(cx), POST => two_factor::disable_confirm(cx)),
         ),
+        ["auth", "email", "revert"] => (
+            "/auth/email/revert",
+            methods!(cx, GET => users::email_revert_page(cx), POST => users::email_revert(cx)),
+        ),
         ["users", "me"] => (
             "/users/me",
             methods!(cx, GET => users::me(cx), DELETE => users::delete_me(cx)),
