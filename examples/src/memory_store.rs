@@ -19,9 +19,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use melodyhue_core::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView, canonical_email,
 };
 use melodyhue_core::store::{
     BanOutcome, ListQuery, ModerationStore, OneTimeTokenStore, OverlayStore, Page, RoleChange,
@@ -782,7 +783,10 @@ impl ModerationStore for MemoryStore {
                     view.moderator_username.as_ref(),
                 ];
                 let emails = [view.user_email.as_ref(), view.moderator_email.as_ref()];
-                texts.into_iter().flatten().any(|field| query.matches(field))
+                texts
+                    .into_iter()
+                    .flatten()
+                    .any(|field| query.matches(field))
                     || emails
                         .into_iter()
                         .flatten()

@@ -609,7 +609,10 @@ impl Config {
     pub fn email_revert_link(&self, token: &str) -> String {
         match &self.email_revert_url_base {
             Some(base) => format!("{base}{token}"),
-            None => format!("http://localhost:{}/auth/email/revert?token={token}", self.port),
+            None => format!(
+                "http://localhost:{}/auth/email/revert?token={token}",
+                self.port
+            ),
         }
     }
 
@@ -630,7 +633,12 @@ fn count(vars: &Vars, name: &'static str, default: u32) -> Result<u32, ConfigErr
 
 /// The secrets a production run signs, encrypts or authenticates with: at least
 /// [`MIN_SECRET_BYTES`] bytes each, and none a published example.
-const STRONG_SECRETS: [&str; 4] = ["SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "METRICS_TOKEN"];
+const STRONG_SECRETS: [&str; 4] = [
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "ENCRYPTION_KEY",
+    "METRICS_TOKEN",
+];
 /// Passwords for other services: their length is theirs to decide, but a published example is
 /// still refused.
 const SERVICE_PASSWORDS: [&str; 2] = ["DB_PASSWORD", "SMTP_PASSWORD"];
@@ -713,7 +721,9 @@ fn is_published_example(value: &str) -> bool {
     PUBLISHED_EXAMPLES
         .iter()
         .any(|example| value == *example || lower == example.to_ascii_lowercase())
-        || PLACEHOLDER_MARKERS.iter().any(|marker| lower.contains(marker))
+        || PLACEHOLDER_MARKERS
+            .iter()
+            .any(|marker| lower.contains(marker))
 }
 
 /// A fresh random `SECRET_KEY`: 32 random bytes in hex.
@@ -883,12 +893,15 @@ mod tests {
     fn production_refuses_short_secrets_naming_the_variable() {
         for variable in STRONG_SECRETS {
             for value in ["x", "0123456789abcdef0123456789abcde"] {
-                let err = config(&[("MELODYHUE_ENV", "production"), (variable, value)])
-                    .unwrap_err();
+                let err =
+                    config(&[("MELODYHUE_ENV", "production"), (variable, value)]).unwrap_err();
                 let message = err.to_string();
                 assert!(message.starts_with(variable), "{message}");
                 assert!(message.contains("at least 32"), "{message}");
-                assert!(!message.contains(value), "the value is never shown: {message}");
+                assert!(
+                    !message.contains(value),
+                    "the value is never shown: {message}"
+                );
             }
             assert!(config(&[("MELODYHUE_ENV", "production"), (variable, STRONG)]).is_ok());
         }
@@ -943,14 +956,20 @@ mod tests {
         }
         let err = config(&[
             ("MELODYHUE_ENV", "production"),
-            ("DATABASE_URL", "postgres://melodyhue:change-me-database-password@db/melodyhue"),
+            (
+                "DATABASE_URL",
+                "postgres://melodyhue:change-me-database-password@db/melodyhue",
+            ),
         ])
         .unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
         // A service password of its own length is fine.
         assert!(
-            config(&[("MELODYHUE_ENV", "production"), ("SMTP_PASSWORD", "abcd efgh ijkl mnop")])
-                .is_ok()
+            config(&[
+                ("MELODYHUE_ENV", "production"),
+                ("SMTP_PASSWORD", "abcd efgh ijkl mnop")
+            ])
+            .is_ok()
         );
     }
 

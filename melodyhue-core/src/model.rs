@@ -457,14 +457,20 @@ mod tests {
     fn canonical_emails_fold_case_fully_and_compose() {
         // Full folding (not ASCII-only, not simple folding).
         assert_eq!(canonical_email("Össi@example.com"), "össi@example.com");
-        assert_eq!(canonical_email("STRASSE@x.de"), canonical_email("straße@x.de"));
+        assert_eq!(
+            canonical_email("STRASSE@x.de"),
+            canonical_email("straße@x.de")
+        );
         assert_eq!(canonical_email("\u{212a}elvin@x.de"), "kelvin@x.de");
         // Decomposed and precomposed are one address; accents stay distinct.
         assert_eq!(
             canonical_email("zoe\u{308}@example.com"),
             canonical_email("ZO\u{cb}@example.com")
         );
-        assert_ne!(canonical_email("zoe@example.com"), canonical_email("zoë@example.com"));
+        assert_ne!(
+            canonical_email("zoe@example.com"),
+            canonical_email("zoë@example.com")
+        );
         assert_eq!(canonical_email(" a@b.c "), "a@b.c");
     }
 

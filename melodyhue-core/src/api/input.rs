@@ -406,7 +406,9 @@ pub fn parse_datetime(value: &Value) -> Result<DateTime<Utc>, DatetimeError> {
             })
         }
         Value::Number(number) => match (number.as_i64(), number.as_f64()) {
-            (Some(seconds), _) => speedate::DateTime::from_timestamp_with_config(seconds, 0, &config),
+            (Some(seconds), _) => {
+                speedate::DateTime::from_timestamp_with_config(seconds, 0, &config)
+            }
             (None, Some(float)) => speedate::DateTime::from_float_with_config(float, &config),
             (None, None) => return Err(DatetimeError::Parsing("number too large".into())),
         },
@@ -525,11 +527,20 @@ mod tests {
             // The frontend's datetime-local value: no seconds, no zone (UTC).
             (json!("2026-12-01T20:25"), utc("2026-12-01T20:25:00Z")),
             (json!("2026-12-01T20:25:30"), utc("2026-12-01T20:25:30Z")),
-            (json!("2026-12-01T20:25:30.123456"), utc("2026-12-01T20:25:30.123456Z")),
-            (json!("2026-12-01T20:25:30.5Z"), utc("2026-12-01T20:25:30.5Z")),
+            (
+                json!("2026-12-01T20:25:30.123456"),
+                utc("2026-12-01T20:25:30.123456Z"),
+            ),
+            (
+                json!("2026-12-01T20:25:30.5Z"),
+                utc("2026-12-01T20:25:30.5Z"),
+            ),
             (json!("2026-12-01T20:25Z"), utc("2026-12-01T20:25:00Z")),
             (json!("2026-12-01T20:25+02:00"), utc("2026-12-01T18:25:00Z")),
-            (json!("2026-12-01T20:25:00-0130"), utc("2026-12-01T21:55:00Z")),
+            (
+                json!("2026-12-01T20:25:00-0130"),
+                utc("2026-12-01T21:55:00Z"),
+            ),
             (json!("2026-12-01 20:25"), utc("2026-12-01T20:25:00Z")),
             (json!("2026-12-01t20:25:00z"), utc("2026-12-01T20:25:00Z")),
             (json!("  2026-12-01T20:25  "), utc("2026-12-01T20:25:00Z")),
@@ -542,7 +553,12 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(parse_datetime(&value), Ok(expected), "{value}");
         }
-        for junk in [json!("soon"), json!("2026-13-01T00:00"), json!("2026-12-01T25:00"), json!("")] {
+        for junk in [
+            json!("soon"),
+            json!("2026-13-01T00:00"),
+            json!("2026-12-01T25:00"),
+            json!(""),
+        ] {
             assert!(
                 matches!(parse_datetime(&junk), Err(DatetimeError::Parsing(_))),
                 "{junk}"

@@ -8,8 +8,8 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::response::{ok, rfc3339};
 use super::{ApiError, Ctx, FieldError, Reply};
-use crate::service::Error;
 use crate::model::{Settings, SettingsPatch, User};
+use crate::service::Error;
 use crate::service::Profile;
 use chrono::{DateTime, Utc};
 
@@ -211,7 +211,10 @@ pub(super) async fn email_revert(cx: &Ctx<'_>) -> Reply {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !is_form {
         let mut input = cx.input(false)?;
         let token = input.string("token", 1..=256);

@@ -99,7 +99,8 @@ impl LocalMailBudget {
 #[async_trait::async_trait]
 impl MailBudget for LocalMailBudget {
     async fn take(&self, key: &BudgetKey, now: DateTime<Utc>) -> Result<(), Duration> {
-        let length = chrono::Duration::from_std(self.limits.window).unwrap_or(chrono::Duration::MAX);
+        let length =
+            chrono::Duration::from_std(self.limits.window).unwrap_or(chrono::Duration::MAX);
         // A poisoned lock only means another take panicked; the counts are still sound.
         let mut windows = self
             .windows
@@ -153,10 +154,7 @@ mod tests {
         assert_eq!(budget.take(&ada, start).await, Ok(()));
         assert_eq!(budget.take(&ada, start).await, Ok(()));
         let later = start + chrono::Duration::seconds(20);
-        assert_eq!(
-            budget.take(&ada, later).await,
-            Err(Duration::from_secs(40))
-        );
+        assert_eq!(budget.take(&ada, later).await, Err(Duration::from_secs(40)));
         // Keys are independent, and each kind has its own limit.
         assert_eq!(budget.take(&bob, later).await, Ok(()));
         let ip = BudgetKey::Ip("192.0.2.1".parse().unwrap());
@@ -175,17 +173,19 @@ mod tests {
         }));
         let now = Utc::now();
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
-        let takes: Vec<_> = (0..64).map(|_| {
-            let budget = std::sync::Arc::clone(&budget);
-            let barrier = std::sync::Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                budget
-                    .take(&BudgetKey::Address("x@example.com".into()), now)
-                    .await
-                    .is_ok()
+        let takes: Vec<_> = (0..64)
+            .map(|_| {
+                let budget = std::sync::Arc::clone(&budget);
+                let barrier = std::sync::Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    budget
+                        .take(&BudgetKey::Address("x@example.com".into()), now)
+                        .await
+                        .is_ok()
+                })
             })
-        }).collect();
+            .collect();
         let mut granted = 0;
         for take in takes {
             granted += usize::from(take.await.unwrap());

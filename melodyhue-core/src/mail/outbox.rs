@@ -319,7 +319,11 @@ mod tests {
             if !queue.lanes.contains_key(to) {
                 queue.turns.push_back(to.into());
             }
-            queue.lanes.entry(to.into()).or_default().push_back(mail(to, n));
+            queue
+                .lanes
+                .entry(to.into())
+                .or_default()
+                .push_back(mail(to, n));
             queue.queued += 1;
         }
         let order: Vec<String> = std::iter::from_fn(|| queue.pop())

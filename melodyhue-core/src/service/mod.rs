@@ -12,7 +12,9 @@ mod settings;
 mod spotify;
 mod two_factor;
 
-pub use accounts::{EMAIL_REVERT_LIFETIME, IssuedTokens, LoginOutcome, Principal, Profile, Registration};
+pub use accounts::{
+    EMAIL_REVERT_LIFETIME, IssuedTokens, LoginOutcome, Principal, Profile, Registration,
+};
 pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
 pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};

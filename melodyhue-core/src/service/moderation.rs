@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Error, Result};
 use crate::App;
-use crate::model::{canonical_email, 
+use crate::model::{
     Ban, Overlay, OverlayPatch, OwnedOverlay, Role, Stats, User, UserWithBan, Warning, WarningView,
-    new_id,
+    canonical_email, new_id,
 };
 use crate::store::{BanOutcome, ListQuery, Page, RoleChange, UserListQuery};
 
@@ -213,7 +213,8 @@ impl App {
                 return Err(Error::Conflict("Username already taken"));
             }
         }
-        let new_email = email.filter(|email| canonical_email(email) != canonical_email(&target.email));
+        let new_email =
+            email.filter(|email| canonical_email(email) != canonical_email(&target.email));
         match new_email {
             Some(email) => {
                 require_admin(actor)?;

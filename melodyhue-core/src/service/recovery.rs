@@ -147,9 +147,10 @@ impl App {
                 replaced_email,
             } => {
                 tracing::info!(%user_id, "e-mail change reverted; every session revoked");
-                inner
-                    .outbox
-                    .send_in_background(templates::email_reverted(&restored_email, &restored_email));
+                inner.outbox.send_in_background(templates::email_reverted(
+                    &restored_email,
+                    &restored_email,
+                ));
                 if canonical_email(&replaced_email) != canonical_email(&restored_email) {
                     inner.outbox.send_in_background(templates::email_reverted(
                         &replaced_email,

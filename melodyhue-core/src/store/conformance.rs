@@ -23,9 +23,9 @@ use futures_util::future::join_all;
 
 use super::{BanOutcome, ListQuery, RoleChange, Store, StoreError, UserListQuery};
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, Role, Session, Settings,
-    SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, TokenPurpose, User, Warning,
-    new_id,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    Role, Session, Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch,
+    TokenPurpose, User, Warning, new_id,
 };
 
 /// Defines one `#[tokio::test]` per check of the kit, each on a fresh store from `$factory`,
@@ -1815,7 +1815,11 @@ pub async fn emails_compare_by_their_canonical_form(store: &dyn Store) {
         .insert_user(&user("accent", "álice@exämple.com", 3))
         .await
         .unwrap();
-    let found = store.user_by_email("ALICE@example.com").await.unwrap().unwrap();
+    let found = store
+        .user_by_email("ALICE@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.username, "plain");
     // Updates keep the form too.
     let mover = add_user(store, "mover", 4).await;
@@ -1830,9 +1834,19 @@ pub async fn emails_compare_by_their_canonical_form(store: &dyn Store) {
         .update_profile(&mover.id, None, Some("Möver@example.com"), at(5))
         .await
         .unwrap();
-    let found = store.user_by_email("MÖVER@example.com").await.unwrap().unwrap();
+    let found = store
+        .user_by_email("MÖVER@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, mover.id);
-    assert!(store.user_by_email("mover@example.com").await.unwrap().is_none());
+    assert!(
+        store
+            .user_by_email("mover@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Staff search compares canonical forms.
     let names = usernames(store, &users_query(Some("ÖSSI@"), None), at(10)).await;
     assert_eq!(names, ["first"]);
@@ -1931,19 +1945,35 @@ pub async fn email_changes_are_undone_by_their_revert(store: &dyn Store) {
     let session = session(&alice.id, "f", 10_000_000);
     store.insert_session(&session).await.unwrap();
     let to_b = revert(&alice.id, "alice@example.com", "b@example.com", 10);
-    assert!(store.change_email(&to_b, Some("alicia"), at(10)).await.unwrap());
+    assert!(
+        store
+            .change_email(&to_b, Some("alicia"), at(10))
+            .await
+            .unwrap()
+    );
     let changed = store.user_by_id(&alice.id).await.unwrap().unwrap();
-    assert_eq!((changed.email.as_str(), changed.username.as_str()), ("b@example.com", "alicia"));
+    assert_eq!(
+        (changed.email.as_str(), changed.username.as_str()),
+        ("b@example.com", "alicia")
+    );
     assert_already_exists(
         store
-            .change_email(&revert(&alice.id, "b@example.com", "OTHER@example.com", 11), None, at(11))
+            .change_email(
+                &revert(&alice.id, "b@example.com", "OTHER@example.com", 11),
+                None,
+                at(11),
+            )
             .await
             .map(drop),
         "email",
     );
     assert!(
         !store
-            .change_email(&revert("nobody", "x@example.com", "y@example.com", 11), None, at(11))
+            .change_email(
+                &revert("nobody", "x@example.com", "y@example.com", 11),
+                None,
+                at(11)
+            )
             .await
             .unwrap()
     );
@@ -1955,25 +1985,43 @@ pub async fn email_changes_are_undone_by_their_revert(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.redeem_email_revert(&hex_hash(), at(30)).await.unwrap(),
+        store
+            .redeem_email_revert(&hex_hash(), at(30))
+            .await
+            .unwrap(),
         EmailRevertOutcome::Invalid
     );
     assert_eq!(
-        store.redeem_email_revert(&to_c.token_hash, at(30)).await.unwrap(),
+        store
+            .redeem_email_revert(&to_c.token_hash, at(30))
+            .await
+            .unwrap(),
         EmailRevertOutcome::Reverted {
             user_id: alice.id.clone(),
             restored_email: "b@example.com".into(),
             replaced_email: "c@example.com".into(),
         }
     );
-    assert!(store.session_by_token_hash(&session.token_hash).await.unwrap().is_none());
+    assert!(
+        store
+            .session_by_token_hash(&session.token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
-        store.redeem_password_reset(&reset.token_hash, "h", at(31)).await.unwrap(),
+        store
+            .redeem_password_reset(&reset.token_hash, "h", at(31))
+            .await
+            .unwrap(),
         None
     );
     // The earlier revert still works; the later one is spent.
     assert_eq!(
-        store.redeem_email_revert(&to_b.token_hash, at(40)).await.unwrap(),
+        store
+            .redeem_email_revert(&to_b.token_hash, at(40))
+            .await
+            .unwrap(),
         EmailRevertOutcome::Reverted {
             user_id: alice.id.clone(),
             restored_email: "alice@example.com".into(),
@@ -1981,11 +2029,19 @@ pub async fn email_changes_are_undone_by_their_revert(store: &dyn Store) {
         }
     );
     assert_eq!(
-        store.redeem_email_revert(&to_c.token_hash, at(41)).await.unwrap(),
+        store
+            .redeem_email_revert(&to_c.token_hash, at(41))
+            .await
+            .unwrap(),
         EmailRevertOutcome::Invalid
     );
     assert_eq!(
-        store.user_by_email("ALICE@example.com").await.unwrap().unwrap().id,
+        store
+            .user_by_email("ALICE@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         alice.id
     );
     // An address another account took meanwhile is not restored; the revert stays usable.
@@ -1996,7 +2052,10 @@ pub async fn email_changes_are_undone_by_their_revert(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.redeem_email_revert(&to_d.token_hash, at(52)).await.unwrap(),
+        store
+            .redeem_email_revert(&to_d.token_hash, at(52))
+            .await
+            .unwrap(),
         EmailRevertOutcome::AddressTaken
     );
     store
@@ -2012,7 +2071,10 @@ pub async fn email_changes_are_undone_by_their_revert(store: &dyn Store) {
         EmailRevertOutcome::Invalid
     );
     assert!(matches!(
-        store.redeem_email_revert(&to_d.token_hash, at(54)).await.unwrap(),
+        store
+            .redeem_email_revert(&to_d.token_hash, at(54))
+            .await
+            .unwrap(),
         EmailRevertOutcome::Reverted { .. }
     ));
     // Deleting the user deletes their reverts.

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView,
 };
 
 #[cfg(feature = "conformance")]
@@ -143,8 +144,9 @@ impl ListQuery {
     pub fn matches_email(&self, email: &str) -> bool {
         match self.search.as_deref().filter(|s| !s.is_empty()) {
             None => true,
-            Some(term) => crate::model::canonical_email(email)
-                .contains(&crate::model::canonical_text(term)),
+            Some(term) => {
+                crate::model::canonical_email(email).contains(&crate::model::canonical_text(term))
+            }
         }
     }
 

@@ -18,9 +18,10 @@ use super::{
 };
 use super::{ModerationStore, OverlayStore, PoolUsage};
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose,
-    TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView, canonical_email,
 };
 
 /// A connection pool of one of the supported databases.
@@ -1524,15 +1525,16 @@ impl OneTimeTokenStore for SqlStore {
     ) -> StoreResult<EmailRevertOutcome> {
         on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin()).await?;
-            let revert: Option<(String, String, NaiveDateTime)> = sqlx::query_as(d.q_owned(format!(
-                "SELECT user_id, old_email, created_at FROM api_email_reverts \
+            let revert: Option<(String, String, NaiveDateTime)> =
+                sqlx::query_as(d.q_owned(format!(
+                    "SELECT user_id, old_email, created_at FROM api_email_reverts \
                  WHERE token = ? AND used_at IS NULL AND expires_at > ?{}",
-                d.for_update()
-            )))
-            .bind(token_hash)
-            .bind(naive(now))
-            .fetch_optional(&mut *tx)
-            .await?;
+                    d.for_update()
+                )))
+                .bind(token_hash)
+                .bind(naive(now))
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some((user_id, old_email, created_at)) = revert else {
                 tx.rollback().await?;
                 return Ok(EmailRevertOutcome::Invalid);
@@ -1567,10 +1569,8 @@ impl OneTimeTokenStore for SqlStore {
             }
             // This revert and every later one are spent; earlier ones restore an even older
             // address and stay usable.
-            sqlx::query(d.q(
-                "UPDATE api_email_reverts SET used_at = ? \
-                 WHERE user_id = ? AND used_at IS NULL AND (token = ? OR created_at >= ?)",
-            ))
+            sqlx::query(d.q("UPDATE api_email_reverts SET used_at = ? \
+                 WHERE user_id = ? AND used_at IS NULL AND (token = ? OR created_at >= ?)"))
             .bind(naive(now))
             .bind(&user_id)
             .bind(token_hash)
@@ -1601,13 +1601,12 @@ impl OneTimeTokenStore for SqlStore {
                 "api_email_reverts",
                 "api_login_challenges",
             ] {
-                deleted += sqlx::query(d.q_owned(format!(
-                    "DELETE FROM {table} WHERE expires_at < ?"
-                )))
-                .bind(naive(now))
-                .execute(pool)
-                .await?
-                .rows_affected();
+                deleted +=
+                    sqlx::query(d.q_owned(format!("DELETE FROM {table} WHERE expires_at < ?")))
+                        .bind(naive(now))
+                        .execute(pool)
+                        .await?
+                        .rows_affected();
             }
             Ok::<_, sqlx::Error>(deleted)
         })

@@ -41,7 +41,11 @@ pub async fn email_identity_is_one_canonical_form(h: &Harness) {
     // Full case folding, not ASCII-only: one account.
     let again = register_as(&server, "ossi2", "össi@example.com").await;
     again.assert_status(409);
-    assert!(frontend_sees_email_taken(again.detail()), "{}", again.detail());
+    assert!(
+        frontend_sees_email_taken(again.detail()),
+        "{}",
+        again.detail()
+    );
     // Precomposed and decomposed are one address.
     register_as(&server, "zoe", "zo\u{eb}@example.com")
         .await
@@ -165,7 +169,10 @@ pub async fn reset_links_die_when_one_is_used_or_the_password_changes(h: &Harnes
         )
         .await
         .assert_status(200);
-    assert_eq!(reset(&server, &before_change, "attacker-password").await, 400);
+    assert_eq!(
+        reset(&server, &before_change, "attacker-password").await,
+        400
+    );
     server
         .login(&user.email, "third-password-1")
         .await
@@ -198,7 +205,11 @@ async fn wait_for(catcher: &SmtpCatcher, count: usize) -> Vec<CaughtMessage> {
     let messages = catcher
         .wait_for_messages(count, StdDuration::from_secs(10))
         .await;
-    assert!(messages.len() >= count, "{} of {count} mails", messages.len());
+    assert!(
+        messages.len() >= count,
+        "{} of {count} mails",
+        messages.len()
+    );
     messages
 }
 
@@ -219,7 +230,10 @@ pub async fn email_change_mails_a_revert_link_to_the_old_address(h: &Harness) {
     let notice = &wait_for(&catcher, 1).await[0];
     assert_eq!(notice.recipients, ["owner@example.com"]);
     assert!(notice.text.contains("thief@example.com"));
-    let base = format!("http://localhost:{}/auth/email/revert?token=", server.app.config().port);
+    let base = format!(
+        "http://localhost:{}/auth/email/revert?token=",
+        server.app.config().port
+    );
     let link = link_in(notice, &base);
     let token = link[base.len()..].to_owned();
     // The thief logs in through the new address (as they could after a reset sent there).
@@ -238,7 +252,10 @@ pub async fn email_change_mails_a_revert_link_to_the_old_address(h: &Harness) {
     assert_eq!(page.headers()["cache-control"], "no-store");
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     let html = page.text().await.unwrap();
-    assert!(html.contains("<form method=\"post\" action=\"revert\">"), "{html}");
+    assert!(
+        html.contains("<form method=\"post\" action=\"revert\">"),
+        "{html}"
+    );
     assert!(html.contains(&token));
     assert_eq!(
         server
@@ -299,7 +316,11 @@ pub async fn email_change_mails_a_revert_link_to_the_old_address(h: &Harness) {
         .assert_status(200);
     // Links live 7 days.
     server
-        .patch("/users/me/email", Some(&access), json!({"email": "late@example.com"}))
+        .patch(
+            "/users/me/email",
+            Some(&access),
+            json!({"email": "late@example.com"}),
+        )
         .await
         .assert_status(200);
     let late = wait_for(&catcher, 4).await;
@@ -308,7 +329,9 @@ pub async fn email_change_mails_a_revert_link_to_the_old_address(h: &Harness) {
         .find(|m| m.text.contains("late@example.com") && m.subject.contains("changed"))
         .expect("the notice of the second change");
     let late_link = link_in(late_notice, &base);
-    server.clock.advance(Duration::days(7) + Duration::seconds(1));
+    server
+        .clock
+        .advance(Duration::days(7) + Duration::seconds(1));
     server
         .post(
             "/auth/email/revert",
@@ -326,11 +349,20 @@ pub async fn email_change_mails_a_revert_link_to_the_old_address(h: &Harness) {
 
 pub async fn a_later_revert_cannot_undo_an_earlier_one(h: &Harness) {
     let catcher = SmtpCatcher::start().await.unwrap();
-    let server = mail_server(h, &catcher, &[("EMAIL_REVERT_URL_BASE", "https://api.example/r?t=")]).await;
+    let server = mail_server(
+        h,
+        &catcher,
+        &[("EMAIL_REVERT_URL_BASE", "https://api.example/r?t=")],
+    )
+    .await;
     let owner = server.register("chain").await;
     for email in ["b@example.com", "c@example.com"] {
         server
-            .patch("/users/me/email", Some(&owner.access_token), json!({"email": email}))
+            .patch(
+                "/users/me/email",
+                Some(&owner.access_token),
+                json!({"email": email}),
+            )
             .await
             .assert_status(200);
     }
@@ -401,7 +433,11 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
     let server = mail_server(
         h,
         &catcher,
-        &[("MAIL_MAX_PER_ADDRESS", "2"), ("MAIL_MAX_PER_IP", "25"), ("METRICS", "true")],
+        &[
+            ("MAIL_MAX_PER_ADDRESS", "2"),
+            ("MAIL_MAX_PER_IP", "25"),
+            ("METRICS", "true"),
+        ],
     )
     .await;
     server.register("victim").await;
@@ -427,20 +463,36 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
     for client in clients {
         statuses.push(client.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|(s, _)| *s == 200).count(), 2, "{statuses:?}");
-    assert!(statuses.iter().all(|(s, retry)| *s == 200 || (*s == 429 && *retry)));
+    assert_eq!(
+        statuses.iter().filter(|(s, _)| *s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|(s, retry)| *s == 200 || (*s == 429 && *retry))
+    );
     // The victim's own reset still goes out: one budget per address.
     server
         .post("/auth/forgot", None, json!({"email": "victim@example.com"}))
         .await
         .assert_status(200);
     let delivered = wait_for(&catcher, 3).await;
-    assert!(delivered.iter().any(|m| m.recipients == ["victim@example.com"]));
+    assert!(
+        delivered
+            .iter()
+            .any(|m| m.recipients == ["victim@example.com"])
+    );
     // The client IP has its own budget across addresses: 25 requests in all, refused ones
     // included (20 + 1 so far).
     for n in 0..4 {
         server
-            .post("/auth/forgot", None, json!({"email": format!("ghost{n}@example.com")}))
+            .post(
+                "/auth/forgot",
+                None,
+                json!({"email": format!("ghost{n}@example.com")}),
+            )
             .await
             .assert_status(200);
     }
@@ -448,11 +500,18 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
         .post("/auth/forgot", None, json!({"email": "ghost@example.com"}))
         .await;
     spent.assert_status(429);
-    assert_eq!(spent.detail(), "Too many e-mails requested, try again later");
+    assert_eq!(
+        spent.detail(),
+        "Too many e-mails requested, try again later"
+    );
     // Both limits refill after their window.
     server.clock.advance(Duration::hours(1));
     server
-        .post("/auth/forgot", None, json!({"email": "flooder@example.com"}))
+        .post(
+            "/auth/forgot",
+            None,
+            json!({"email": "flooder@example.com"}),
+        )
         .await
         .assert_status(200);
     let metrics = server
@@ -470,7 +529,10 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
-    assert!(metrics.contains("melodyhue_mail_messages_total{outcome=\"sent\"}"), "{metrics}");
+    assert!(
+        metrics.contains("melodyhue_mail_messages_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
 }
 
 pub async fn expired_tokens_are_purged_by_the_daily_job(h: &Harness) {
@@ -491,7 +553,10 @@ pub async fn ban_until_is_read_as_pydantic_reads_datetimes(h: &Harness) {
     let cases: [(Value, &str); 5] = [
         // The frontend's datetime-local value: no seconds, no zone (UTC).
         (json!("2099-12-01T20:25"), "2099-12-01T20:25:00.000Z"),
-        (json!("2099-12-01 20:25:30.5+02:00"), "2099-12-01T18:25:30.500Z"),
+        (
+            json!("2099-12-01 20:25:30.5+02:00"),
+            "2099-12-01T18:25:30.500Z",
+        ),
         (json!("2099-12-01"), "2099-12-01T00:00:00.000Z"),
         (json!(4_100_000_000_i64), "2099-12-03T16:53:20.000Z"),
         (json!("4100000000000"), "2099-12-03T16:53:20.000Z"),
@@ -507,7 +572,10 @@ pub async fn ban_until_is_read_as_pydantic_reads_datetimes(h: &Harness) {
             .await;
         ban.assert_status(200);
         let seen = server
-            .get(&format!("/modo/users/{}", user.id), Some(&moderator.access_token))
+            .get(
+                &format!("/modo/users/{}", user.id),
+                Some(&moderator.access_token),
+            )
             .await;
         assert_eq!(seen.body["ban_until"], shown, "{until}");
         assert_eq!(seen.body["is_banned"], true);
@@ -553,9 +621,7 @@ pub async fn messages_land_where_the_frontend_matches_them(h: &Harness) {
         )
         .await
         .assert_status(200);
-    let banned = server
-        .login(&other.email, TEST_PASSWORD)
-        .await;
+    let banned = server.login(&other.email, TEST_PASSWORD).await;
     banned.assert_status(403);
     assert_eq!(banned.headers["x-account-banned"], "true");
     assert!(banned.detail().to_lowercase().contains("banned"));

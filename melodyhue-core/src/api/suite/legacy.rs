@@ -347,10 +347,30 @@ pub async fn adoption_keeps_the_oldest_of_colliding_emails(h: &Harness) {
         .expect("connect");
     // alice's hash: both accounts have her password.
     for (id, username, email, created_at) in [
-        ("strasseNewerAccount0001", "strasse-new", "STRASSE@example.de", "2021-01-01 00:00:00"),
-        ("strasseOlderAccount0001", "strasse-old", "straße@example.de", "2020-01-01 00:00:00"),
-        ("zoeDecomposedAccount001", "zoe-new", "zoe\u{308}@example.com", "2022-01-01 00:00:00"),
-        ("zoePrecomposedAccount01", "zoe-old", "zo\u{eb}@example.com", "2019-01-01 00:00:00"),
+        (
+            "strasseNewerAccount0001",
+            "strasse-new",
+            "STRASSE@example.de",
+            "2021-01-01 00:00:00",
+        ),
+        (
+            "strasseOlderAccount0001",
+            "strasse-old",
+            "straße@example.de",
+            "2020-01-01 00:00:00",
+        ),
+        (
+            "zoeDecomposedAccount001",
+            "zoe-new",
+            "zoe\u{308}@example.com",
+            "2022-01-01 00:00:00",
+        ),
+        (
+            "zoePrecomposedAccount01",
+            "zoe-old",
+            "zo\u{eb}@example.com",
+            "2019-01-01 00:00:00",
+        ),
     ] {
         sqlx::query(
             "INSERT INTO api_users (id, username, email, password_hash, role, created_at, updated_at) \
@@ -376,7 +396,11 @@ pub async fn adoption_keeps_the_oldest_of_colliding_emails(h: &Harness) {
         ],
     )
     .await;
-    assert_eq!(snapshot(database.url()).await.rows, before.rows, "no row lost");
+    assert_eq!(
+        snapshot(database.url()).await.rows,
+        before.rows,
+        "no row lost"
+    );
     for (address, oldest) in [
         ("STRAßE@EXAMPLE.DE", "strasseOlderAccount0001"),
         ("strasse@example.de", "strasseOlderAccount0001"),

@@ -267,13 +267,20 @@ pub async fn moderators_edit_users_but_not_admins(h: &Harness) {
         )
         .await;
     edited.assert_status(200);
-    assert_eq!(server.get(&path, token).await.body["email"], "Eve2@Example.com");
+    assert_eq!(
+        server.get(&path, token).await.body["email"],
+        "Eve2@Example.com"
+    );
     server
         .login("eve2@example.com", TEST_PASSWORD)
         .await
         .assert_status(200);
     let taken_email = server
-        .patch(&path, Some(&admin.access_token), json!({"email": "TAKEN@example.com"}))
+        .patch(
+            &path,
+            Some(&admin.access_token),
+            json!({"email": "TAKEN@example.com"}),
+        )
         .await;
     taken_email.assert_status(409);
     assert_eq!(taken_email.detail(), "Email already taken");
@@ -617,7 +624,10 @@ pub async fn ban_rules(h: &Harness) {
         ),
         // A number is a unix timestamp, as pydantic reads it: 12 s after 1970 is past.
         (json!({"reason": "ok reason", "until": 12}), "value_error"),
-        (json!({"reason": "ok reason", "until": true}), "datetime_type"),
+        (
+            json!({"reason": "ok reason", "until": true}),
+            "datetime_type",
+        ),
         (json!({"reason": "no"}), "string_too_short"),
         (json!({}), "missing"),
     ] {
