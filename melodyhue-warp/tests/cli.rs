@@ -177,13 +177,20 @@ async fn production_refuses_weak_and_published_secrets() {
             "legacy-secret-key-0123456789abcdef",
             "example value",
         ),
-        ("DB_PASSWORD", "change-me-database-password", "example value"),
+        (
+            "DB_PASSWORD",
+            "change-me-database-password",
+            "example value",
+        ),
     ] {
         let mut command = melodyhue(&directory, &[]);
         command
             .env("MELODYHUE_ENV", "production")
             .env("SECRET_KEY", strong)
-            .env("ENCRYPTION_KEY", "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg=")
+            .env(
+                "ENCRYPTION_KEY",
+                "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg=",
+            )
             .env(variable, value);
         let output = command.output().await.expect("melodyhue runs");
         assert!(!output.status.success(), "{variable}={value} is refused");
