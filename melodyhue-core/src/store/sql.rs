@@ -1393,6 +1393,20 @@ impl TwoFactorStore for SqlStore {
 /// redeemable. A macro because the executor type differs per dialect.
 macro_rules! consume_token {
     ($d:expr, $conn:expr, $table:literal, $hash:expr, $now:expr) => {{
+        // The user's row is locked first, as every change of a user's password or tokens does,
+        // so that redeeming several of one user's tokens at once queues instead of deadlocking
+        // (each would hold its token and wait for the others while invalidating them).
+        sqlx::query($d.q_owned(format!(
+            concat!(
+                "SELECT id FROM api_users WHERE id = (SELECT user_id FROM ",
+                $table,
+                " WHERE token = ?){}"
+            ),
+            $d.for_update()
+        )))
+        .bind($hash)
+        .fetch_optional(&mut *$conn)
+        .await?;
         let used = sqlx::query($d.q(concat!(
             "UPDATE ",
             $table,

@@ -642,3 +642,134 @@ pub async fn messages_land_where_the_frontend_matches_them(h: &Harness) {
         .await
         .assert_status(401);
 }
+
+/// Outstanding links raced: two reset tokens and one revert token used at the same instant
+/// from pre-connected clients. Exactly one reset wins; the revert works once.
+pub async fn racing_links_work_once(h: &Harness) {
+    let catcher = SmtpCatcher::start().await.unwrap();
+    let server = mail_server(h, &catcher, &[("EMAIL_DEBUG", "true")]).await;
+    let user = server.register("racer").await;
+    let tokens = [
+        forgot_token(&server, &user.email).await,
+        forgot_token(&server, &user.email).await,
+    ];
+    server
+        .patch(
+            "/users/me/email",
+            Some(&user.access_token),
+            json!({"email": "racer2@example.com"}),
+        )
+        .await
+        .assert_status(200);
+    // The two reset mails and the notice.
+    let mails = wait_for(&catcher, 3).await;
+    let notice = mails
+        .iter()
+        .find(|m| m.subject.contains("was changed"))
+        .expect("the notice");
+    let base = format!(
+        "http://localhost:{}/auth/email/revert?token=",
+        server.app.config().port
+    );
+    let revert = link_in(notice, &base)[base.len()..].to_owned();
+
+    let mut requests = Vec::new();
+    for (n, token) in tokens.iter().enumerate() {
+        requests.push(
+            server
+                .http
+                .post(server.url("/auth/reset"))
+                .json(&json!({"token": token, "new_password": format!("racing-password-{n}")})),
+        );
+    }
+    for _ in 0..8 {
+        requests.push(
+            server
+                .http
+                .post(server.url("/auth/email/revert"))
+                .json(&json!({"token": revert})),
+        );
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let (resets, reverts) = statuses.split_at(2);
+    // A revert may run before or after the resets; if first, it invalidates both.
+    assert!(
+        resets.iter().filter(|s| **s == 200).count() <= 1,
+        "{statuses:?}"
+    );
+    assert!(
+        resets.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        reverts.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        reverts.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+    // The address is back; exactly one of the passwords (or the old one) works.
+    let working = ["racing-password-0", "racing-password-1", TEST_PASSWORD];
+    let mut logged_in = 0;
+    for password in working {
+        if server.login("racer@example.com", password).await.status == 200 {
+            logged_in += 1;
+        }
+    }
+    assert_eq!(logged_in, 1);
+}
+
+/// Two reset links used at the same instant: exactly one sets the password.
+pub async fn concurrent_resets_let_one_link_win(h: &Harness) {
+    let server = TestServer::start_with(h, &[("EMAIL_DEBUG", "true")]).await;
+    let user = server.register("twice").await;
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        tokens.push(forgot_token(&server, &user.email).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(tokens.len()));
+    let tasks: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(n, token)| {
+            let request = server
+                .http
+                .post(server.url("/auth/reset"))
+                .json(&json!({"token": token, "new_password": format!("concurrent-password-{n}")}));
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400),
+        "{statuses:?}"
+    );
+}

@@ -482,6 +482,8 @@ macro_rules! http_suite {
                 expired_tokens_are_purged_by_the_daily_job,
                 ban_until_is_read_as_pydantic_reads_datetimes,
                 messages_land_where_the_frontend_matches_them,
+                racing_links_work_once,
+                concurrent_resets_let_one_link_win,
             }
         );
     };
