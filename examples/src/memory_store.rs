@@ -19,9 +19,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use melodyhue_core::model::{
-    Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
-    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
 };
 use melodyhue_core::store::{
     BanOutcome, ListQuery, ModerationStore, OneTimeTokenStore, OverlayStore, Page, RoleChange,
@@ -47,6 +45,8 @@ struct State {
     challenges: HashMap<String, LoginChallenge>,
     /// By purpose and token hash.
     tokens: HashMap<(TokenPurpose, String), IssuedToken>,
+    /// E-mail revert tokens by hash, with when they were used.
+    email_reverts: HashMap<String, (EmailRevert, Option<DateTime<Utc>>)>,
     spotify: HashMap<String, SpotifyCredentials>,
     /// Spotify authorizations in progress, by state hash.
     spotify_authorizations: HashMap<String, SpotifyAuthorization>,
@@ -74,11 +74,21 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Whether another account has the same canonical address.
     fn email_taken(&self, email: &str, except_id: Option<&str>) -> bool {
-        let email = email.to_lowercase();
+        let email = canonical_email(email);
         self.users
             .values()
-            .any(|u| Some(u.id.as_str()) != except_id && u.email.to_lowercase() == email)
+            .any(|u| Some(u.id.as_str()) != except_id && canonical_email(&u.email) == email)
+    }
+
+    /// Marks every outstanding password-reset and 2FA-disable token of a user used.
+    fn invalidate_mailed_tokens(&mut self, user_id: &str, now: DateTime<Utc>) {
+        for issued in self.tokens.values_mut() {
+            if issued.token.user_id == user_id && issued.used_at.is_none() {
+                issued.used_at = Some(now);
+            }
+        }
     }
 
     /// Like a foreign key: rows that belong to a user need the user.
@@ -155,12 +165,12 @@ impl UserStore for MemoryStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let email = email.to_lowercase();
+        let email = canonical_email(email);
         Ok(self
             .state()
             .users
             .values()
-            .find(|u| u.email.to_lowercase() == email)
+            .find(|u| canonical_email(&u.email) == email)
             .cloned())
     }
 
@@ -200,6 +210,30 @@ impl UserStore for MemoryStore {
         Ok(true)
     }
 
+    async fn change_email(
+        &self,
+        revert: &EmailRevert,
+        username: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut state = self.state();
+        if state.email_taken(&revert.new_email, Some(&revert.user_id)) {
+            return Err(StoreError::AlreadyExists("email"));
+        }
+        let Some(user) = state.users.get_mut(&revert.user_id) else {
+            return Ok(false);
+        };
+        if let Some(username) = username {
+            user.username = username.to_owned();
+        }
+        user.email = revert.new_email.clone();
+        user.updated_at = now;
+        state
+            .email_reverts
+            .insert(revert.token_hash.clone(), (revert.clone(), None));
+        Ok(true)
+    }
+
     async fn update_password(
         &self,
         id: &str,
@@ -212,6 +246,7 @@ impl UserStore for MemoryStore {
             user.password_hash = password_hash.to_owned();
             user.updated_at = now;
         }
+        state.invalidate_mailed_tokens(id, now);
         Ok(state.delete_sessions(|s| s.user_id != id || Some(s.family_id.as_str()) == keep_family))
     }
 
@@ -251,6 +286,7 @@ impl UserStore for MemoryStore {
         state.two_factor.remove(id);
         state.challenges.retain(|_, c| c.user_id != id);
         state.tokens.retain(|_, t| t.token.user_id != id);
+        state.email_reverts.retain(|_, (r, _)| r.user_id != id);
         state.spotify.remove(id);
         state.spotify_authorizations.retain(|_, a| a.user_id != id);
         state.warnings.retain(|_, w| w.user_id != id);
@@ -278,7 +314,7 @@ impl UserStore for MemoryStore {
         let matching = state
             .users
             .values()
-            .filter(|u| query.list.matches(&u.username) || query.list.matches(&u.email))
+            .filter(|u| query.list.matches(&u.username) || query.list.matches_email(&u.email))
             .map(|u| UserWithBan {
                 user: u.clone(),
                 active_ban: state.active_ban(&u.id, now).cloned(),
@@ -596,6 +632,7 @@ impl OneTimeTokenStore for MemoryStore {
         }
         state.two_factor.remove(&user_id);
         state.delete_sessions(|s| s.user_id != user_id);
+        state.invalidate_mailed_tokens(&user_id, now);
         Ok(Some(user_id))
     }
 
@@ -608,8 +645,57 @@ impl OneTimeTokenStore for MemoryStore {
         let user_id = state.consume_token(TokenPurpose::TwoFactorDisable, token_hash, now);
         if let Some(user_id) = &user_id {
             state.two_factor.remove(user_id);
+            state.invalidate_mailed_tokens(user_id, now);
         }
         Ok(user_id)
+    }
+
+    async fn redeem_email_revert(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<EmailRevertOutcome> {
+        let mut state = self.state();
+        let Some((revert, None)) = state.email_reverts.get(token_hash).cloned() else {
+            return Ok(EmailRevertOutcome::Invalid);
+        };
+        if revert.expires_at <= now {
+            return Ok(EmailRevertOutcome::Invalid);
+        }
+        if state.email_taken(&revert.old_email, Some(&revert.user_id)) {
+            return Ok(EmailRevertOutcome::AddressTaken);
+        }
+        let Some(user) = state.users.get_mut(&revert.user_id) else {
+            return Ok(EmailRevertOutcome::Invalid);
+        };
+        let replaced_email = std::mem::replace(&mut user.email, revert.old_email.clone());
+        user.updated_at = now;
+        // This revert and every later one are spent; earlier ones stay usable.
+        for (hash, (other, used_at)) in &mut state.email_reverts {
+            if other.user_id == revert.user_id
+                && used_at.is_none()
+                && (hash == token_hash || other.created_at >= revert.created_at)
+            {
+                *used_at = Some(now);
+            }
+        }
+        state.delete_sessions(|s| s.user_id != revert.user_id);
+        state.invalidate_mailed_tokens(&revert.user_id, now);
+        Ok(EmailRevertOutcome::Reverted {
+            user_id: revert.user_id,
+            restored_email: revert.old_email,
+            replaced_email,
+        })
+    }
+
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut state = self.state();
+        let before = state.tokens.len() + state.email_reverts.len() + state.challenges.len();
+        state.tokens.retain(|_, t| t.token.expires_at >= now);
+        state.email_reverts.retain(|_, (r, _)| r.expires_at >= now);
+        state.challenges.retain(|_, c| c.expires_at >= now);
+        let after = state.tokens.len() + state.email_reverts.len() + state.challenges.len();
+        Ok((before - after) as u64)
     }
 }
 
@@ -757,19 +843,23 @@ impl ModerationStore for MemoryStore {
             })
             .filter(|view| {
                 let w = &view.warning;
-                [
+                let texts = [
                     Some(&w.reason),
                     Some(&w.id),
                     Some(&w.user_id),
                     w.moderator_id.as_ref(),
                     view.user_username.as_ref(),
-                    view.user_email.as_ref(),
                     view.moderator_username.as_ref(),
-                    view.moderator_email.as_ref(),
-                ]
-                .into_iter()
-                .flatten()
-                .any(|field| query.matches(field))
+                ];
+                let emails = [view.user_email.as_ref(), view.moderator_email.as_ref()];
+                texts
+                    .into_iter()
+                    .flatten()
+                    .any(|field| query.matches(field))
+                    || emails
+                        .into_iter()
+                        .flatten()
+                        .any(|email| query.matches_email(email))
             })
             .collect();
         Ok(newest_first_page(matching, query, |view| {

@@ -13,7 +13,10 @@ use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::mail::{DisabledMailer, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings};
+use crate::mail::{
+    DisabledMailer, LocalMailBudget, MailBudget, MailError, Mailer, Outbox, SmtpMailer,
+    SmtpSettings,
+};
 use crate::metrics::{ConnectionCounts, Metrics};
 use crate::secrets::SecretBox;
 use crate::service::{AccountEvent, HotReads};
@@ -60,6 +63,7 @@ pub(crate) struct Inner {
     pub(crate) passwords: PasswordHasher,
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
+    pub(crate) mail_budget: Arc<dyn MailBudget>,
     pub(crate) throttle: LoginThrottle,
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
@@ -87,9 +91,17 @@ pub struct AppBuilder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     mailer: Option<Arc<dyn Mailer>>,
+    mail_budget: Option<Arc<dyn MailBudget>>,
 }
 
 impl AppBuilder {
+    /// Counts the mail budgets here instead of in this process (e.g. shared by several nodes).
+    /// By default: [`LocalMailBudget`] with the configured limits.
+    pub fn mail_budget(mut self, budget: Arc<dyn MailBudget>) -> Self {
+        self.mail_budget = Some(budget);
+        self
+    }
+
     /// Sends mail through this mailer instead of the one the configuration describes.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
@@ -152,12 +164,17 @@ impl AppBuilder {
         );
         let hot_reads = HotReads::new(config.spotify.polling_interval);
         let connections = Arc::new(ConnectionCounts::default());
+        let outbox = Outbox::new(mailer);
+        let mail_budget = self
+            .mail_budget
+            .unwrap_or_else(|| Arc::new(LocalMailBudget::new(config.mail_limits)));
         let metrics = config.metrics.then(|| {
             Metrics::new(
                 hub.clone(),
                 spotify.clone(),
                 Arc::clone(&self.store),
                 Arc::clone(&connections),
+                outbox.clone(),
             )
         });
         Ok(App {
@@ -168,7 +185,8 @@ impl AppBuilder {
                 tokens,
                 passwords,
                 secrets,
-                outbox: Outbox::new(mailer),
+                outbox,
+                mail_budget,
                 throttle,
                 spotify,
                 hub,
@@ -215,6 +233,7 @@ impl App {
             store,
             clock: Arc::new(SystemClock),
             mailer: None,
+            mail_budget: None,
         }
     }
 

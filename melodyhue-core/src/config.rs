@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::password::HashParams;
+use crate::mail::MailLimits;
 use crate::spotify::{AllowedHost, ImagePolicy};
 
 /// A bad or missing setting, naming the variable.
@@ -28,6 +29,14 @@ pub enum ConfigError {
     MissingSecret {
         /// The environment variable.
         variable: &'static str,
+    },
+    /// A production run was given a secret that is too short or a published example.
+    #[error("{variable} is refused when MELODYHUE_ENV=production: {reason}")]
+    WeakSecret {
+        /// The environment variable.
+        variable: &'static str,
+        /// Why (never the value).
+        reason: String,
     },
     /// Generated development secrets could not be kept on disk.
     #[error("cannot keep generated secrets in {path}: {source}")]
@@ -244,6 +253,13 @@ pub struct Config {
     pub password_reset_url_base: Option<String>,
     /// `TWOFA_DISABLE_URL_BASE`: the 2FA-disable link is this + token.
     pub twofa_disable_url_base: Option<String>,
+    /// `EMAIL_REVERT_URL_BASE`: the link that undoes an e-mail change is this + token. It
+    /// points at this server's own page (`GET /auth/email/revert`), as the frontend has none:
+    /// by default `http://localhost:PORT/auth/email/revert?token=`, so set it to the public
+    /// address of the API.
+    pub email_revert_url_base: Option<String>,
+    /// `MAIL_MAX_PER_ADDRESS`, `MAIL_MAX_PER_IP`, `MAIL_LIMIT_WINDOW_SECONDS`: the mail budgets.
+    pub mail_limits: MailLimits,
     /// Mail server; `None` when `SMTP_HOST` is unset (nothing is sent).
     pub smtp: Option<SmtpConfig>,
     /// `EMAIL_DEBUG`: return raw e-mailed tokens in responses (never in production).
@@ -491,6 +507,9 @@ impl Config {
             }
         };
         let encryption_key = vars.secret("ENCRYPTION_KEY");
+        if environment == Environment::Production {
+            check_production_secrets(&vars, &database_url)?;
+        }
         Ok(Config {
             environment,
             host: vars.string("HOST", "127.0.0.1"),
@@ -518,6 +537,12 @@ impl Config {
             frontend_url,
             password_reset_url_base: vars.get("PASSWORD_RESET_URL_BASE").map(str::to_owned),
             twofa_disable_url_base: vars.get("TWOFA_DISABLE_URL_BASE").map(str::to_owned),
+            email_revert_url_base: vars.get("EMAIL_REVERT_URL_BASE").map(str::to_owned),
+            mail_limits: MailLimits {
+                per_address: count(&vars, "MAIL_MAX_PER_ADDRESS", 5)?,
+                per_ip: count(&vars, "MAIL_MAX_PER_IP", 20)?,
+                window: Duration::from_secs(vars.positive("MAIL_LIMIT_WINDOW_SECONDS", 3600)?),
+            },
             smtp,
             email_debug,
             spotify,
@@ -633,6 +658,17 @@ impl Config {
         }
     }
 
+    /// The link mailed to the replaced address after an e-mail change, which undoes it.
+    pub fn email_revert_link(&self, token: &str) -> String {
+        match &self.email_revert_url_base {
+            Some(base) => format!("{base}{token}"),
+            None => format!(
+                "http://localhost:{}/auth/email/revert?token={token}",
+                self.port
+            ),
+        }
+    }
+
     /// The link mailed to disable 2FA.
     pub fn twofa_disable_link(&self, token: &str) -> String {
         match &self.twofa_disable_url_base {
@@ -640,6 +676,107 @@ impl Config {
             None => format!("{}/auth/2fa/disable?token={token}", self.frontend_url),
         }
     }
+}
+
+/// A positive count that fits a `u32`.
+fn count(vars: &Vars, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    u32::try_from(vars.positive(name, u64::from(default))?)
+        .map_err(|_| invalid(name, "too large".into()))
+}
+
+/// The secrets a production run signs, encrypts or authenticates with: at least
+/// [`MIN_SECRET_BYTES`] bytes each, and none a published example.
+const STRONG_SECRETS: [&str; 4] = [
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "ENCRYPTION_KEY",
+    "METRICS_TOKEN",
+];
+/// Passwords for other services: their length is theirs to decide, but a published example is
+/// still refused.
+const SERVICE_PASSWORDS: [&str; 2] = ["DB_PASSWORD", "SMTP_PASSWORD"];
+
+/// The shortest secret a production run accepts (an HMAC-SHA256 key of full strength).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Values published in this project's documentation, examples and test fixtures (and the
+/// earlier service's), which anyone can read: never secrets.
+const PUBLISHED_EXAMPLES: [&str; 8] = [
+    "legacy-jwt-secret-0123456789abcdef",
+    "legacy-secret-key-0123456789abcdef",
+    "Wn2q0n7mCw3mYQ2Yf1pQ0v8lGk9cB3xJ5rT7uV9wX0E=",
+    "melodyhue-test-secret-0123456789abcdef",
+    "change-me-database-password",
+    "app-specific-password",
+    "app-password",
+    "correct-horse-42",
+];
+
+/// Words that mark a placeholder rather than a secret (compared case-insensitively).
+const PLACEHOLDER_MARKERS: [&str; 7] = [
+    "change-me",
+    "changeme",
+    "change_me",
+    "your-secret",
+    "your_secret",
+    "placeholder",
+    "example",
+];
+
+/// Refuses, in production, a secret that is too short or a published example, naming the
+/// variable (never the value).
+fn check_production_secrets(vars: &Vars, database_url: &SecretString) -> Result<(), ConfigError> {
+    let weak = |variable, reason: String| ConfigError::WeakSecret { variable, reason };
+    for variable in STRONG_SECRETS.into_iter().chain(SERVICE_PASSWORDS) {
+        let Some(value) = vars.get(variable) else {
+            continue;
+        };
+        if is_published_example(value) {
+            return Err(weak(
+                variable,
+                "it is an example value published in documentation; generate a fresh one \
+                 (`melodyhue gen-keys` prints SECRET_KEY and ENCRYPTION_KEY)"
+                    .into(),
+            ));
+        }
+        if STRONG_SECRETS.contains(&variable) && value.len() < MIN_SECRET_BYTES {
+            return Err(weak(
+                variable,
+                format!(
+                    "it has {} bytes and at least {MIN_SECRET_BYTES} are needed; generate a \
+                     fresh one (`melodyhue gen-keys`)",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    let url_password = url::Url::parse(database_url.expose())
+        .ok()
+        .and_then(|url| url.password().map(percent_decoded));
+    if url_password.as_deref().is_some_and(is_published_example) {
+        return Err(weak(
+            "DATABASE_URL",
+            "its password is an example value published in documentation".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether `value` is, or plainly contains, a published example or placeholder.
+fn is_published_example(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    PUBLISHED_EXAMPLES
+        .iter()
+        .any(|example| value == *example || lower == example.to_ascii_lowercase())
+        || PLACEHOLDER_MARKERS
+            .iter()
+            .any(|marker| lower.contains(marker))
 }
 
 /// A fresh random `SECRET_KEY`: 32 random bytes in hex.
@@ -801,6 +938,92 @@ mod tests {
         let mut config = config(&[("MELODYHUE_ENV", "production")]).unwrap();
         let err = config.ensure_secrets().unwrap_err();
         assert!(err.to_string().contains("SECRET_KEY"), "{err}");
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn production_refuses_short_secrets_naming_the_variable() {
+        for variable in STRONG_SECRETS {
+            for value in ["x", "0123456789abcdef0123456789abcde"] {
+                let err =
+                    config(&[("MELODYHUE_ENV", "production"), (variable, value)]).unwrap_err();
+                let message = err.to_string();
+                assert!(message.starts_with(variable), "{message}");
+                assert!(message.contains("at least 32"), "{message}");
+                assert!(
+                    !message.contains(value),
+                    "the value is never shown: {message}"
+                );
+            }
+            assert!(config(&[("MELODYHUE_ENV", "production"), (variable, STRONG)]).is_ok());
+        }
+        // Development takes any value.
+        assert!(config(&[("SECRET_KEY", "x")]).is_ok());
+    }
+
+    /// Every `NAME=value` (or compose `${NAME:-value}`) of a secret in the repository's
+    /// documentation, examples and fixtures.
+    fn documented_secret_values() -> Vec<(&'static str, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![
+            root.join(".env.example"),
+            root.join("README.md"),
+            root.join("docker-compose.yml"),
+            root.join("melodyhue-core/tests/fixtures/README.md"),
+        ];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for variable in STRONG_SECRETS.into_iter().chain(SERVICE_PASSWORDS) {
+                for marker in [format!("{variable}="), format!("{{{variable}:-")] {
+                    for (at, _) in text.match_indices(&marker) {
+                        let value: String = text[at + marker.len()..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && !"`'\"}|,".contains(*c))
+                            .collect();
+                        if !value.is_empty() && !value.starts_with('<') {
+                            found.push((variable, value));
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn production_refuses_every_published_example() {
+        let documented = documented_secret_values();
+        assert!(
+            documented.iter().any(|(v, _)| *v == "DB_PASSWORD"),
+            "the scan finds the examples: {documented:?}"
+        );
+        for (variable, value) in documented {
+            let err = config(&[("MELODYHUE_ENV", "production"), (variable, &value)])
+                .expect_err(&format!("{variable}={value} is refused"));
+            assert!(err.to_string().starts_with(variable), "{err}");
+        }
+        let err = config(&[
+            ("MELODYHUE_ENV", "production"),
+            (
+                "DATABASE_URL",
+                "postgres://melodyhue:change-me-database-password@db/melodyhue",
+            ),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        // A service password of its own length is fine.
+        assert!(
+            config(&[
+                ("MELODYHUE_ENV", "production"),
+                ("SMTP_PASSWORD", "abcd efgh ijkl mnop")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

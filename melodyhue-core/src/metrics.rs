@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::mail::Outbox;
 use crate::spotify::{NowPlayingHub, SpotifyClient};
 use crate::store::Store;
 
@@ -131,6 +132,7 @@ impl Metrics {
         spotify: SpotifyClient,
         store: Arc<dyn Store>,
         connections: Arc<ConnectionCounts>,
+        outbox: Outbox,
     ) -> Self {
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -152,6 +154,7 @@ impl Metrics {
             store,
             connections,
         }));
+        registry.register_collector(Box::new(MailCollector { outbox }));
         Metrics {
             registry,
             requests,
@@ -181,6 +184,43 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Reads the outbox's counts at each scrape: mails sent, failed and dropped, and requests a
+/// mail budget refused (dropped mails are counted here, not logged one by one).
+#[derive(Debug)]
+struct MailCollector {
+    outbox: Outbox,
+}
+
+impl Collector for MailCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let stats = self.outbox.stats();
+        let mut messages = encoder.encode_descriptor(
+            "mail_messages",
+            "Mails handed to the outbox, by outcome: sent, failed, or dropped because the recipient or the whole queue had too many waiting",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in [
+            ("sent", stats.sent),
+            ("failed", stats.failed),
+            ("dropped_recipient_full", stats.dropped_recipient_full),
+            ("dropped_queue_full", stats.dropped_queue_full),
+        ] {
+            ConstCounter::new(count).encode(messages.encode_family(&[("outcome", outcome)])?)?;
+        }
+        let mut refused = encoder.encode_descriptor(
+            "mail_requests_refused",
+            "Mail-sending requests answered 429 because a budget was spent, by budget",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.refused_address)
+            .encode(refused.encode_family(&[("budget", "address")])?)?;
+        ConstCounter::new(stats.refused_ip).encode(refused.encode_family(&[("budget", "ip")])?)?;
+        Ok(())
     }
 }
 

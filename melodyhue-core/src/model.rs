@@ -22,6 +22,32 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// The form of an e-mail address that every comparison uses (registration, login, reset,
+/// e-mail change, staff search), stored beside the address as typed.
+///
+/// Unicode NFC, then full case folding (Unicode `CaseFolding.txt`, statuses C and F, so `ß`
+/// folds to `ss` and `Å` to `å`), then NFC again (folding can leave a sequence that composes).
+/// Accents stay distinct: `álice@exämple.com` is not `alice@example.com`. Both steps use ICU4X
+/// data of one Unicode version. The address is trimmed first.
+///
+/// ```
+/// use melodyhue_core::model::canonical_email;
+/// assert_eq!(canonical_email("ÅSA@Example.COM"), canonical_email("åsa@example.com"));
+/// assert_eq!(canonical_email("zoe\u{308}@example.com"), "zo\u{eb}@example.com");
+/// assert_ne!(canonical_email("álice@example.com"), canonical_email("alice@example.com"));
+/// ```
+pub fn canonical_email(email: &str) -> String {
+    canonical_text(email.trim())
+}
+
+/// [`canonical_email`] without the trimming, for search terms.
+pub(crate) fn canonical_text(text: &str) -> String {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let composed = nfc.normalize(text);
+    let folded = icu_casemap::CaseMapper::new().fold_string(&composed);
+    nfc.normalize(&folded).into_owned()
+}
+
 /// Ids in paths are accepted up to this length (older rows may differ from [`new_id`]).
 pub const MAX_ID_LEN: usize = 36;
 
@@ -84,7 +110,7 @@ pub struct User {
     pub id: String,
     /// Display name, 3..80 characters; not unique.
     pub username: String,
-    /// Unique case-insensitively; stored with the case the user typed.
+    /// Stored as the user typed it; unique by its [`canonical_email`] form.
     pub email: String,
     /// Argon2 PHC string.
     pub password_hash: String,
@@ -272,6 +298,42 @@ pub struct OneTimeToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The undo of an e-mail change, mailed to the address that was replaced. Only the SHA-256 hex
+/// of the token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailRevert {
+    /// Hex SHA-256 of the raw token.
+    pub token_hash: String,
+    /// Whose address changed.
+    pub user_id: String,
+    /// The address before the change, restored by the revert.
+    pub old_email: String,
+    /// The address after the change.
+    pub new_email: String,
+    /// When the change was made.
+    pub created_at: DateTime<Utc>,
+    /// It dies then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What redeeming an [`EmailRevert`] token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailRevertOutcome {
+    /// The address is restored; every session and outstanding token of the user is gone.
+    Reverted {
+        /// Whose address.
+        user_id: String,
+        /// The address now in place again.
+        restored_email: String,
+        /// The address it replaced.
+        replaced_email: String,
+    },
+    /// The token is unknown, used or expired; nothing changed.
+    Invalid,
+    /// Another account has taken the old address since; nothing changed (the token stays usable).
+    AddressTaken,
+}
+
 /// A user's own Spotify app and connection. Secrets are Fernet-encrypted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpotifyCredentials {
@@ -406,6 +468,27 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
         assert_ne!(new_id(), id);
+    }
+
+    #[test]
+    fn canonical_emails_fold_case_fully_and_compose() {
+        // Full folding (not ASCII-only, not simple folding).
+        assert_eq!(canonical_email("Össi@example.com"), "össi@example.com");
+        assert_eq!(
+            canonical_email("STRASSE@x.de"),
+            canonical_email("straße@x.de")
+        );
+        assert_eq!(canonical_email("\u{212a}elvin@x.de"), "kelvin@x.de");
+        // Decomposed and precomposed are one address; accents stay distinct.
+        assert_eq!(
+            canonical_email("zoe\u{308}@example.com"),
+            canonical_email("ZO\u{cb}@example.com")
+        );
+        assert_ne!(
+            canonical_email("zoe@example.com"),
+            canonical_email("zoë@example.com")
+        );
+        assert_eq!(canonical_email(" a@b.c "), "a@b.c");
     }
 
     #[test]

@@ -165,3 +165,43 @@ async fn health_check_asks_the_configured_server() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("/health"));
 }
+
+#[tokio::test]
+async fn production_refuses_weak_and_published_secrets() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let strong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for (variable, value, expected) in [
+        ("SECRET_KEY", "x", "at least 32"),
+        (
+            "SECRET_KEY",
+            "legacy-secret-key-0123456789abcdef",
+            "example value",
+        ),
+        (
+            "DB_PASSWORD",
+            "change-me-database-password",
+            "example value",
+        ),
+    ] {
+        let mut command = melodyhue(&directory, &[]);
+        command
+            .env("MELODYHUE_ENV", "production")
+            .env("SECRET_KEY", strong)
+            .env(
+                "ENCRYPTION_KEY",
+                "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg=",
+            )
+            .env(variable, value);
+        let output = command.output().await.expect("melodyhue runs");
+        assert!(!output.status.success(), "{variable}={value} is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) && stderr.contains(expected),
+            "{stderr}"
+        );
+        assert!(
+            value.len() < 8 || !stderr.contains(value),
+            "the value is never printed: {stderr}"
+        );
+    }
+}

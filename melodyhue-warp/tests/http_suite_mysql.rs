@@ -17,3 +17,13 @@ async fn legacy_database_is_adopted() {
     melodyhue_core::api::suite::legacy::adopts_the_legacy_database(&__melodyhue_suite_harness())
         .await;
 }
+
+/// Rows of the earlier service that collide under the canonical e-mail form are adopted without
+/// a loss (see `melodyhue_core::api::suite::legacy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_email_collisions_keep_the_oldest() {
+    melodyhue_core::api::suite::legacy::adoption_keeps_the_oldest_of_colliding_emails(
+        &__melodyhue_suite_harness(),
+    )
+    .await;
+}

@@ -17,7 +17,10 @@
 //!   `application/*+json`) is refused with `415`, cookie or not, body or not: every form
 //!   encoding and `text/plain` are exactly what a foreign page can send without preflight, and
 //!   this also stops signing a victim into the attacker's account. A missing `Content-Type` is
-//!   read as JSON, as FastAPI did (FastAPI read other types as no JSON at all: `422`).
+//!   read as JSON, as FastAPI did (FastAPI read other types as no JSON at all: `422`). The one
+//!   route meant for a plain HTML form (`POST /auth/email/revert`, the button of the page an
+//!   e-mail links to) also takes `application/x-www-form-urlencoded`; it uses no cookie and
+//!   acts only on the token in its body.
 //!
 //! WebSocket upgrades (`/ws`) carry `Origin` always; an access cookie counts there only when the
 //! origin is allowed (see [`super::ws::upgrade_token`]).
@@ -28,9 +31,18 @@ use url::Url;
 use super::{ACCESS_COOKIE, ApiError, Ctx, REFRESH_COOKIE, bearer_token, cookie_value};
 use crate::config::Config;
 
+/// The request bodies a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bodies {
+    /// JSON only (every route but one).
+    Json,
+    /// JSON, or an HTML form's `application/x-www-form-urlencoded`.
+    JsonOrForm,
+}
+
 /// Refuses an unsafe request that a foreign page could have made a browser send (see the
 /// module docs); every routed request passes here before its handler.
-pub(crate) fn check(cx: &Ctx<'_>) -> Result<(), ApiError> {
+pub(crate) fn check(cx: &Ctx<'_>, bodies: Bodies) -> Result<(), ApiError> {
     if is_safe(&cx.method) || bearer_token(&cx.headers).is_some() {
         return Ok(());
     }
@@ -41,7 +53,12 @@ pub(crate) fn check(cx: &Ctx<'_>) -> Result<(), ApiError> {
         return Err(ApiError::CrossSiteRequest);
     }
     match cx.headers.get(header::CONTENT_TYPE) {
-        Some(content_type) if !is_json(content_type) => Err(ApiError::UnsupportedMediaType),
+        Some(content_type)
+            if !is_json(content_type)
+                && !(bodies == Bodies::JsonOrForm && is_form(content_type)) =>
+        {
+            Err(ApiError::UnsupportedMediaType)
+        }
         _ => Ok(()),
     }
 }
@@ -65,6 +82,18 @@ fn is_json(content_type: &HeaderValue) -> bool {
     };
     let subtype = subtype.to_ascii_lowercase();
     kind.eq_ignore_ascii_case("application") && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// `application/x-www-form-urlencoded`, parameters ignored.
+pub(crate) fn is_form(content_type: &HeaderValue) -> bool {
+    content_type.to_str().is_ok_and(|value| {
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
 }
 
 /// Whether a request's page (its `Origin`, else its `Referer`) may use the auth cookies: an

@@ -74,6 +74,12 @@ pub enum ApiError {
     /// 422: bad fields, one entry each.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// 429 with `Retry-After`: a mail budget is spent.
+    #[error("Too many e-mails requested, try again later")]
+    TooManyMails {
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// 429 with `Retry-After`.
     #[error("Too many failed attempts, try again later")]
     TooManyRequests {
@@ -112,7 +118,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::TooManyMails { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -145,7 +153,7 @@ impl ApiError {
             ApiError::Banned => {
                 headers.insert("x-account-banned", HeaderValue::from_static("true"));
             }
-            ApiError::TooManyRequests { retry_after } => {
+            ApiError::TooManyRequests { retry_after } | ApiError::TooManyMails { retry_after } => {
                 let seconds = retry_after.as_secs().max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
@@ -166,6 +174,7 @@ impl From<service::Error> for ApiError {
             E::Banned => ApiError::Banned,
             E::Forbidden => ApiError::Forbidden,
             E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
+            E::MailThrottled { retry_after } => ApiError::TooManyMails { retry_after },
             E::Upstream => ApiError::BadGateway,
             E::Unavailable(cause) => {
                 // The SQL stores log an outage once, when it starts and ends; one line per

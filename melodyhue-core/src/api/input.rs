@@ -8,7 +8,7 @@
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
@@ -191,28 +191,31 @@ impl Input {
         T::default()
     }
 
-    /// An optional timestamp (absent or `null` is `None`): RFC 3339, or without an offset, which
-    /// then means UTC. It must be later than `after`.
+    /// An optional datetime (absent or `null` is `None`), read as pydantic's `datetime` reads
+    /// it (see [`parse_datetime`]). It must be later than `after`.
     pub fn optional_timestamp_after(
         &mut self,
         field: &str,
         after: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let text = match self.fields.get(field) {
-            None | Some(Value::Null) => return None,
-            Some(Value::String(text)) => text.trim(),
-            Some(_) => {
+        let value = self.fields.get(field)?;
+        if value.is_null() {
+            return None;
+        }
+        let time = match parse_datetime(value) {
+            Ok(time) => time,
+            Err(DatetimeError::Type) => {
                 self.fail(field, "datetime_type", "Input should be a valid datetime");
                 return None;
             }
-        };
-        let Some(time) = parse_timestamp(text) else {
-            self.fail(
-                field,
-                "datetime_from_date_parsing",
-                "Input should be a valid datetime",
-            );
-            return None;
+            Err(DatetimeError::Parsing(why)) => {
+                self.fail(
+                    field,
+                    "datetime_from_date_parsing",
+                    format!("Input should be a valid datetime or date, {why}"),
+                );
+                return None;
+            }
         };
         if time <= after {
             self.fail(
@@ -394,12 +397,58 @@ fn quoted_alternatives(choices: &[&str]) -> String {
     }
 }
 
-/// An RFC 3339 timestamp, or one without an offset taken as UTC.
-fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Some(time.with_timezone(&Utc));
-    }
-    text.parse::<NaiveDateTime>().ok().map(|t| t.and_utc())
+/// Why a JSON value is not a datetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatetimeError {
+    /// Not a string or a number (pydantic's `datetime_type`).
+    Type,
+    /// A string or number that does not parse, and why (pydantic's
+    /// `datetime_from_date_parsing`).
+    Parsing(String),
+}
+
+/// A datetime in a JSON body, read the way pydantic v2 reads a `datetime` field (with
+/// `speedate`, the parser pydantic itself uses):
+/// - `YYYY-MM-DD[T| |t|_]HH:MM[:SS[.ffffff]]` followed by `Z`, `±HH:MM`, `±HHMM`, `±HH` or no
+///   zone, which is taken as UTC (so an HTML `datetime-local` value such as
+///   `2026-12-01T20:25` is UTC, as the earlier service read it);
+/// - a date alone, `YYYY-MM-DD`: its midnight, UTC;
+/// - a unix timestamp, as a JSON number or a string of one: seconds, or milliseconds when
+///   its absolute value is above 2×10¹⁰.
+pub fn parse_datetime(value: &Value) -> Result<DateTime<Utc>, DatetimeError> {
+    let config = speedate::DateTimeConfig::default();
+    let parsed = match value {
+        Value::String(text) => {
+            let text = text.trim().as_bytes();
+            speedate::DateTime::parse_bytes_with_config(text, &config).or_else(|err| {
+                // pydantic takes a bare date as its midnight.
+                speedate::Date::parse_bytes_rfc3339(text)
+                    .map(|date| speedate::DateTime {
+                        date,
+                        time: speedate::Time {
+                            hour: 0,
+                            minute: 0,
+                            second: 0,
+                            microsecond: 0,
+                            tz_offset: None,
+                        },
+                    })
+                    .map_err(|_| err)
+            })
+        }
+        Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(seconds), _) => {
+                speedate::DateTime::from_timestamp_with_config(seconds, 0, &config)
+            }
+            (None, Some(float)) => speedate::DateTime::from_float_with_config(float, &config),
+            (None, None) => return Err(DatetimeError::Parsing("number too large".into())),
+        },
+        _ => return Err(DatetimeError::Type),
+    };
+    let parsed = parsed.map_err(|err| DatetimeError::Parsing(err.to_string().replace('_', " ")))?;
+    let nanos = parsed.time.microsecond.saturating_mul(1000);
+    DateTime::from_timestamp(parsed.timestamp_tz(), nanos)
+        .ok_or_else(|| DatetimeError::Parsing("out of range".into()))
 }
 
 /// `#` and six hex digits.
@@ -422,6 +471,8 @@ fn normalize_email(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     fn input(json: &str) -> Input {
         Input::parse(&Bytes::copy_from_slice(json.as_bytes()), false).unwrap()
@@ -498,6 +549,55 @@ mod tests {
         url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect()
+    }
+
+    #[test]
+    fn datetimes_as_pydantic_reads_them() {
+        let utc = |text: &str| -> DateTime<Utc> { text.parse().unwrap() };
+        let cases = [
+            // The frontend's datetime-local value: no seconds, no zone (UTC).
+            (json!("2026-12-01T20:25"), utc("2026-12-01T20:25:00Z")),
+            (json!("2026-12-01T20:25:30"), utc("2026-12-01T20:25:30Z")),
+            (
+                json!("2026-12-01T20:25:30.123456"),
+                utc("2026-12-01T20:25:30.123456Z"),
+            ),
+            (
+                json!("2026-12-01T20:25:30.5Z"),
+                utc("2026-12-01T20:25:30.5Z"),
+            ),
+            (json!("2026-12-01T20:25Z"), utc("2026-12-01T20:25:00Z")),
+            (json!("2026-12-01T20:25+02:00"), utc("2026-12-01T18:25:00Z")),
+            (
+                json!("2026-12-01T20:25:00-0130"),
+                utc("2026-12-01T21:55:00Z"),
+            ),
+            (json!("2026-12-01 20:25"), utc("2026-12-01T20:25:00Z")),
+            (json!("2026-12-01t20:25:00z"), utc("2026-12-01T20:25:00Z")),
+            (json!("  2026-12-01T20:25  "), utc("2026-12-01T20:25:00Z")),
+            (json!("2026-12-01"), utc("2026-12-01T00:00:00Z")),
+            (json!(1_796_156_700), utc("2026-12-01T20:25:00Z")),
+            (json!("1796156700"), utc("2026-12-01T20:25:00Z")),
+            (json!(1_796_156_700_500_i64), utc("2026-12-01T20:25:00.5Z")),
+            (json!(1_796_156_700.25), utc("2026-12-01T20:25:00.25Z")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_datetime(&value), Ok(expected), "{value}");
+        }
+        for junk in [
+            json!("soon"),
+            json!("2026-13-01T00:00"),
+            json!("2026-12-01T25:00"),
+            json!(""),
+        ] {
+            assert!(
+                matches!(parse_datetime(&junk), Err(DatetimeError::Parsing(_))),
+                "{junk}"
+            );
+        }
+        for wrong in [json!(true), json!([1]), json!({"a": 1})] {
+            assert_eq!(parse_datetime(&wrong), Err(DatetimeError::Type), "{wrong}");
+        }
     }
 
     #[test]

@@ -158,9 +158,15 @@ type Reply = Result<Response<Bytes>, ApiError>;
 /// Dispatches on the method within one path; other methods get `405`. A request a foreign page
 /// could have made a browser send is refused before its handler runs (see [`csrf`]).
 macro_rules! methods {
+    ($cx:expr, form: $($method:ident => $call:expr),+ $(,)?) => {
+        methods!(@ $cx, csrf::Bodies::JsonOrForm, $($method => $call),+)
+    };
     ($cx:expr, $($method:ident => $call:expr),+ $(,)?) => {
+        methods!(@ $cx, csrf::Bodies::Json, $($method => $call),+)
+    };
+    (@ $cx:expr, $bodies:expr, $($method:ident => $call:expr),+) => {
         match $cx.method {
-            $(Method::$method => match csrf::check($cx) {
+            $(Method::$method => match csrf::check($cx, $bodies) {
                 Ok(()) => $call.await,
                 Err(refused) => Err(refused),
             },)+
@@ -219,6 +225,10 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
         ["auth", "2fa", "disable", "confirm"] => (
             "/auth/2fa/disable/confirm",
             methods!(cx, GET => two_factor::disable_confirm(cx), POST => two_factor::disable_confirm(cx)),
+        ),
+        ["auth", "email", "revert"] => (
+            "/auth/email/revert",
+            methods!(cx, form: GET => users::email_revert_page(cx), POST => users::email_revert(cx)),
         ),
         ["users", "me"] => (
             "/users/me",

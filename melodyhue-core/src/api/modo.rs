@@ -140,6 +140,7 @@ pub(super) async fn update_user(cx: &Ctx<'_>, id: &str) -> Reply {
             path_id(id, USER_NOT_FOUND)?,
             username.as_deref(),
             email.as_deref(),
+            cx.client_ip(),
         )
         .await?;
     Ok(ok(&json!({"status": "ok"})))

@@ -98,7 +98,10 @@ pub(super) async fn disable(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn disable_request(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let sent = cx.app.request_two_factor_disable(&principal.user).await?;
+    let sent = cx
+        .app
+        .request_two_factor_disable(&principal.user, cx.client_ip())
+        .await?;
     Ok(ok(&SentView {
         status: "sent",
         email_sent: Some(sent.email_sent),
@@ -132,7 +135,7 @@ pub(super) async fn forgot(cx: &Ctx<'_>) -> Reply {
     let mut input = cx.input(false)?;
     let email = input.email("email");
     input.finish()?;
-    let token = cx.app.forgot_password(&email).await?;
+    let token = cx.app.forgot_password(&email, cx.client_ip()).await?;
     Ok(ok(&SentView {
         status: "sent",
         email_sent: None,

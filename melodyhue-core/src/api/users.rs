@@ -3,9 +3,13 @@
 use md5::{Digest, Md5};
 use serde::Serialize;
 
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
 use super::response::{ok, rfc3339};
-use super::{Ctx, Reply};
+use super::{ApiError, Ctx, FieldError, Reply};
 use crate::model::{Settings, SettingsPatch, User};
+use crate::service::Error;
 use crate::service::Profile;
 use chrono::{DateTime, Utc};
 
@@ -118,7 +122,10 @@ pub(super) async fn change_email(cx: &Ctx<'_>) -> Reply {
     let mut input = cx.input(false)?;
     let email = input.email("email");
     input.finish()?;
-    let user = cx.app.change_email(&principal.user, &email).await?;
+    let user = cx
+        .app
+        .change_email(&principal.user, &email, cx.client_ip())
+        .await?;
     me_view(cx, user).await
 }
 
@@ -168,4 +175,102 @@ pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
     };
     let settings = cx.app.update_settings(&principal.user, &patch).await?;
     Ok(ok(&SettingsView::from(settings)))
+}
+
+/// `GET /auth/email/revert?token=...`: the page the link mailed after an e-mail change opens.
+/// It changes nothing: its button POSTs the token, so a mail scanner that fetches every link
+/// cannot spend it.
+pub(super) async fn email_revert_page(cx: &Ctx<'_>) -> Reply {
+    let mut query = cx.query();
+    let token = query.optional_string("token", 256);
+    query.finish()?;
+    let token = token.ok_or_else(|| {
+        ApiError::Validation(vec![FieldError::new(
+            &["query", "token"],
+            "missing",
+            "Field required",
+        )])
+    })?;
+    let form = format!(
+        "<p>The e-mail address of your MelodyHue account was changed. If you did not make this \
+         change, restore the previous address: every session of the account will be signed \
+         out.</p>\n\
+         <form method=\"post\" action=\"revert\">\n\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\n\
+         <button type=\"submit\">Restore my previous address</button>\n\
+         </form>",
+        html_escape::encode_double_quoted_attribute(&token)
+    );
+    Ok(html_page(StatusCode::OK, &form))
+}
+
+/// `POST /auth/email/revert`: undoes an e-mail change with the mailed token, sent as the
+/// page's form (answered with a page) or as JSON `{token}` (answered with JSON).
+pub(super) async fn email_revert(cx: &Ctx<'_>) -> Reply {
+    let is_form = cx
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(super::csrf::is_form);
+    if !is_form {
+        let mut input = cx.input(false)?;
+        let token = input.string("token", 1..=256);
+        input.finish()?;
+        cx.app.revert_email_change(&token).await?;
+        return Ok(ok(&serde_json::json!({"status": "ok"})));
+    }
+    let token = url::form_urlencoded::parse(&cx.body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .filter(|token| !token.is_empty() && token.chars().count() <= 256);
+    let Some(token) = token else {
+        return Ok(html_page(
+            StatusCode::BAD_REQUEST,
+            "<p>This link is incomplete. Open the link of the e-mail again.</p>",
+        ));
+    };
+    Ok(match cx.app.revert_email_change(&token).await {
+        Ok(()) => html_page(
+            StatusCode::OK,
+            "<p>Your previous address is restored and every session of the account is signed \
+             out. If the password was changed meanwhile, ask for a password reset from the \
+             login page.</p>",
+        ),
+        Err(Error::Rejected(_)) => html_page(
+            StatusCode::BAD_REQUEST,
+            "<p>This link is invalid, expired or already used.</p>",
+        ),
+        Err(Error::Conflict(_)) => html_page(
+            StatusCode::CONFLICT,
+            "<p>Another account uses your previous address now, so it cannot be restored. \
+             Please contact support.</p>",
+        ),
+        Err(other) => return Err(other.into()),
+    })
+}
+
+/// A small self-contained page: no scripts, no external resources, never cached, never
+/// framed, and the token in its address never sent on as a referrer.
+fn html_page(status: StatusCode, body: &str) -> Response<Bytes> {
+    let page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>MelodyHue: e-mail address</title></head>\n\
+         <body style=\"font-family: sans-serif; line-height: 1.5; max-width: 40em; margin: 2em auto\">\n\
+         <h1>MelodyHue</h1>\n{body}\n</body></html>\n"
+    );
+    let mut response = Response::new(Bytes::from(page));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-type", "text/html; charset=utf-8"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }

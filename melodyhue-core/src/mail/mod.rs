@@ -1,6 +1,7 @@
 //! Outgoing mail: the [`Mailer`] trait, SMTP with lettre ([`SmtpMailer`]), a mailer that sends
 //! nothing for setups without SMTP ([`DisabledMailer`]), the [`Outbox`] that sends in the
-//! background so that no request waits on SMTP, and the message [`templates`].
+//! background, fairly between recipients, so that no request waits on SMTP, the [`budget`]s
+//! of mail per address and per client IP, and the message [`templates`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -27,13 +28,15 @@
 //! # }
 //! ```
 
+pub mod budget;
 mod outbox;
 mod smtp;
 pub mod templates;
 
 use std::fmt;
 
-pub use outbox::Outbox;
+pub use budget::{BudgetKey, LocalMailBudget, MailBudget, MailLimits};
+pub use outbox::{Outbox, OutboxStats, Refusal};
 pub use smtp::{SmtpMailer, SmtpSettings};
 
 /// One message to one recipient, with a plain-text and an HTML version of the same content

@@ -34,6 +34,52 @@ pub fn twofa_disable(to: &str, link: &str) -> Email {
     )
 }
 
+/// The notice sent to the address an account had before its e-mail was changed
+/// (`PATCH /users/me/email`, or an admin's `PATCH /modo/users/{id}`), with the link that undoes
+/// the change.
+pub fn email_changed(to: &str, new_email: &str, link: &str) -> Email {
+    link_email(
+        to,
+        "The e-mail address of your MelodyHue account was changed",
+        &format!(
+            "The e-mail address of your MelodyHue account was changed from this address to \
+             {new_email}. If you made this change, there is nothing to do."
+        ),
+        "This was not me: restore my address",
+        "The link works once, within 7 days. Restoring the address signs out every session, \
+         including whoever made the change; if they also changed the password, ask for a \
+         password reset afterwards.",
+        link,
+    )
+}
+
+/// The notice that an e-mail change was undone, sent to the restored address and to the one it
+/// replaced.
+pub fn email_reverted(to: &str, restored_email: &str) -> Email {
+    let subject = "The e-mail address of your MelodyHue account was restored";
+    let body = format!(
+        "The e-mail address of a MelodyHue account was set back to {restored_email} with the \
+         link sent after it was changed. Every session of the account was signed out and every \
+         pending reset link cancelled. If the password was changed meanwhile, ask for a \
+         password reset from the login page."
+    );
+    let text = format!("Hello,\n\n{body}\n\n-- \nMelodyHue\n");
+    let html = format!(
+        "<!DOCTYPE html>\n\
+         <html><head><meta charset=\"utf-8\"><title>{subject}</title></head>\n\
+         <body style=\"font-family: sans-serif; line-height: 1.5\">\n\
+         <p>Hello,</p>\n<p>{body}</p>\n<p>MelodyHue</p>\n</body></html>\n",
+        subject = encode_text(subject),
+        body = encode_text(&body),
+    );
+    Email {
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        text,
+        html,
+    }
+}
+
 fn link_email(
     to: &str,
     subject: &str,

@@ -6,7 +6,8 @@ use super::{Error, Result};
 use crate::App;
 use crate::auth::token_hash;
 use crate::auth::tokens::TokenError;
-use crate::model::{Role, Session, User, new_id};
+use crate::mail::templates;
+use crate::model::{EmailRevert, Role, Session, User, canonical_email, new_id};
 use crate::store::StoreError;
 
 /// What a new account is made of (already validated by the caller).
@@ -66,6 +67,12 @@ pub struct Profile {
 const INVALID_TOKEN: &str = "Invalid token";
 const INVALID_CREDENTIALS: &str = "Invalid credentials";
 const SESSION_REVOKED: &str = "session_revoked";
+/// The `409` of a taken address. The real frontend shows "This email is already in use" only
+/// for a detail with "email" and one of "taken", "exists", "déjà", "pris".
+pub(crate) const EMAIL_TAKEN: &str = "Email already taken";
+
+/// How long the link that undoes an e-mail change works.
+pub const EMAIL_REVERT_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
 impl App {
     /// Makes an account and logs it in.
@@ -90,7 +97,7 @@ impl App {
         match inner.store.insert_user(&user).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists("email")) => {
-                return Err(Error::Conflict("Email already registered"));
+                return Err(Error::Conflict(EMAIL_TAKEN));
             }
             Err(err) => return Err(err.into()),
         }
@@ -265,9 +272,59 @@ impl App {
         self.update_profile(&user.id, Some(username), None).await
     }
 
-    /// Changes the caller's e-mail.
-    pub async fn change_email(&self, user: &User, email: &str) -> Result<User> {
-        self.update_profile(&user.id, None, Some(email)).await
+    /// Changes the caller's e-mail. A new address (by its canonical form) mails the old one a
+    /// notice with a link that undoes the change ([`App::revert_email_change`], 7 days, single
+    /// use); it takes from the mail budgets of the old address and of `client_ip`. Another
+    /// spelling of the same address is saved without a notice.
+    pub async fn change_email(
+        &self,
+        user: &User,
+        email: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<User> {
+        self.change_email_of(user, email, None, client_ip).await
+    }
+
+    /// [`App::change_email`] for any account, with an optional new username in the same
+    /// transaction (staff edits).
+    pub(crate) async fn change_email_of(
+        &self,
+        target: &User,
+        email: &str,
+        username: Option<&str>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<User> {
+        if canonical_email(email) == canonical_email(&target.email) {
+            return self.update_profile(&target.id, username, Some(email)).await;
+        }
+        self.take_mail_budget(&target.email, client_ip).await?;
+        let inner = self.inner();
+        let token = crate::service::recovery::new_mailed_token();
+        let now = self.now();
+        let revert = EmailRevert {
+            token_hash: token_hash(&token),
+            user_id: target.id.clone(),
+            old_email: target.email.clone(),
+            new_email: email.to_owned(),
+            created_at: now,
+            expires_at: now + EMAIL_REVERT_LIFETIME,
+        };
+        match inner.store.change_email(&revert, username, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::NotFound("User not found")),
+            Err(StoreError::AlreadyExists("email")) => return Err(Error::Conflict(EMAIL_TAKEN)),
+            Err(err) => return Err(err.into()),
+        }
+        tracing::info!(user_id = %target.id, "e-mail changed; the old address was sent a revert link");
+        let link = inner.config.email_revert_link(&token);
+        inner
+            .outbox
+            .send_in_background(templates::email_changed(&target.email, email, &link));
+        inner
+            .store
+            .user_by_id(&target.id)
+            .await?
+            .ok_or(Error::NotFound("User not found"))
     }
 
     /// Changes username and/or e-mail of any account (moderators use this too).
@@ -285,7 +342,7 @@ impl App {
             Ok(true) => {}
             Ok(false) => return Err(Error::NotFound("User not found")),
             Err(StoreError::AlreadyExists("email")) => {
-                return Err(Error::Conflict("Email already registered"));
+                return Err(Error::Conflict(EMAIL_TAKEN));
             }
             Err(err) => return Err(err.into()),
         }
@@ -295,7 +352,8 @@ impl App {
             .ok_or(Error::NotFound("User not found"))
     }
 
-    /// Changes the caller's password after checking the old one; their other sessions end.
+    /// Changes the caller's password after checking the old one; their other sessions end and
+    /// every outstanding password-reset and 2FA-disable link stops working.
     pub async fn change_password(
         &self,
         principal: &Principal,

@@ -1,4 +1,5 @@
-//! Background jobs: the daily purge of long-banned accounts and the removal of expired sessions.
+//! Background jobs: the daily purge of long-banned accounts and the removal of expired sessions,
+//! one-time tokens and login tickets.
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub struct JobsReport {
     pub purged_users: u64,
     /// Expired sessions the last run deleted.
     pub expired_sessions: u64,
+    /// Expired one-time tokens (reset, 2FA-disable, e-mail revert) and login tickets the last
+    /// run deleted.
+    pub expired_tokens: u64,
 }
 
 /// The running background jobs; dropping this stops them.
@@ -80,7 +84,8 @@ impl App {
     }
 
     /// Starts the background jobs: at once, then every [`JOBS_PERIOD`]. Each run purges
-    /// long-banned accounts ([`App::purge_banned_users`]) and deletes expired sessions.
+    /// long-banned accounts ([`App::purge_banned_users`]) and deletes expired sessions, one-time
+    /// tokens and login tickets.
     /// Must be called within a Tokio runtime.
     pub fn spawn_background_jobs(&self) -> BackgroundJobs {
         self.spawn_background_jobs_every(JOBS_PERIOD)
@@ -118,11 +123,27 @@ impl App {
                 tracing::warn!(error = %err, "deleting expired sessions failed");
                 0
             });
-        tracing::info!(runs, purged_users, expired_sessions, "background jobs ran");
+        let expired_tokens = self
+            .inner()
+            .store
+            .delete_expired_tokens(self.now())
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "deleting expired tokens failed");
+                0
+            });
+        tracing::info!(
+            runs,
+            purged_users,
+            expired_sessions,
+            expired_tokens,
+            "background jobs ran"
+        );
         JobsReport {
             runs,
             purged_users,
             expired_sessions,
+            expired_tokens,
         }
     }
 }

@@ -12,7 +12,9 @@ mod settings;
 mod spotify;
 mod two_factor;
 
-pub use accounts::{IssuedTokens, LoginOutcome, Principal, Profile, Registration};
+pub use accounts::{
+    EMAIL_REVERT_LIFETIME, IssuedTokens, LoginOutcome, Principal, Profile, Registration,
+};
 pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
 pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
 pub use now_playing::{NowPlaying, Track};
@@ -38,7 +40,7 @@ pub enum Error {
     /// The thing does not exist, or is not the caller's (`"Overlay not found"`).
     #[error("{0}")]
     NotFound(&'static str),
-    /// A unique value is taken (`"Email already registered"`).
+    /// A unique value is taken (`"Email already taken"`).
     #[error("{0}")]
     Conflict(&'static str),
     /// The request cannot be done as asked (`"Invalid old password"`).
@@ -56,6 +58,12 @@ pub enum Error {
     /// Too many failed attempts; try again after the delay.
     #[error("Too many failed attempts, try again later")]
     Throttled {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// The mail budget of the recipient or of the client is spent; try again after the delay.
+    #[error("Too many e-mails requested, try again later")]
+    MailThrottled {
         /// When to try again.
         retry_after: Duration,
     },

@@ -15,7 +15,7 @@ use super::{Error, Result};
 use crate::App;
 use crate::model::{
     Ban, Overlay, OverlayPatch, OwnedOverlay, Role, Stats, User, UserWithBan, Warning, WarningView,
-    new_id,
+    canonical_email, new_id,
 };
 use crate::store::{BanOutcome, ListQuery, Page, RoleChange, UserListQuery};
 
@@ -184,14 +184,19 @@ impl App {
         Ok(UserWithBan { user, active_ban })
     }
 
-    /// Changes a user's username and/or e-mail. Moderators (not on admins) and admins.
-    /// `409` when the e-mail is registered or the username used by another account.
+    /// Changes a user's username and/or e-mail. Moderators (not on admins) and admins; a new
+    /// address (by its canonical form) only by admins, and then mailed to the old one with the
+    /// link that undoes it, as when users change their own. An `email` with the same canonical
+    /// form as the current one is not a change (the moderation page sends the address back
+    /// with every edit) and is ignored. `409` when the e-mail is registered or the username
+    /// used by another account.
     pub async fn moderate_profile(
         &self,
         actor: &User,
         user_id: &str,
         username: Option<&str>,
         email: Option<&str>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<()> {
         require_moderator(actor)?;
         let target = self.user(user_id).await?;
@@ -208,7 +213,19 @@ impl App {
                 return Err(Error::Conflict("Username already taken"));
             }
         }
-        self.update_profile(user_id, username, email).await?;
+        let new_email =
+            email.filter(|email| canonical_email(email) != canonical_email(&target.email));
+        match new_email {
+            Some(email) => {
+                require_admin(actor)?;
+                self.change_email_of(&target, email, username, client_ip)
+                    .await?;
+            }
+            None if username.is_some() => {
+                self.update_profile(user_id, username, None).await?;
+            }
+            None => {}
+        }
         Ok(())
     }
 

@@ -174,11 +174,17 @@ impl App {
         Ok(())
     }
 
-    /// Mails the user a link that turns 2FA off (for a lost authenticator).
-    pub async fn request_two_factor_disable(&self, user: &User) -> Result<EmailedToken> {
+    /// Mails the user a link that turns 2FA off (for a lost authenticator). Takes from the
+    /// mail budgets of the user's address and of `client_ip`.
+    pub async fn request_two_factor_disable(
+        &self,
+        user: &User,
+        client_ip: Option<IpAddr>,
+    ) -> Result<EmailedToken> {
         if self.active_two_factor(&user.id).await?.is_none() {
             return Err(Error::Rejected("2FA not enabled"));
         }
+        self.take_mail_budget(&user.email, client_ip).await?;
         let inner = self.inner();
         let token = self
             .issue_one_time_token(TokenPurpose::TwoFactorDisable, &user.id)

@@ -13,9 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
-    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
 };
 
 mod circuit;
@@ -128,6 +126,29 @@ impl ListQuery {
         Some(pattern)
     }
 
+    /// The search as a pattern over canonical e-mails (see
+    /// [`canonical_email`](crate::model::canonical_email)), compared byte for byte: the term is
+    /// brought to the canonical form, then escaped like [`ListQuery::like_pattern`].
+    pub fn email_like_pattern(&self) -> Option<String> {
+        let term = self.search.as_deref().filter(|s| !s.is_empty())?;
+        ListQuery {
+            search: Some(crate::model::canonical_text(term)),
+            ..self.clone()
+        }
+        .like_pattern()
+    }
+
+    /// Whether the canonical form of an e-mail matches the search, with the meaning of
+    /// [`ListQuery::email_like_pattern`]. For backends that filter in memory.
+    pub fn matches_email(&self, email: &str) -> bool {
+        match self.search.as_deref().filter(|s| !s.is_empty()) {
+            None => true,
+            Some(term) => {
+                crate::model::canonical_email(email).contains(&crate::model::canonical_text(term))
+            }
+        }
+    }
+
     /// Whether `text` matches the search, with the same meaning as [`ListQuery::like_pattern`]
     /// (case-insensitive substring). For backends that filter in memory.
     pub fn matches(&self, text: &str) -> bool {
@@ -175,16 +196,19 @@ pub enum BanOutcome {
 /// Accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Adds an account. `AlreadyExists("email")` when the e-mail is taken (case-insensitively).
+    /// Adds an account, with the [`canonical_email`](crate::model::canonical_email) of its
+    /// address. `AlreadyExists("email")` when another account has the same canonical address.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// The account with this id.
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
-    /// The account with this e-mail, compared case-insensitively.
+    /// The account whose address has the same [`canonical_email`](crate::model::canonical_email)
+    /// form as `email`, compared byte for byte.
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// Every account with exactly this username (usernames are not unique), oldest first.
     async fn users_by_username(&self, username: &str) -> StoreResult<Vec<User>>;
-    /// Changes username and/or e-mail; `false` when there is no such user.
-    /// `AlreadyExists("email")` when the new e-mail is taken.
+    /// Changes username and/or e-mail (with its canonical form); `false` when there is no such
+    /// user. `AlreadyExists("email")` when the new e-mail is taken. For a change of address that
+    /// its owner must be able to undo, see [`UserStore::change_email`].
     async fn update_profile(
         &self,
         id: &str,
@@ -192,8 +216,19 @@ pub trait UserStore: Send + Sync {
         email: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// In one transaction: replaces the address of `revert.user_id` by `revert.new_email` (and
+    /// the username, when given), and stores `revert` so that the owner of `revert.old_email`
+    /// can undo it. `false` (nothing changed) when there is no such user;
+    /// `AlreadyExists("email")` when another account has the new address.
+    async fn change_email(
+        &self,
+        revert: &EmailRevert,
+        username: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Sets the password hash and, in the same transaction, deletes the user's sessions except
-    /// those of `keep_family` (all of them when `None`). Returns the number of sessions deleted.
+    /// those of `keep_family` (all of them when `None`) and invalidates every outstanding
+    /// password-reset and 2FA-disable token of the user. Returns the number of sessions deleted.
     async fn update_password(
         &self,
         id: &str,
@@ -316,21 +351,35 @@ pub trait OneTimeTokenStore: Send + Sync {
         token: &OneTimeToken,
     ) -> StoreResult<()>;
     /// In one transaction: consumes an unused, unexpired password-reset token, sets the new
-    /// password hash, removes 2FA and deletes every session. The user id, or `None` when the
-    /// token is unknown, used or expired (then nothing changes).
+    /// password hash, removes 2FA, deletes every session and invalidates every other
+    /// outstanding password-reset and 2FA-disable token of the user. The user id, or `None`
+    /// when the token is unknown, used or expired (then nothing changes).
     async fn redeem_password_reset(
         &self,
         token_hash: &str,
         new_password_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<String>>;
-    /// In one transaction: consumes an unused, unexpired 2FA-disable token and removes 2FA.
+    /// In one transaction: consumes an unused, unexpired 2FA-disable token, removes 2FA and
+    /// invalidates every other outstanding password-reset and 2FA-disable token of the user.
     /// The user id, or `None` when the token is unknown, used or expired.
     async fn redeem_two_factor_disable(
         &self,
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<String>>;
+    /// In one transaction: consumes an unused, unexpired e-mail revert token, puts its
+    /// `old_email` back, deletes every session of the user, invalidates every outstanding
+    /// password-reset and 2FA-disable token, and every revert token of the user made at the
+    /// same time or later (older ones, which restore an even earlier address, stay usable).
+    async fn redeem_email_revert(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<EmailRevertOutcome>;
+    /// Deletes every one-time token (password reset, 2FA disable, e-mail revert) and login
+    /// ticket that expired before `now`; returns how many.
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Each user's Spotify app and connection.

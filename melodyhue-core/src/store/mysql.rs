@@ -22,7 +22,8 @@ const MAX_CONNECTIONS: u32 = 16;
 pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     let options = MySqlConnectOptions::from_str(url)
         .map_err(|err| StoreError::Backend(Box::new(err)))?
-        // The legacy schema's collation: string comparisons, LIKE and UNIQUE(email) ignore case.
+        // The legacy schema's collation: string comparisons and LIKE ignore case (e-mails are
+        // compared by their canonical form, in a column of its own with a binary collation).
         .charset("utf8mb4")
         .collation("utf8mb4_general_ci");
     let pool = MySqlPoolOptions::new()
@@ -35,5 +36,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .run(&pool)
         .await
         .map_err(|err| StoreError::Backend(Box::new(err)))?;
-    Ok(SqlStore::new(Pool::MySql(pool)))
+    let store = SqlStore::new(Pool::MySql(pool));
+    store.fill_canonical_emails().await?;
+    Ok(store)
 }

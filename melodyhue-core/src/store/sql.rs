@@ -20,9 +20,7 @@ use super::{
 };
 use super::{ModerationStore, OverlayStore, PoolUsage};
 use crate::model::{
-    Ban, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session,
-    Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch,
-    Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
 };
 
 /// A connection pool of one of the supported databases.
@@ -100,15 +98,6 @@ impl Dialect {
         match self {
             Dialect::MySql => "`until`",
             Dialect::Sqlite | Dialect::Postgres => "until",
-        }
-    }
-
-    /// `WHERE` condition matching `email` case-insensitively, using the unique index.
-    fn email_matches(self) -> &'static str {
-        match self {
-            Dialect::Sqlite | Dialect::Postgres => "lower(email) = lower(?)",
-            // MySQL's column collation is case-insensitive and lower() would skip the index.
-            Dialect::MySql => "email = ?",
         }
     }
 }
@@ -273,8 +262,10 @@ pub(crate) fn is_outage(pool: &Pool, err: &sqlx::Error) -> bool {
 fn map_err(err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            // PostgreSQL names the constraint; SQLite and MySQL name the index in the message.
-            let what = if db.constraint() == Some(EMAIL_INDEX) || db.message().contains(EMAIL_INDEX)
+            // PostgreSQL names the constraint, MySQL the index and SQLite the column.
+            let what = if db.constraint() == Some(EMAIL_INDEX)
+                || db.message().contains(EMAIL_INDEX)
+                || db.message().contains("api_users.email_canonical")
             {
                 "email"
             } else {
@@ -294,8 +285,8 @@ fn map_err(err: sqlx::Error) -> StoreError {
     }
 }
 
-/// The unique index of e-mails, under this name in every dialect.
-const EMAIL_INDEX: &str = "ix_api_users_email";
+/// The unique index of canonical e-mails, under this name in every dialect.
+const EMAIL_INDEX: &str = "ix_api_users_email_canonical";
 
 /// Whether a database error code says the server is shutting down, starting or unreachable,
 /// rather than that the statement is wrong.
@@ -599,6 +590,22 @@ impl From<SpotifyAuthorizationRow> for SpotifyAuthorization {
     }
 }
 
+/// Marks every outstanding password-reset and 2FA-disable token of a user used, inside a
+/// transaction: after one of them is used or the password changes, the others must not work.
+macro_rules! invalidate_mailed_tokens {
+    ($d:expr, $conn:expr, $user_id:expr, $now:expr) => {{
+        for table in ["api_password_resets", "api_twofa_disable"] {
+            sqlx::query($d.q_owned(format!(
+                "UPDATE {table} SET used_at = ? WHERE user_id = ? AND used_at IS NULL"
+            )))
+            .bind(naive($now))
+            .bind($user_id)
+            .execute(&mut *$conn)
+            .await?;
+        }
+    }};
+}
+
 /// Rows of a user, in the order a transaction must delete them before the user row.
 /// Warnings and bans the user issued as a moderator are kept, without a moderator.
 const USER_DELETION: &[&str] = &[
@@ -610,6 +617,7 @@ const USER_DELETION: &[&str] = &[
     "DELETE FROM api_spotify_authorizations WHERE user_id = ?",
     "DELETE FROM api_password_resets WHERE user_id = ?",
     "DELETE FROM api_twofa_disable WHERE user_id = ?",
+    "DELETE FROM api_email_reverts WHERE user_id = ?",
     "DELETE FROM api_user_settings WHERE user_id = ?",
     "DELETE FROM api_login_challenges WHERE user_id = ?",
     "DELETE FROM api_user_warnings WHERE user_id = ?",
@@ -637,12 +645,13 @@ impl UserStore for SqlStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         on_pool!(self, |pool, d| {
             sqlx::query(d.q(
-                "INSERT INTO api_users (id, username, email, password_hash, role, created_at, updated_at, last_login_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_users (id, username, email, email_canonical, password_hash, role, created_at, updated_at, last_login_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ))
             .bind(&user.id)
             .bind(&user.username)
             .bind(&user.email)
+            .bind(canonical_email(&user.email))
             .bind(&user.password_hash)
             .bind(user.role.as_str())
             .bind(naive(user.created_at))
@@ -671,15 +680,16 @@ impl UserStore for SqlStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let canonical = canonical_email(email);
         let row = on_pool!(self, |pool, d| {
-            let sql = format!(
-                concat!("SELECT ", user_columns!(), " FROM api_users u WHERE {}"),
-                d.email_matches()
-            );
-            sqlx::query_as::<_, UserRow>(d.q_owned(sql))
-                .bind(email)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as::<_, UserRow>(d.q(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM api_users u WHERE u.email_canonical = ?"
+            )))
+            .bind(&canonical)
+            .fetch_optional(pool)
+            .await
         })
         .map_err(map_err)?;
         Ok(row.map(User::from))
@@ -712,13 +722,15 @@ impl UserStore for SqlStore {
         email: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let canonical = email.map(canonical_email);
         let result = on_pool!(self, |pool, d| {
             sqlx::query(d.q(
-                "UPDATE api_users SET username = COALESCE(?, username), email = COALESCE(?, email), updated_at = ? \
-                 WHERE id = ?",
+                "UPDATE api_users SET username = COALESCE(?, username), email = COALESCE(?, email), \
+                 email_canonical = COALESCE(?, email_canonical), updated_at = ? WHERE id = ?",
             ))
             .bind(username)
             .bind(email)
+            .bind(canonical.as_deref())
             .bind(naive(now))
             .bind(id)
             .execute(pool)
@@ -727,6 +739,49 @@ impl UserStore for SqlStore {
         })
         .map_err(map_err)?;
         Ok(result > 0)
+    }
+
+    async fn change_email(
+        &self,
+        revert: &EmailRevert,
+        username: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let canonical = canonical_email(&revert.new_email);
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin()).await?;
+            let changed = sqlx::query(d.q(
+                "UPDATE api_users SET username = COALESCE(?, username), email = ?, email_canonical = ?, \
+                 updated_at = ? WHERE id = ?",
+            ))
+            .bind(username)
+            .bind(&revert.new_email)
+            .bind(&canonical)
+            .bind(naive(now))
+            .bind(&revert.user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(d.q(
+                "INSERT INTO api_email_reverts (token, user_id, old_email, new_email, created_at, expires_at, used_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            ))
+            .bind(&revert.token_hash)
+            .bind(&revert.user_id)
+            .bind(&revert.old_email)
+            .bind(&revert.new_email)
+            .bind(naive(revert.created_at))
+            .bind(naive(revert.expires_at))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        })
+        .map_err(map_err)
     }
 
     async fn update_password(
@@ -758,6 +813,7 @@ impl UserStore for SqlStore {
                     .await?,
             }
             .rows_affected();
+            invalidate_mailed_tokens!(d, &mut *tx, id, now);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(revoked)
         })
@@ -842,6 +898,7 @@ impl UserStore for SqlStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Page<UserWithBan>> {
         let pattern = query.list.like_pattern();
+        let email_pattern = query.list.email_like_pattern();
         let (limit, offset) = limit_offset(&query.list);
         let (rows, total) = on_pool!(self, |pool, d| {
             let mut from = String::from(concat!(
@@ -853,7 +910,7 @@ impl UserStore for SqlStore {
             if pattern.is_some() {
                 let like = d.ilike();
                 from.push_str(&format!(
-                    " AND (u.username {like} ? ESCAPE '!' OR u.email {like} ? ESCAPE '!')"
+                    " AND (u.username {like} ? ESCAPE '!' OR u.email_canonical LIKE ? ESCAPE '!')"
                 ));
             }
             match query.banned {
@@ -874,9 +931,9 @@ impl UserStore for SqlStore {
             let mut rows = sqlx::query_as::<_, UserBanRow>(d.q_owned(select)).bind(naive(now));
             let mut total = sqlx::query_scalar::<_, i64>(d.q_owned(format!("SELECT COUNT(*){from}")))
                 .bind(naive(now));
-            if let Some(pattern) = &pattern {
-                rows = rows.bind(pattern.clone()).bind(pattern.clone());
-                total = total.bind(pattern.clone()).bind(pattern.clone());
+            if let (Some(pattern), Some(email_pattern)) = (&pattern, &email_pattern) {
+                rows = rows.bind(pattern.clone()).bind(email_pattern.clone());
+                total = total.bind(pattern.clone()).bind(email_pattern.clone());
             }
             let rows = rows.bind(limit).bind(offset).fetch_all(pool).await?;
             let total = total.fetch_one(pool).await?;
@@ -1416,6 +1473,20 @@ impl TwoFactorStore for SqlStore {
 /// redeemable. A macro because the executor type differs per dialect.
 macro_rules! consume_token {
     ($d:expr, $conn:expr, $table:literal, $hash:expr, $now:expr) => {{
+        // The user's row is locked first, as every change of a user's password or tokens does,
+        // so that redeeming several of one user's tokens at once queues instead of deadlocking
+        // (each would hold its token and wait for the others while invalidating them).
+        sqlx::query($d.q_owned(format!(
+            concat!(
+                "SELECT id FROM api_users WHERE id = (SELECT user_id FROM ",
+                $table,
+                " WHERE token = ?){}"
+            ),
+            $d.for_update()
+        )))
+        .bind($hash)
+        .fetch_optional(&mut *$conn)
+        .await?;
         let used = sqlx::query($d.q(concat!(
             "UPDATE ",
             $table,
@@ -1441,6 +1512,18 @@ macro_rules! consume_token {
         }
     }};
 }
+
+/// The columns a warning search looks in, and whether each is a canonical e-mail.
+const WARNING_SEARCH_FIELDS: [(&str, bool); 8] = [
+    ("w.reason", false),
+    ("w.id", false),
+    ("w.user_id", false),
+    ("w.moderator_id", false),
+    ("u.username", false),
+    ("u.email_canonical", true),
+    ("m.username", false),
+    ("m.email_canonical", true),
+];
 
 fn token_table(purpose: TokenPurpose) -> &'static str {
     match purpose {
@@ -1499,6 +1582,7 @@ impl OneTimeTokenStore for SqlStore {
                 .bind(&user_id)
                 .execute(&mut *tx)
                 .await?;
+            invalidate_mailed_tokens!(d, &mut *tx, &user_id, now);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(user_id))
         })
@@ -1521,10 +1605,164 @@ impl OneTimeTokenStore for SqlStore {
                 .bind(&user_id)
                 .execute(&mut *tx)
                 .await?;
+            invalidate_mailed_tokens!(d, &mut *tx, &user_id, now);
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(user_id))
         })
         .map_err(map_err)
+    }
+
+    async fn redeem_email_revert(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<EmailRevertOutcome> {
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin()).await?;
+            let revert: Option<(String, String, NaiveDateTime)> =
+                sqlx::query_as(d.q_owned(format!(
+                    "SELECT user_id, old_email, created_at FROM api_email_reverts \
+                 WHERE token = ? AND used_at IS NULL AND expires_at > ?{}",
+                    d.for_update()
+                )))
+                .bind(token_hash)
+                .bind(naive(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((user_id, old_email, created_at)) = revert else {
+                tx.rollback().await?;
+                return Ok(EmailRevertOutcome::Invalid);
+            };
+            let replaced: Option<String> = sqlx::query_scalar(d.q_owned(format!(
+                "SELECT email FROM api_users WHERE id = ?{}",
+                d.for_update()
+            )))
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(replaced_email) = replaced else {
+                tx.rollback().await?;
+                return Ok(EmailRevertOutcome::Invalid);
+            };
+            let restored = sqlx::query(d.q(
+                "UPDATE api_users SET email = ?, email_canonical = ?, updated_at = ? WHERE id = ?",
+            ))
+            .bind(&old_email)
+            .bind(canonical_email(&old_email))
+            .bind(naive(now))
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await;
+            match restored {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    tx.rollback().await?;
+                    return Ok(EmailRevertOutcome::AddressTaken);
+                }
+                Err(err) => return Err(err),
+            }
+            // This revert and every later one are spent; earlier ones restore an even older
+            // address and stay usable.
+            sqlx::query(d.q("UPDATE api_email_reverts SET used_at = ? \
+                 WHERE user_id = ? AND used_at IS NULL AND (token = ? OR created_at >= ?)"))
+            .bind(naive(now))
+            .bind(&user_id)
+            .bind(token_hash)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(d.q("DELETE FROM api_user_sessions WHERE user_id = ?"))
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+            invalidate_mailed_tokens!(d, &mut *tx, &user_id, now);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(EmailRevertOutcome::Reverted {
+                user_id,
+                restored_email: old_email,
+                replaced_email,
+            })
+        })
+        .map_err(map_err)
+    }
+
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        on_pool!(self, |pool, d| {
+            let mut deleted = 0;
+            for table in [
+                "api_password_resets",
+                "api_twofa_disable",
+                "api_email_reverts",
+                "api_login_challenges",
+            ] {
+                deleted +=
+                    sqlx::query(d.q_owned(format!("DELETE FROM {table} WHERE expires_at < ?")))
+                        .bind(naive(now))
+                        .execute(pool)
+                        .await?
+                        .rows_affected();
+            }
+            Ok::<_, sqlx::Error>(deleted)
+        })
+        .map_err(map_err)
+    }
+}
+
+/// What [`SqlStore::fill_canonical_emails`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CanonicalBackfill {
+    /// Accounts whose canonical address was filled in.
+    pub filled: u64,
+    /// Accounts left without one: an older account holds the same canonical address.
+    pub collisions: u64,
+}
+
+impl SqlStore {
+    /// Fills `email_canonical` of every account that lacks it (rows older than migration 0005,
+    /// such as an adopted database of the earlier service), oldest account first. An account
+    /// whose canonical address an older account already holds keeps NULL: it can no longer be
+    /// found by e-mail (login by username still works, and a new address can be set); each is
+    /// logged with both ids. Runs after the migrations, at every start; cheap when nothing is
+    /// missing.
+    pub(crate) async fn fill_canonical_emails(&self) -> StoreResult<CanonicalBackfill> {
+        let missing: Vec<(String, String)> = on_pool!(self, |pool, d| {
+            sqlx::query_as(d.q(
+                "SELECT id, email FROM api_users WHERE email_canonical IS NULL ORDER BY created_at, id",
+            ))
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(map_err)?;
+        let mut report = CanonicalBackfill::default();
+        for (id, email) in missing {
+            let canonical = canonical_email(&email);
+            let filled = on_pool!(self, |pool, d| {
+                sqlx::query(d.q(
+                    "UPDATE api_users SET email_canonical = ? WHERE id = ? AND email_canonical IS NULL",
+                ))
+                .bind(&canonical)
+                .bind(&id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            })
+            .map_err(map_err);
+            match filled {
+                Ok(_) => report.filled += 1,
+                Err(StoreError::AlreadyExists("email")) => {
+                    report.collisions += 1;
+                    let holder = self.user_by_email(&email).await?.map(|u| u.id);
+                    tracing::warn!(
+                        user_id = %id,
+                        holder_id = ?holder,
+                        "e-mail address collides with an older account's under the canonical \
+                         form; this account can no longer be found by e-mail"
+                    );
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
     }
 }
 
@@ -1814,6 +2052,7 @@ impl ModerationStore for SqlStore {
         query: &ListQuery,
     ) -> StoreResult<Page<WarningView>> {
         let pattern = query.like_pattern();
+        let email_pattern = query.email_like_pattern();
         let (limit, offset) = limit_offset(query);
         let (rows, total) = on_pool!(self, |pool, d| {
             let mut from = String::from(
@@ -1825,19 +2064,13 @@ impl ModerationStore for SqlStore {
             }
             if pattern.is_some() {
                 let like = d.ilike();
-                let fields = [
-                    "w.reason",
-                    "w.id",
-                    "w.user_id",
-                    "w.moderator_id",
-                    "u.username",
-                    "u.email",
-                    "m.username",
-                    "m.email",
-                ];
-                let conditions: Vec<String> = fields
+                // E-mails are searched by their canonical form, byte for byte.
+                let conditions: Vec<String> = WARNING_SEARCH_FIELDS
                     .iter()
-                    .map(|field| format!("{field} {like} ? ESCAPE '!'"))
+                    .map(|(field, is_email)| {
+                        let like = if *is_email { "LIKE" } else { like };
+                        format!("{field} {like} ? ESCAPE '!'")
+                    })
                     .collect();
                 from.push_str(&format!(" AND ({})", conditions.join(" OR ")));
             }
@@ -1854,8 +2087,9 @@ impl ModerationStore for SqlStore {
                 rows = rows.bind(user_id);
                 total = total.bind(user_id);
             }
-            if let Some(pattern) = &pattern {
-                for _ in 0..8 {
+            if let (Some(pattern), Some(email_pattern)) = (&pattern, &email_pattern) {
+                for (_, is_email) in WARNING_SEARCH_FIELDS {
+                    let pattern = if is_email { email_pattern } else { pattern };
                     rows = rows.bind(pattern.clone());
                     total = total.bind(pattern.clone());
                 }

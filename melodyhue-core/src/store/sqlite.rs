@@ -49,5 +49,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .run(&pool)
         .await
         .map_err(|err| StoreError::Backend(Box::new(err)))?;
-    Ok(SqlStore::new(Pool::Sqlite(pool)))
+    let store = SqlStore::new(Pool::Sqlite(pool));
+    store.fill_canonical_emails().await?;
+    Ok(store)
 }

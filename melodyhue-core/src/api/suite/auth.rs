@@ -118,7 +118,7 @@ pub async fn register_refuses_taken_email_case_insensitively(h: &Harness) {
         )
         .await;
     reply.assert_status(409);
-    assert_eq!(reply.detail(), "Email already registered");
+    assert_eq!(reply.detail(), "Email already taken");
 }
 
 pub async fn concurrent_registrations_of_one_email_give_one_account(h: &Harness) {

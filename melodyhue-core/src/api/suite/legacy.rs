@@ -329,3 +329,133 @@ fn jwt_expiry(token: &str) -> i64 {
     let claims: Value = serde_json::from_slice(&bytes).expect("JSON claims");
     claims["exp"].as_i64().expect("exp")
 }
+
+/// Adoption when rows of the earlier service collide under the canonical e-mail form (its
+/// `utf8mb4_general_ci` told `straße@` from `strasse@`): no row changes or goes, the oldest
+/// account keeps the address, the later one still logs in by username. Addresses that the old
+/// collation merged (accents) become distinct accounts.
+pub async fn adoption_keeps_the_oldest_of_colliding_emails(h: &Harness) {
+    let Some(database) = ScratchDatabase::create(Server::MySql).await else {
+        return;
+    };
+    database
+        .execute_script(LEGACY_DUMP)
+        .await
+        .expect("load the legacy dump");
+    let mut conn = MySqlConnection::connect(database.url())
+        .await
+        .expect("connect");
+    // alice's hash: both accounts have her password.
+    for (id, username, email, created_at) in [
+        (
+            "strasseNewerAccount0001",
+            "strasse-new",
+            "STRASSE@example.de",
+            "2021-01-01 00:00:00",
+        ),
+        (
+            "strasseOlderAccount0001",
+            "strasse-old",
+            "straße@example.de",
+            "2020-01-01 00:00:00",
+        ),
+        (
+            "zoeDecomposedAccount001",
+            "zoe-new",
+            "zoe\u{308}@example.com",
+            "2022-01-01 00:00:00",
+        ),
+        (
+            "zoePrecomposedAccount01",
+            "zoe-old",
+            "zo\u{eb}@example.com",
+            "2019-01-01 00:00:00",
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO api_users (id, username, email, password_hash, role, created_at, updated_at) \
+             SELECT ?, ?, ?, password_hash, 'user', ?, ? FROM api_users WHERE id = ?",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(email)
+        .bind(created_at)
+        .bind(created_at)
+        .bind(ALICE_ID)
+        .execute(&mut conn)
+        .await
+        .expect("the old collation lets both in");
+    }
+    let before = snapshot(database.url()).await;
+    let server = TestServer::start_with(
+        h,
+        &[
+            ("DATABASE_URL", database.url()),
+            ("JWT_SECRET", LEGACY_JWT_SECRET),
+            ("ENCRYPTION_KEY", LEGACY_ENCRYPTION_KEY),
+        ],
+    )
+    .await;
+    assert_eq!(
+        snapshot(database.url()).await.rows,
+        before.rows,
+        "no row lost"
+    );
+    for (address, oldest) in [
+        ("STRAßE@EXAMPLE.DE", "strasseOlderAccount0001"),
+        ("strasse@example.de", "strasseOlderAccount0001"),
+        ("ZOE\u{308}@example.com", "zoePrecomposedAccount01"),
+    ] {
+        let login = server.login(address, "alice-password-1").await;
+        login.assert_status(200);
+        assert_eq!(login.body["user_id"], oldest, "{address}");
+    }
+    for (username, id) in [
+        ("strasse-new", "strasseNewerAccount0001"),
+        ("zoe-new", "zoeDecomposedAccount001"),
+    ] {
+        let login = server.login(username, "alice-password-1").await;
+        login.assert_status(200);
+        assert_eq!(login.body["user_id"], id);
+        let canonical: Option<String> =
+            sqlx::query_scalar("SELECT email_canonical FROM api_users WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(canonical, None, "{username} keeps no canonical address");
+    }
+    // Every legacy spelling still logs in (bob is stored as `Bob@example.com`).
+    server
+        .login("BOB@EXAMPLE.COM", "bob-password-22")
+        .await
+        .assert_status(200);
+    // Accents are distinct now: a new account, which does not log into alice's.
+    let accented = server
+        .post(
+            "/auth/register",
+            None,
+            json!({"username": "alice-accent", "email": "álice@exämple.com", "password": "another-password-1"}),
+        )
+        .await;
+    accented.assert_status(200);
+    server
+        .login("alice@example.com", "another-password-1")
+        .await
+        .assert_status(401);
+    // A second start changes nothing more.
+    drop(server);
+    let again = TestServer::start_with(
+        h,
+        &[
+            ("DATABASE_URL", database.url()),
+            ("JWT_SECRET", LEGACY_JWT_SECRET),
+            ("ENCRYPTION_KEY", LEGACY_ENCRYPTION_KEY),
+        ],
+    )
+    .await;
+    again
+        .login("strasse@example.de", "alice-password-1")
+        .await
+        .assert_status(200);
+}

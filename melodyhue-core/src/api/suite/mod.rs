@@ -15,6 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod conventions;
@@ -503,6 +504,19 @@ macro_rules! http_suite {
                 moderators_manage_overlays,
                 purge_deletes_long_permanent_bans_only,
                 background_jobs_run_at_start_and_repeat,
+            }
+            accounts {
+                email_identity_is_one_canonical_form,
+                reset_links_die_when_one_is_used_or_the_password_changes,
+                email_change_mails_a_revert_link_to_the_old_address,
+                a_later_revert_cannot_undo_an_earlier_one,
+                only_admins_change_other_users_email,
+                mail_budgets_limit_each_address_and_ip,
+                expired_tokens_are_purged_by_the_daily_job,
+                ban_until_is_read_as_pydantic_reads_datetimes,
+                messages_land_where_the_frontend_matches_them,
+                racing_links_work_once,
+                concurrent_resets_let_one_link_win,
             }
         );
     };

@@ -139,7 +139,7 @@ pub async fn change_email(h: &Harness) {
         )
         .await;
     conflict.assert_status(409);
-    assert_eq!(conflict.detail(), "Email already registered");
+    assert_eq!(conflict.detail(), "Email already taken");
     server
         .patch(
             "/users/me/email",
