@@ -261,7 +261,13 @@ where
             // Pings are answered by the WebSocket libraries; other client frames mean nothing,
             // but show the client is there.
             incoming = socket.next() => match incoming {
-                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => return,
+                Some(Ok(WsMessage::Close(_))) => {
+                    // The WebSocket library has queued the echo of the client's close frame
+                    // (RFC 6455, section 5.5.1); closing the sink sends it.
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.close()).await;
+                    return;
+                }
+                Some(Err(_)) | None => return,
                 Some(Ok(_)) => heard = true,
             },
         }

@@ -444,6 +444,7 @@ macro_rules! http_suite {
                 metrics_count_spotify_calls_and_cover_cache,
                 covers_only_come_from_allowed_hosts,
                 websocket_needs_a_token,
+                websocket_answers_a_client_close,
                 websocket_streams_now_playing_changes,
                 websocket_sees_every_change_of_what_is_shown,
                 banning_kicks_open_websockets,

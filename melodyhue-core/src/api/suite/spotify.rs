@@ -279,19 +279,20 @@ pub async fn spotify_authorize_url(h: &Harness) {
             .unwrap()
             .contains("redirect_uri=http%3A%2F%2Flocalhost%2Fx&")
     );
-    // A redirect URI must be an absolute URL, byte for byte what Spotify will compare.
-    for bad in [
-        "relative%2Fpath",
-        "http%3A%2F%2Fx%2F%00",
-        "http%3A%2F%2Fx%2F%20y",
-        "%20",
+    // A redirect URI must be an absolute URL, byte for byte what Spotify will compare; a NUL
+    // is refused first, as in every string the API reads.
+    for (bad, error) in [
+        ("relative%2Fpath", "url_parsing"),
+        ("http%3A%2F%2Fx%2F%00", "value_error"),
+        ("http%3A%2F%2Fx%2F%20y", "url_parsing"),
+        ("%20", "url_parsing"),
     ] {
         let reply = s
             .server
             .get(&format!("/spotify/auth/url?redirect_uri={bad}"), token)
             .await;
         reply.assert_status(422);
-        assert_eq!(reply.body["detail"][0]["type"], "url_parsing", "{bad}");
+        assert_eq!(reply.body["detail"][0]["type"], error, "{bad}");
     }
     s.server
         .get("/spotify/auth/url", None)
@@ -1221,6 +1222,28 @@ pub async fn websocket_needs_a_token(h: &Harness) {
     }
     let plain = s.server.get("/ws", None).await;
     plain.assert_status(400);
+}
+
+/// A client that closes (a tab going away: 1001, or a normal 1000) gets the server's close frame
+/// back, as RFC 6455 section 5.5.1 requires, instead of a dropped connection (1006).
+pub async fn websocket_answers_a_client_close(h: &Harness) {
+    let s = setup(h, "3", &[]).await;
+    let user = connected_user(&s, "leaver", "rt-close", Scenario::NothingPlaying).await;
+    for code in [1000, 1001] {
+        let query = format!("?token={}", user.access_token);
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(&s.server, &query))
+            .await
+            .unwrap();
+        assert_eq!(next_json(&mut socket).await["type"], "now_playing");
+        socket
+            .send(Message::Close(Some(tungstenite::protocol::CloseFrame {
+                code: code.into(),
+                reason: "bye".into(),
+            })))
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut socket).await, code);
+    }
 }
 
 pub async fn websocket_streams_now_playing_changes(h: &Harness) {
