@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
+use crate::auth::throttle::{AttemptBudget, InMemoryBudget, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -59,7 +59,8 @@ pub(crate) struct Inner {
     pub(crate) passwords: PasswordHasher,
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
-    pub(crate) throttle: LoginThrottle,
+    /// Failure budgets of logins and 2FA codes.
+    pub(crate) throttle: Arc<dyn AttemptBudget>,
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
     pub(crate) hot_reads: HotReads,
@@ -81,9 +82,17 @@ pub struct AppBuilder {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     mailer: Option<Arc<dyn Mailer>>,
+    attempt_budget: Option<Arc<dyn AttemptBudget>>,
 }
 
 impl AppBuilder {
+    /// Keeps the failure budgets of logins and 2FA codes in `budget` instead of this
+    /// process's memory (e.g. a store shared by several servers).
+    pub fn attempt_budget(mut self, budget: Arc<dyn AttemptBudget>) -> Self {
+        self.attempt_budget = Some(budget);
+        self
+    }
+
     /// Sends mail through this mailer instead of the one the configuration describes.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
@@ -127,8 +136,13 @@ impl AppBuilder {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
-        let passwords = PasswordHasher::new(config.password_hashing)?;
-        let throttle = LoginThrottle::new(config.throttle.clone(), MAX_TRACKED_KEYS);
+        let passwords = PasswordHasher::new(config.password_hashing, config.password_admission)?;
+        let throttle = self.attempt_budget.unwrap_or_else(|| {
+            Arc::new(InMemoryBudget::new(
+                config.throttle.window,
+                MAX_TRACKED_KEYS,
+            ))
+        });
         let spotify = SpotifyClient::new(SpotifyEndpoints {
             accounts_url: config.spotify.accounts_url.clone(),
             api_url: config.spotify.api_url.clone(),
@@ -201,6 +215,7 @@ impl App {
             store,
             clock: Arc::new(SystemClock),
             mailer: None,
+            attempt_budget: None,
         }
     }
 

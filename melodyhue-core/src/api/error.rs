@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use super::response::json;
+use crate::auth::admission::Refusal;
 use crate::service;
 use crate::store::BoxError;
 
@@ -69,6 +70,10 @@ pub enum ApiError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// Password hashing is saturated, with `Retry-After`: `429` when the client already has
+    /// its share of hashes in flight, `503` when the queue is full.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// 500: logged with its cause, answered without it.
     #[error("Internal server error")]
     Internal(#[source] BoxError),
@@ -97,7 +102,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::Overloaded(Refusal::ClientBusy) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded(Refusal::ServerBusy) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -134,6 +142,10 @@ impl ApiError {
                 let seconds = retry_after.as_secs().max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
+            ApiError::Overloaded(refusal) => {
+                let seconds = refusal.retry_after().as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             _ => {}
         }
         response
@@ -151,6 +163,7 @@ impl From<service::Error> for ApiError {
             E::Banned => ApiError::Banned,
             E::Forbidden => ApiError::Forbidden,
             E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
+            E::Overloaded(refusal) => ApiError::Overloaded(refusal),
             E::Upstream => ApiError::BadGateway,
             E::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

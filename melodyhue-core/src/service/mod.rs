@@ -2,6 +2,7 @@
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
 
 mod accounts;
+mod attempts;
 mod hot_reads;
 mod jobs;
 mod moderation;
@@ -18,12 +19,14 @@ pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator}
 pub use now_playing::{NowPlaying, Track};
 pub use recovery::ONE_TIME_TOKEN_LIFETIME;
 pub use spotify::{SpotifyCredentialsInput, SpotifyStatus};
-pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
+pub use two_factor::{EmailedToken, MAX_TICKET_ATTEMPTS, TICKET_LIFETIME, TwoFactorSetup};
 
 pub(crate) use hot_reads::HotReads;
 
 use std::time::Duration;
 
+use crate::auth::admission::Refusal;
+use crate::auth::password::HashError;
 use crate::store::{BoxError, StoreError};
 
 /// Why a use case refused or failed. Each variant says what the caller did wrong (or that the
@@ -55,6 +58,10 @@ pub enum Error {
         /// When to try again.
         retry_after: Duration,
     },
+    /// Password hashing is saturated: this client already has its share of hashes in flight,
+    /// or the queue is full of clients with a better claim. Try again shortly.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// Spotify could not be reached, or answered nonsense.
     #[error("Spotify unavailable")]
     Upstream,
@@ -71,6 +78,15 @@ impl From<StoreError> for Error {
         match err {
             StoreError::Unavailable(_) => Error::Unavailable(err),
             other => Error::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Refused(refusal) => Error::Overloaded(refusal),
+            failed @ HashError::Failed(_) => Error::internal(failed),
         }
     }
 }

@@ -72,14 +72,15 @@ impl App {
     }
 
     /// Sets a new password with an e-mailed token: in one transaction the token is consumed, 2FA
-    /// removed and every session of the user revoked.
-    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<()> {
+    /// removed and every session of the user revoked. The hash is admitted for `client_ip`.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<()> {
         let inner = self.inner();
-        let hash = inner
-            .passwords
-            .hash(new_password)
-            .await
-            .map_err(Error::internal)?;
+        let hash = inner.passwords.admit(client_ip)?.hash(new_password).await?;
         let user_id = inner
             .store
             .redeem_password_reset(&token_hash(token), &hash, self.now())
