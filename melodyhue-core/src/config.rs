@@ -244,7 +244,7 @@ pub struct Config {
     /// Cost of new password hashes (argon2-cffi's defaults; not an environment variable).
     pub password_hashing: HashParams,
     /// Admission control of password hashing: `PASSWORD_HASH_WORKERS` (one per core but one),
-    /// `PASSWORD_HASH_QUEUE` (8), `PASSWORD_HASH_PER_CLIENT` (2).
+    /// `PASSWORD_HASH_QUEUE` (8), `PASSWORD_HASH_PER_CLIENT` (4).
     pub password_admission: AdmissionLimits,
 }
 
@@ -545,7 +545,7 @@ impl Config {
                     .try_into()
                     .unwrap_or(usize::MAX),
                 per_client: vars
-                    .positive("PASSWORD_HASH_PER_CLIENT", 2)?
+                    .positive("PASSWORD_HASH_PER_CLIENT", 4)?
                     .try_into()
                     .unwrap_or(u32::MAX),
             },
@@ -745,7 +745,7 @@ mod tests {
         assert_eq!(config.refresh_token_reuse_interval, Duration::from_secs(10));
         assert_eq!(config.trusted_proxy_hops, 1);
         assert_eq!(config.password_admission.queue, 8);
-        assert_eq!(config.password_admission.per_client, 2);
+        assert_eq!(config.password_admission.per_client, 4);
         assert!(config.password_admission.workers >= 1);
     }
 
@@ -756,7 +756,7 @@ mod tests {
             ("TRUSTED_PROXY_HOPS", "2"),
             ("PASSWORD_HASH_WORKERS", "3"),
             ("PASSWORD_HASH_QUEUE", "16"),
-            ("PASSWORD_HASH_PER_CLIENT", "4"),
+            ("PASSWORD_HASH_PER_CLIENT", "3"),
         ])
         .unwrap();
         assert_eq!(config.refresh_token_reuse_interval, Duration::ZERO);
@@ -766,7 +766,7 @@ mod tests {
             AdmissionLimits {
                 workers: 3,
                 queue: 16,
-                per_client: 4
+                per_client: 3
             }
         );
         for variable in [

@@ -12,11 +12,16 @@
 //! - **Bounded queue**: at most [`AdmissionLimits::queue`] hashes wait for a worker; a hash
 //!   that would wait beyond that is refused at once ([`Refusal::ServerBusy`], `503`), instead
 //!   of queueing for seconds.
-//! - **Fair order**: waiting hashes run in order of how many hashes their client network had
-//!   admitted over the last minute, fewest first (ties in arrival order). When the queue is
-//!   full, a newcomer from a network that hashed less than the heaviest waiter takes that
+//! - **Fair order**: waiting hashes run in order of how many requests to hash their client
+//!   network made over the last minute, fewest first (ties in arrival order). When the queue
+//!   is full, a newcomer from a network that asked less than the heaviest waiter takes that
 //!   waiter's place, and the waiter is refused. A flood from many addresses keeps each of them
-//!   busy, so a client that rarely hashes goes to the front.
+//!   busy, so a client that rarely hashes goes to the front. A flood from addresses never seen
+//!   before is indistinguishable from new honest clients: it gets its share of the queue, and
+//!   everyone beyond the queue is refused at once.
+//!
+//! Refusals are decided when a request is admitted, before it does any other work (a database
+//! lookup, a throttle check), so a flood of refused requests costs next to nothing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -151,23 +156,31 @@ impl HashAdmission {
         }
     }
 
-    /// Admits one request of `client`, or refuses it at once when its network already has
-    /// [`AdmissionLimits::per_client`] requests admitted. The admission lasts until dropped.
+    /// Admits one request of `client`, or refuses it at once: when its network already has
+    /// [`AdmissionLimits::per_client`] requests admitted ([`Refusal::ClientBusy`]), or when
+    /// the queue is full of clients with an equal or better claim ([`Refusal::ServerBusy`]),
+    /// so that a refused request costs no further work. Every request counts towards its
+    /// network's usage, refused or not. The admission lasts until dropped.
     pub fn admit(&self, client: Option<IpAddr>) -> Result<Admission, Refusal> {
         let client = client.map(client_network);
-        {
-            let mut state = self.shared.state();
-            let admitted = state.admitted.entry(client).or_insert(0);
-            if *admitted >= self.shared.limits.per_client {
-                return Err(Refusal::ClientBusy);
-            }
-            *admitted += 1;
-        }
         let priority = self
             .shared
             .usage
             .get_with(client, || Arc::new(AtomicU64::new(0)))
             .fetch_add(1, Ordering::Relaxed);
+        let mut state = self.shared.state();
+        let queue_full = state.idle_workers == 0
+            && state.waiting.len() >= self.shared.limits.queue
+            && state.waiting.iter().all(|w| w.priority <= priority);
+        if queue_full {
+            return Err(Refusal::ServerBusy);
+        }
+        let admitted = state.admitted.entry(client).or_insert(0);
+        if *admitted >= self.shared.limits.per_client {
+            return Err(Refusal::ClientBusy);
+        }
+        *admitted += 1;
+        drop(state);
         Ok(Admission {
             shared: Arc::clone(&self.shared),
             client,
@@ -381,6 +394,9 @@ mod tests {
         let wait_b = started(Box::pin(b.worker())).await;
         let wait_c = started(Box::pin(c.worker())).await;
         assert_eq!(d.worker().await.unwrap_err(), Refusal::ServerBusy);
+        // Once the queue is full, a request with no better claim is refused at admission,
+        // before it does any work.
+        assert_eq!(gate.admit(ip(1)).unwrap_err(), Refusal::ServerBusy);
         drop(running);
         let worker_b = wait_b.await.unwrap();
         drop(worker_b);
@@ -390,7 +406,7 @@ mod tests {
     #[tokio::test]
     async fn light_clients_go_first_and_take_a_heavy_clients_place() {
         let gate = admission(1, 2, 10);
-        // The heavy network has hashed twice before; the light one never.
+        // The heavy network asked twice before; the light one never.
         drop(gate.admit(ip(9)).unwrap());
         drop(gate.admit(ip(9)).unwrap());
         let holder = gate.admit(ip(3)).unwrap();
@@ -415,8 +431,7 @@ mod tests {
         let _running = first.worker().await.unwrap();
         let second = gate.admit(ip(2)).unwrap();
         let _waiting = started(Box::pin(second.worker())).await;
-        let third = gate.admit(ip(3)).unwrap();
-        assert_eq!(third.worker().await.unwrap_err(), Refusal::ServerBusy);
+        assert_eq!(gate.admit(ip(3)).unwrap_err(), Refusal::ServerBusy);
     }
 
     #[tokio::test]
@@ -429,8 +444,8 @@ mod tests {
         drop(waiting);
         // The place is free again...
         let c = gate.admit(ip(3)).unwrap();
-        let wait_c = started(Box::pin(c.worker())).await;
         let d = gate.admit(ip(4)).unwrap();
+        let wait_c = started(Box::pin(c.worker())).await;
         drop(running);
         assert!(wait_c.await.is_ok());
         assert!(d.worker().await.is_ok());

@@ -139,6 +139,8 @@ impl App {
         client_ip: Option<IpAddr>,
     ) -> Result<LoginOutcome> {
         let inner = self.inner();
+        // Admission first: a request refused for load costs no lookup.
+        let slot = inner.passwords.admit(client_ip)?;
         let candidates = self.login_candidates(identifier).await?;
         let keys = if candidates.is_empty() {
             vec![self.identifier_budget(identifier)]
@@ -150,10 +152,7 @@ impl App {
         };
         let checked = self.attempt(keys, client_ip, async {
             Ok(
-                match self
-                    .check_password(password, &candidates, client_ip)
-                    .await?
-                {
+                match self.check_password(&slot, password, &candidates).await? {
                     Some(user) => Checked::Right(user),
                     None => Checked::Wrong,
                 },
@@ -194,11 +193,10 @@ impl App {
     /// known identifiers take the same time.
     async fn check_password(
         &self,
+        slot: &HashingSlot<'_>,
         password: &str,
         candidates: &[User],
-        client_ip: Option<IpAddr>,
     ) -> Result<Option<User>> {
-        let slot = self.inner().passwords.admit(client_ip)?;
         let hashes: Vec<&str> = candidates
             .iter()
             .map(|u| u.password_hash.as_str())
@@ -209,7 +207,7 @@ impl App {
         let Some(user) = candidates.get(found) else {
             return Ok(None);
         };
-        self.share_username_salt(&slot, user, password).await;
+        self.share_username_salt(slot, user, password).await;
         Ok(Some(user.clone()))
     }
 
@@ -448,8 +446,8 @@ impl App {
         let inner = self.inner();
         let user = &principal.user;
         let budget = self.account_budget(&user.id);
+        let slot = inner.passwords.admit(client_ip)?;
         let changed = self.attempt(vec![budget.clone()], client_ip, async {
-            let slot = inner.passwords.admit(client_ip)?;
             if !slot.verify(old_password, &user.password_hash).await? {
                 return Ok(Checked::Wrong);
             }
