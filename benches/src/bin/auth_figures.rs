@@ -389,46 +389,67 @@ async fn under_flood(
     Ok((times, statuses, flood_statuses))
 }
 
+/// One measurement of item 3.
+struct FloodCase {
+    label: &'static str,
+    /// Server settings.
+    vars: &'static [(&'static str, &'static str)],
+    flood: Option<Flood>,
+    /// How long a flooder waits after a `429` or `503`.
+    retry_delay: Duration,
+}
+
 async fn item3() -> Result<(), Failure> {
     println!(
         "## 3. a legitimate login (10, each from its own address) alone and under 32 bogus logins in flight"
     );
     let hammering = Duration::from_millis(50);
     let polite = Duration::from_secs(1);
-    let cases: [(&str, &[(&str, &str)], Option<Flood>, Duration); 6] = [
-        ("alone", &[], None, hammering),
-        (
-            "32 addresses, refused ones retry after 50 ms",
-            &[],
-            Some(Flood::PerConnection),
-            hammering,
-        ),
-        (
-            "32 addresses, refused ones retry after Retry-After (1 s)",
-            &[],
-            Some(Flood::PerConnection),
-            polite,
-        ),
-        (
-            "32 addresses, nothing refused (the fair order alone)",
-            &NO_ADMISSION,
-            Some(Flood::PerConnection),
-            hammering,
-        ),
-        (
-            "one address, refused ones retry after 50 ms",
-            &[],
-            Some(Flood::OneAddress),
-            hammering,
-        ),
-        (
-            "a new address per request, retry after 50 ms",
-            &[],
-            Some(Flood::FreshAddresses),
-            hammering,
-        ),
+    let cases = [
+        FloodCase {
+            label: "alone",
+            vars: &[],
+            flood: None,
+            retry_delay: hammering,
+        },
+        FloodCase {
+            label: "32 addresses, refused ones retry after 50 ms",
+            vars: &[],
+            flood: Some(Flood::PerConnection),
+            retry_delay: hammering,
+        },
+        FloodCase {
+            label: "32 addresses, refused ones retry after Retry-After (1 s)",
+            vars: &[],
+            flood: Some(Flood::PerConnection),
+            retry_delay: polite,
+        },
+        FloodCase {
+            label: "32 addresses, nothing refused (the fair order alone)",
+            vars: &NO_ADMISSION,
+            flood: Some(Flood::PerConnection),
+            retry_delay: hammering,
+        },
+        FloodCase {
+            label: "one address, refused ones retry after 50 ms",
+            vars: &[],
+            flood: Some(Flood::OneAddress),
+            retry_delay: hammering,
+        },
+        FloodCase {
+            label: "a new address per request, retry after 50 ms",
+            vars: &[],
+            flood: Some(Flood::FreshAddresses),
+            retry_delay: hammering,
+        },
     ];
-    for (label, vars, flood, retry_delay) in cases {
+    for FloodCase {
+        label,
+        vars,
+        flood,
+        retry_delay,
+    } in cases
+    {
         let (times, statuses, flood_statuses) = under_flood(vars, flood, retry_delay).await?;
         let slowest = times.iter().max().copied().unwrap_or_default();
         println!(
