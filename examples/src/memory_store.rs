@@ -19,7 +19,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use melodyhue_core::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView, canonical_email,
 };
 use melodyhue_core::store::{
     BanOutcome, ListQuery, ModerationStore, OneTimeTokenStore, OverlayStore, Page, RoleChange,
@@ -250,6 +253,21 @@ impl UserStore for MemoryStore {
         Ok(state.delete_sessions(|s| s.user_id != id || Some(s.family_id.as_str()) == keep_family))
     }
 
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
+        match self.state().users.get_mut(id) {
+            Some(user) if user.password_hash == expected => {
+                user.password_hash = password_hash.to_owned();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn record_login(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
         if let Some(user) = self.state().users.get_mut(id) {
             user.last_login_at = Some(now);
@@ -366,13 +384,35 @@ impl SessionStore for MemoryStore {
         Ok(self.state().sessions.get(token_hash).cloned())
     }
 
-    async fn rotate_session(&self, old_token_hash: &str, new: &Session) -> StoreResult<bool> {
+    async fn rotate_session(
+        &self,
+        old_token_hash: &str,
+        new: &Session,
+        now: DateTime<Utc>,
+        forget_rotated_before: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let mut state = self.state();
-        if state.sessions.remove(old_token_hash).is_none() {
-            return Ok(false);
+        match state.sessions.get_mut(old_token_hash) {
+            Some(old) if old.rotated_at.is_none() && old.family_id == new.family_id => {
+                old.rotated_at = Some(now);
+            }
+            _ => return Ok(false),
         }
         state.sessions.insert(new.token_hash.clone(), new.clone());
+        state.delete_sessions(|s| {
+            s.family_id != new.family_id || s.rotated_at.is_none_or(|r| r >= forget_rotated_before)
+        });
         Ok(true)
+    }
+
+    async fn live_session(&self, family_id: &str) -> StoreResult<Option<Session>> {
+        Ok(self
+            .state()
+            .sessions
+            .values()
+            .filter(|s| s.family_id == family_id && s.rotated_at.is_none())
+            .max_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+            .cloned())
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
@@ -569,15 +609,23 @@ impl TwoFactorStore for MemoryStore {
         Ok(self.state().challenges.get(id).cloned())
     }
 
-    async fn record_challenge_failure(&self, id: &str) -> StoreResult<u32> {
-        let mut state = self.state();
-        Ok(match state.challenges.get_mut(id) {
-            Some(challenge) => {
-                challenge.failed_attempts = challenge.failed_attempts.saturating_add(1);
-                challenge.failed_attempts
+    async fn take_challenge_attempt(
+        &self,
+        id: &str,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        match self.state().challenges.get_mut(id) {
+            Some(challenge)
+                if challenge.used_at.is_none()
+                    && challenge.expires_at > now
+                    && challenge.attempts < max_attempts =>
+            {
+                challenge.attempts += 1;
+                Ok(true)
             }
-            None => 0,
-        })
+            _ => Ok(false),
+        }
     }
 
     async fn consume_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {

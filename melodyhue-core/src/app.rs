@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::api::ws::SocketCounts;
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::throttle::{LoginThrottle, MAX_TRACKED_KEYS};
+use crate::auth::throttle::{AttemptBudget, InMemoryBudget, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
@@ -64,7 +64,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: SecretBox,
     pub(crate) outbox: Outbox,
     pub(crate) mail_budget: Arc<dyn MailBudget>,
-    pub(crate) throttle: LoginThrottle,
+    /// Failure budgets of logins and 2FA codes.
+    pub(crate) throttle: Arc<dyn AttemptBudget>,
     pub(crate) spotify: SpotifyClient,
     pub(crate) hub: NowPlayingHub,
     pub(crate) hot_reads: HotReads,
@@ -92,6 +93,7 @@ pub struct AppBuilder {
     clock: Arc<dyn Clock>,
     mailer: Option<Arc<dyn Mailer>>,
     mail_budget: Option<Arc<dyn MailBudget>>,
+    attempt_budget: Option<Arc<dyn AttemptBudget>>,
 }
 
 impl AppBuilder {
@@ -99,6 +101,13 @@ impl AppBuilder {
     /// By default: [`LocalMailBudget`] with the configured limits.
     pub fn mail_budget(mut self, budget: Arc<dyn MailBudget>) -> Self {
         self.mail_budget = Some(budget);
+        self
+    }
+
+    /// Keeps the failure budgets of logins and 2FA codes in `budget` instead of this
+    /// process's memory (e.g. a store shared by several servers).
+    pub fn attempt_budget(mut self, budget: Arc<dyn AttemptBudget>) -> Self {
+        self.attempt_budget = Some(budget);
         self
     }
 
@@ -145,8 +154,13 @@ impl AppBuilder {
             config.access_token_ttl,
             config.refresh_token_ttl,
         );
-        let passwords = PasswordHasher::new(config.password_hashing)?;
-        let throttle = LoginThrottle::new(config.throttle.clone(), MAX_TRACKED_KEYS);
+        let passwords = PasswordHasher::new(config.password_hashing, config.password_admission)?;
+        let throttle = self.attempt_budget.unwrap_or_else(|| {
+            Arc::new(InMemoryBudget::new(
+                config.throttle.window,
+                MAX_TRACKED_KEYS,
+            ))
+        });
         let spotify = SpotifyClient::new(SpotifyEndpoints {
             accounts_url: config.spotify.accounts_url.clone(),
             api_url: config.spotify.api_url.clone(),
@@ -234,6 +248,7 @@ impl App {
             clock: Arc::new(SystemClock),
             mailer: None,
             mail_budget: None,
+            attempt_budget: None,
         }
     }
 

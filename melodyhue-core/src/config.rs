@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::auth::password::HashParams;
+use crate::auth::admission::AdmissionLimits;
+use crate::auth::password::{HashParams, default_workers};
 use crate::mail::MailLimits;
 use crate::spotify::{AllowedHost, ImagePolicy};
 
@@ -243,6 +244,10 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// `REFRESH_TOKEN_EXPIRE_DAYS` (30) as a duration.
     pub refresh_token_ttl: Duration,
+    /// `REFRESH_TOKEN_REUSE_INTERVAL` seconds (10; `0` turns it off): for this long after a
+    /// refresh token was rotated, presenting it again answers the login's current pair instead
+    /// of revoking the login as reuse.
+    pub refresh_token_reuse_interval: Duration,
     /// Cookies.
     pub cookies: CookieConfig,
     /// CORS, when `ENABLE_CORS=true`.
@@ -274,6 +279,9 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// The `/ws` channel.
     pub websocket: WebSocketLimits,
+    /// `TRUSTED_PROXY_HOPS` (1): how many proxies of ours each append an `X-Forwarded-For`
+    /// entry; the client IP is the entry this many from the right.
+    pub trusted_proxy_hops: usize,
     /// `METRICS`: serve `/metrics`.
     pub metrics: bool,
     /// `METRICS_TOKEN`: `/metrics` wants `Authorization: Bearer <token>`; without it, only
@@ -285,6 +293,9 @@ pub struct Config {
     pub log_level: String,
     /// Cost of new password hashes (argon2-cffi's defaults; not an environment variable).
     pub password_hashing: HashParams,
+    /// Admission control of password hashing: `PASSWORD_HASH_WORKERS` (one per core but one),
+    /// `PASSWORD_HASH_QUEUE` (8), `PASSWORD_HASH_PER_CLIENT` (4).
+    pub password_admission: AdmissionLimits,
 }
 
 /// The secrets file a development run generates and then keeps using.
@@ -356,6 +367,21 @@ impl Vars {
         url::Url::parse(&value).map_err(|err| invalid(name, format!("not a URL ({err})")))?;
         Ok(value.trim_end_matches('/').to_owned())
     }
+}
+
+/// The longest `REFRESH_TOKEN_REUSE_INTERVAL`: a rotated token stays good for this long, so
+/// reuse detection is blind for it; minutes would already be generous for two tabs.
+const MAX_REUSE_INTERVAL_SECONDS: u64 = 3600;
+
+fn reuse_interval(vars: &Vars) -> Result<Duration, ConfigError> {
+    let seconds = vars.number("REFRESH_TOKEN_REUSE_INTERVAL", 10)?;
+    if seconds > MAX_REUSE_INTERVAL_SECONDS {
+        return Err(invalid(
+            "REFRESH_TOKEN_REUSE_INTERVAL",
+            format!("at most {MAX_REUSE_INTERVAL_SECONDS} seconds"),
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn invalid(variable: &'static str, reason: String) -> ConfigError {
@@ -526,6 +552,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 86_400 * vars.positive("REFRESH_TOKEN_EXPIRE_DAYS", 30)?,
             ),
+            refresh_token_reuse_interval: reuse_interval(&vars)?,
             cookies: CookieConfig {
                 access_max_age: vars.number("ACCESS_COOKIE_MAX_AGE", 900)?,
                 refresh_max_age: vars.number("REFRESH_COOKIE_MAX_AGE", 2_592_000)?,
@@ -577,11 +604,29 @@ impl Config {
                 )
                 .unwrap_or(usize::MAX),
             },
+            trusted_proxy_hops: vars
+                .positive("TRUSTED_PROXY_HOPS", 1)?
+                .try_into()
+                .unwrap_or(usize::MAX),
             metrics: vars.flag("METRICS", false)?,
             metrics_token: vars.secret("METRICS_TOKEN"),
             log_format,
             log_level: vars.string("LOG_LEVEL", "info"),
             password_hashing: HashParams::default(),
+            password_admission: AdmissionLimits {
+                workers: vars
+                    .positive("PASSWORD_HASH_WORKERS", default_workers() as u64)?
+                    .try_into()
+                    .unwrap_or(usize::MAX),
+                queue: vars
+                    .positive("PASSWORD_HASH_QUEUE", 8)?
+                    .try_into()
+                    .unwrap_or(usize::MAX),
+                per_client: vars
+                    .positive("PASSWORD_HASH_PER_CLIENT", 4)?
+                    .try_into()
+                    .unwrap_or(u32::MAX),
+            },
         })
     }
 
@@ -887,6 +932,49 @@ mod tests {
         assert_eq!(config.cookies.refresh_max_age, 2_592_000);
         assert!(config.cors.is_none());
         assert!(config.smtp.is_none());
+        assert_eq!(config.refresh_token_reuse_interval, Duration::from_secs(10));
+        assert_eq!(config.trusted_proxy_hops, 1);
+        assert_eq!(config.password_admission.queue, 8);
+        assert_eq!(config.password_admission.per_client, 4);
+        assert!(config.password_admission.workers >= 1);
+    }
+
+    #[test]
+    fn limits_of_sessions_proxies_and_hashing() {
+        let config = config(&[
+            ("REFRESH_TOKEN_REUSE_INTERVAL", "0"),
+            ("TRUSTED_PROXY_HOPS", "2"),
+            ("PASSWORD_HASH_WORKERS", "3"),
+            ("PASSWORD_HASH_QUEUE", "16"),
+            ("PASSWORD_HASH_PER_CLIENT", "3"),
+        ])
+        .unwrap();
+        assert_eq!(config.refresh_token_reuse_interval, Duration::ZERO);
+        assert_eq!(config.trusted_proxy_hops, 2);
+        assert_eq!(
+            config.password_admission,
+            AdmissionLimits {
+                workers: 3,
+                queue: 16,
+                per_client: 3
+            }
+        );
+        for variable in [
+            "TRUSTED_PROXY_HOPS",
+            "PASSWORD_HASH_WORKERS",
+            "PASSWORD_HASH_QUEUE",
+            "PASSWORD_HASH_PER_CLIENT",
+        ] {
+            let err = Config::from_vars([(variable, "0")]).unwrap_err();
+            assert!(err.to_string().contains(variable), "{err}");
+        }
+        for bad in ["-1", "3601", "ten"] {
+            let err = Config::from_vars([("REFRESH_TOKEN_REUSE_INTERVAL", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("REFRESH_TOKEN_REUSE_INTERVAL"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -242,6 +242,9 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     /// When the refresh token expires.
     pub expires_at: DateTime<Utc>,
+    /// When its token was exchanged for a successor's; `None` while it is the live session of
+    /// its login. A rotated session is kept for the refresh-token reuse interval only.
+    pub rotated_at: Option<DateTime<Utc>>,
 }
 
 /// A user's TOTP secret; active only once verified.
@@ -272,8 +275,8 @@ pub struct LoginChallenge {
     pub expires_at: DateTime<Utc>,
     /// Set when a code was accepted.
     pub used_at: Option<DateTime<Utc>>,
-    /// Wrong codes so far.
-    pub failed_attempts: u32,
+    /// Codes checked so far (each counted before it is checked; column `failed_attempts`).
+    pub attempts: u32,
 }
 
 /// What a one-time e-mailed token is for.

@@ -65,11 +65,14 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
     let path = dir.path();
     let app = app(path).await;
     for name in ["ada", "bo"] {
-        app.register(Registration {
-            username: name.into(),
-            email: format!("{name}@example.com"),
-            password: "correct-horse-42".into(),
-        })
+        app.register(
+            Registration {
+                username: name.into(),
+                email: format!("{name}@example.com"),
+                password: "correct-horse-42".into(),
+            },
+            None,
+        )
         .await
         .unwrap();
     }

@@ -85,11 +85,14 @@ pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
     input.finish()?;
     let tokens = cx
         .app
-        .register(Registration {
-            username,
-            email,
-            password,
-        })
+        .register(
+            Registration {
+                username,
+                email,
+                password,
+            },
+            cx.client_ip(),
+        )
         .await?;
     Ok(with_token_cookies(
         cx,

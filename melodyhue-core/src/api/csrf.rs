@@ -52,13 +52,11 @@ pub(crate) fn check(cx: &Ctx<'_>, bodies: Bodies) -> Result<(), ApiError> {
     if cookie && !origin_allowed(cx.app.config(), &cx.headers) {
         return Err(ApiError::CrossSiteRequest);
     }
+    let accepted = |content_type: &HeaderValue| {
+        is_json(content_type) || (bodies == Bodies::JsonOrForm && is_form(content_type))
+    };
     match cx.headers.get(header::CONTENT_TYPE) {
-        Some(content_type)
-            if !is_json(content_type)
-                && !(bodies == Bodies::JsonOrForm && is_form(content_type)) =>
-        {
-            Err(ApiError::UnsupportedMediaType)
-        }
+        Some(content_type) if !accepted(content_type) => Err(ApiError::UnsupportedMediaType),
         _ => Ok(()),
     }
 }

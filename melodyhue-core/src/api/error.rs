@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use super::response::json;
+use crate::auth::admission::Refusal;
 use crate::service;
 use crate::store::BoxError;
 
@@ -86,6 +87,10 @@ pub enum ApiError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// Password hashing is saturated, with `Retry-After`: `429` when the client already has
+    /// its share of hashes in flight, `503` when the queue is full.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// 500: logged with its cause, answered without it.
     #[error("Internal server error")]
     Internal(#[source] BoxError),
@@ -118,9 +123,10 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooManyRequests { .. } | ApiError::TooManyMails { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyRequests { .. }
+            | ApiError::TooManyMails { .. }
+            | ApiError::Overloaded(Refusal::ClientBusy) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded(Refusal::ServerBusy) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -157,6 +163,10 @@ impl ApiError {
                 let seconds = retry_after.as_secs().max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
+            ApiError::Overloaded(refusal) => {
+                let seconds = refusal.retry_after().as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
             _ => {}
         }
         response
@@ -175,6 +185,7 @@ impl From<service::Error> for ApiError {
             E::Forbidden => ApiError::Forbidden,
             E::Throttled { retry_after } => ApiError::TooManyRequests { retry_after },
             E::MailThrottled { retry_after } => ApiError::TooManyMails { retry_after },
+            E::Overloaded(refusal) => ApiError::Overloaded(refusal),
             E::Upstream => ApiError::BadGateway,
             E::Unavailable(cause) => {
                 // The SQL stores log an outage once, when it starts and ends; one line per

@@ -407,22 +407,40 @@ impl Ctx<'_> {
         Ok(self.app.authenticate(&token).await?)
     }
 
-    /// The client's IP: the socket peer, or the first `X-Forwarded-For` entry when the
-    /// configuration trusts a proxy.
+    /// The client's IP: the socket peer; or, when the configuration trusts proxies
+    /// (`TRUST_PROXY`), the `X-Forwarded-For` entry the proxies appended (see
+    /// [`forwarded_client`]).
     pub(crate) fn client_ip(&self) -> Option<IpAddr> {
-        if self.app.config().trust_proxy {
-            let forwarded = self
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|ip| ip.trim().parse().ok());
-            if forwarded.is_some() {
-                return forwarded;
+        let config = self.app.config();
+        if config.trust_proxy {
+            if let Some(ip) = forwarded_client(&self.headers, config.trusted_proxy_hops) {
+                return Some(ip);
             }
         }
         self.peer.map(|p| p.ip())
     }
+}
+
+/// The client address that `hops` trusted proxies recorded in `X-Forwarded-For`: the entry
+/// `hops` from the right of the whole list (every header line, in order). Each proxy appends
+/// the address it received the request from, so entries further left were written by the
+/// client and prove nothing. A list shorter than `hops` was written by our proxies only: its
+/// first entry is the client. `None` without the header, or when that entry is not an address
+/// (`1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`).
+fn forwarded_client(headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let entry = entries.get(entries.len().saturating_sub(hops))?;
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

@@ -416,16 +416,16 @@ const OPERATIONS: &[Operation] = &[
     op!(Get "/metrics", "health", "Prometheus metrics (METRICS=true; a token or a direct loopback client)", Public, body: None, query: &[], Text("application/openmetrics-text"), errors: [401, 403, 404]),
     op!(Get "/openapi.json", "health", "This document", Public, body: None, query: &[], Json("Document"), errors: []),
     op!(Get "/docs", "health", "A page rendering this document", Public, body: None, query: &[], Html, errors: []),
-    op!(Post "/auth/register", "auth", "Create an account; sets the auth cookies", Public, body: Some(Body("RegisterBody", Reading::Required)), query: &[], Json("LoginTokens"), errors: [409]),
+    op!(Post "/auth/register", "auth", "Create an account; sets the auth cookies", Public, body: Some(Body("RegisterBody", Reading::Required)), query: &[], Json("LoginTokens"), errors: [409, 429]),
     op!(Post "/auth/login", "auth", "Log in; with 2FA the answer is a ticket for /auth/login/2fa", Public, body: Some(Body("LoginBody", Reading::Required)), query: &[], Json("LoginAnswer"), errors: [401, 403, 429]),
     op!(Post "/auth/login/2fa", "auth", "Finish a 2FA login with the TOTP code", Public, body: Some(Body("TwoFactorLoginBody", Reading::Required)), query: &[], Json("TwoFactorLoginTokens"), errors: [400, 401, 403, 429]),
     op!(Post "/auth/refresh", "auth", "Rotate the session: a new token pair", Public, body: Some(Body("RefreshTokenBody", Reading::Optional)), query: &[], Json("RefreshedTokens"), errors: [401, 403]),
     op!(Post "/auth/logout", "auth", "End the session and clear the cookies", Public, body: Some(Body("LogoutBody", Reading::Lenient)), query: &[], Json("Status"), errors: []),
     op!(Post "/auth/forgot", "auth", "Mail a password-reset link (same answer for unknown e-mails)", Public, body: Some(Body("EmailBody", Reading::Required)), query: &[], Json("SentView"), errors: [429]),
-    op!(Post "/auth/reset", "auth", "Set a new password with a reset token", Public, body: Some(Body("ResetBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/auth/reset", "auth", "Set a new password with a reset token", Public, body: Some(Body("ResetBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
     op!(Post "/auth/2fa/setup", "2fa", "Start setting up TOTP", User, body: None, query: &[], Json("TwoFactorSetupView"), errors: [400]),
-    op!(Post "/auth/2fa/verify", "2fa", "Activate TOTP with a first code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
-    op!(Post "/auth/2fa/disable", "2fa", "Turn TOTP off with a code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/auth/2fa/verify", "2fa", "Activate TOTP with a first code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
+    op!(Post "/auth/2fa/disable", "2fa", "Turn TOTP off with a code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
     op!(Post "/auth/2fa/disable/request", "2fa", "Mail a link that turns TOTP off", User, body: None, query: &[], Json("SentView"), errors: [400, 429]),
     op!(Get "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: None, query: &[Query("token", QueryKind::Text(256), REQUIRED, "The mailed token.")], Json("Status"), errors: [400, 422]),
     op!(Post "/auth/2fa/disable/confirm", "2fa", "Turn TOTP off with the mailed token", Public, body: Some(Body("TokenBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
@@ -435,7 +435,7 @@ const OPERATIONS: &[Operation] = &[
     op!(Delete "/users/me", "users", "Delete the caller's account and everything that is theirs", User, body: None, query: &[], Json("Status"), errors: []),
     op!(Patch "/users/me/username", "users", "Change the username", User, body: Some(Body("UsernameBody", Reading::Required)), query: &[], Json("MeView"), errors: [409]),
     op!(Patch "/users/me/email", "users", "Change the e-mail address; the old one is mailed a link that undoes it", User, body: Some(Body("EmailBody", Reading::Required)), query: &[], Json("MeView"), errors: [409, 429]),
-    op!(Post "/users/me/password", "users", "Change the password; other sessions end", User, body: Some(Body("PasswordChangeBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
+    op!(Post "/users/me/password", "users", "Change the password; other sessions end", User, body: Some(Body("PasswordChangeBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
     op!(Get "/users/{user_id}", "users", "A user's public profile", Public, body: None, query: &[], Json("PublicUserView"), errors: [404]),
     op!(Get "/settings/me", "settings", "The caller's settings", User, body: None, query: &[], Json("SettingsView"), errors: []),
     op!(Patch "/settings/me", "settings", "Change any subset of the settings", User, body: Some(Body("SettingsPatchBody", Reading::Required)), query: &[], Json("SettingsView"), errors: []),
@@ -567,9 +567,11 @@ fn error_description(status: u16) -> &'static str {
         413 => "Body over 64 KiB",
         415 => "`Content-Type` not JSON, without a bearer token",
         422 => "Invalid input, one entry per bad field",
-        429 => "Too many failures; see `Retry-After`",
+        429 => {
+            "Too many failures, or this client's password hashes are already in flight; see `Retry-After`"
+        }
         502 => "Spotify failed",
-        _ => "Database unavailable",
+        _ => "Database unavailable, or the password-hashing queue is full (with `Retry-After`)",
     }
 }
 

@@ -44,7 +44,7 @@ pub struct SentView {
     pub token: Option<String>,
 }
 
-/// Digits only, so a 6-character code is the longest meaningful input.
+/// Six digits, with room for the spaces and dashes users type between them (`123 456`).
 const CODE_LENGTH: std::ops::RangeInclusive<usize> = 1..=16;
 
 pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
@@ -85,14 +85,18 @@ fn code(cx: &Ctx<'_>) -> Result<String, ApiError> {
 pub(super) async fn verify(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let code = code(cx)?;
-    cx.app.verify_two_factor(&principal.user, &code).await?;
+    cx.app
+        .verify_two_factor(&principal.user, &code, cx.client_ip())
+        .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }
 
 pub(super) async fn disable(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let code = code(cx)?;
-    cx.app.disable_two_factor(&principal.user, &code).await?;
+    cx.app
+        .disable_two_factor(&principal.user, &code, cx.client_ip())
+        .await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))
 }
 
@@ -148,6 +152,8 @@ pub(super) async fn reset(cx: &Ctx<'_>) -> Reply {
     let token = input.string("token", 1..=256);
     let new_password = input.string("new_password", 8..=128);
     input.finish()?;
-    cx.app.reset_password(&token, &new_password).await?;
+    cx.app
+        .reset_password(&token, &new_password, cx.client_ip())
+        .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }

@@ -136,7 +136,7 @@ pub(super) async fn change_password(cx: &Ctx<'_>) -> Reply {
     let new_password = input.string("new_password", 8..=128);
     input.finish()?;
     cx.app
-        .change_password(&principal, &old_password, &new_password)
+        .change_password(&principal, &old_password, &new_password, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }

@@ -1,5 +1,7 @@
-//! Authentication building blocks: password hashing, JWTs, TOTP and login throttling.
+//! Authentication building blocks: password hashing and its admission control, JWTs, TOTP and
+//! failure budgets (login throttling).
 
+pub mod admission;
 pub mod password;
 pub mod throttle;
 pub mod tokens;

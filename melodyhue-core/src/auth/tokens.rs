@@ -5,7 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtAlgorithm;
-use crate::model::{Role, User, new_id};
+use crate::model::{Role, Session, User, new_id};
 
 /// Why a token was refused. The `Display` forms are the `detail` codes of `/auth/refresh`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,15 +66,6 @@ struct Claims {
     /// The session family, so a reused (already rotated) token can revoke its whole family.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fam: Option<String>,
-}
-
-/// A freshly signed refresh token.
-#[derive(Debug, Clone)]
-pub struct IssuedRefreshToken {
-    /// The JWT.
-    pub token: String,
-    /// When it expires.
-    pub expires_at: DateTime<Utc>,
 }
 
 /// Signs and checks MelodyHue's JWTs.
@@ -142,25 +133,45 @@ impl TokenIssuer {
         })
     }
 
-    /// A refresh token of the login family `family`, unique even within one second.
-    pub fn refresh_token(
+    /// A new session of the login family `family` for `user_id`, starting at `now`, and its
+    /// refresh token. The session's times are whole seconds, so that
+    /// [`TokenIssuer::refresh_token_of`] signs the very same token again from the stored row.
+    pub fn new_session(
         &self,
         user_id: &str,
         family: &str,
         now: DateTime<Utc>,
-    ) -> Result<IssuedRefreshToken, SignError> {
-        let expires_at = now + self.refresh_ttl;
-        let token = self.sign(&Claims {
-            sub: user_id.to_owned(),
-            iat: now.timestamp(),
-            exp: expires_at.timestamp(),
+    ) -> Result<(Session, String), SignError> {
+        let created_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        let mut session = Session {
+            id: new_id(),
+            user_id: user_id.to_owned(),
+            token_hash: String::new(),
+            family_id: family.to_owned(),
+            created_at,
+            expires_at: created_at + self.refresh_ttl,
+            rotated_at: None,
+        };
+        let token = self.refresh_token_of(&session)?;
+        session.token_hash = super::token_hash(&token);
+        Ok((session, token))
+    }
+
+    /// The refresh token of `session`, a function of the row alone: `jti` is the session id,
+    /// `iat` and `exp` its times, and HMAC signatures are deterministic. So the server can hand
+    /// back the token of a session it stores only the hash of (the refresh-token reuse interval),
+    /// without keeping any token; only the holder of the signing key can do it.
+    pub fn refresh_token_of(&self, session: &Session) -> Result<String, SignError> {
+        self.sign(&Claims {
+            sub: session.user_id.clone(),
+            iat: session.created_at.timestamp(),
+            exp: session.expires_at.timestamp(),
             kind: Some("refresh".into()),
             username: None,
             role: None,
-            jti: Some(new_id()),
-            fam: Some(family.to_owned()),
-        })?;
-        Ok(IssuedRefreshToken { token, expires_at })
+            jti: Some(session.id.clone()),
+            fam: Some(session.family_id.clone()),
+        })
     }
 
     /// Checks an access token.
@@ -269,7 +280,7 @@ mod tests {
     fn kinds_keys_and_algorithms_are_checked() {
         let issuer = issuer(b"secret");
         let now = Utc::now();
-        let refresh = issuer.refresh_token("u1", "fam", now).unwrap().token;
+        let (_, refresh) = issuer.new_session("u1", "fam", now).unwrap();
         assert_eq!(
             issuer.decode_access(&refresh, now),
             Err(TokenError::WrongType)
@@ -294,12 +305,30 @@ mod tests {
     fn refresh_tokens_differ_within_one_second() {
         let issuer = issuer(b"secret");
         let now = Utc::now();
-        let a = issuer.refresh_token("u1", "f", now).unwrap().token;
-        let b = issuer.refresh_token("u1", "f", now).unwrap().token;
+        let (_, a) = issuer.new_session("u1", "f", now).unwrap();
+        let (_, b) = issuer.new_session("u1", "f", now).unwrap();
         assert_ne!(a, b);
         assert_eq!(
             issuer.decode_refresh(&a, now).unwrap().family.as_deref(),
             Some("f")
+        );
+    }
+
+    #[test]
+    fn a_sessions_token_is_signed_again_identically_from_its_row() {
+        let issuer = issuer(b"secret");
+        let now = DateTime::from_timestamp_millis(1_767_268_800_987).unwrap();
+        let (session, token) = issuer.new_session("u1", "f", now).unwrap();
+        assert_eq!(session.created_at.timestamp_subsec_nanos(), 0);
+        assert_eq!(session.token_hash, crate::auth::token_hash(&token));
+        assert_eq!(issuer.refresh_token_of(&session).unwrap(), token);
+        let claims = issuer.decode_refresh(&token, now).unwrap();
+        assert_eq!(claims.jti, session.id);
+        assert_eq!(claims.expires_at, session.expires_at);
+        // Another key cannot make it.
+        assert_ne!(
+            self::issuer(b"other").refresh_token_of(&session).unwrap(),
+            token
         );
     }
 }

@@ -46,14 +46,23 @@ fn unix_seconds(now: DateTime<Utc>) -> u64 {
     u64::try_from(now.timestamp()).unwrap_or(0)
 }
 
+/// A code as typed, without the separators authenticator apps show or users type between
+/// digits (`123 456`, `123-456`): every kind of space and dash is left out.
+pub fn normalize_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}')))
+        .collect()
+}
+
 /// The time step `code` belongs to, when it is valid at `now` (± one step); `None` otherwise.
+/// Spaces and dashes in `code` are ignored ([`normalize_code`]).
 pub fn verify(secret: &str, code: &str, now: DateTime<Utc>) -> Result<Option<i64>, InvalidSecret> {
-    let code = code.trim();
+    let code = normalize_code(code);
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
     Ok(totp(secret)?
-        .check(code, unix_seconds(now))
+        .check(&code, unix_seconds(now))
         .and_then(|step| i64::try_from(step).ok()))
 }
 
@@ -85,6 +94,26 @@ mod tests {
                 .is_none()
         );
         assert!(verify(&secret, "12345", now).unwrap().is_none());
+        let (head, tail) = code.split_at(3);
+        for typed in [
+            format!("{head} {tail}"),
+            format!("{head}-{tail}"),
+            format!(" {head} - {tail} "),
+            format!("{head}\u{a0}{tail}"),
+            format!("{head}\u{2013}{tail}"),
+        ] {
+            assert_eq!(
+                verify(&secret, &typed, now).unwrap(),
+                Some(step),
+                "{typed:?}"
+            );
+        }
+        assert!(
+            verify(&secret, &format!("{head}.{tail}"), now)
+                .unwrap()
+                .is_none()
+        );
+        assert!(verify(&secret, &format!("{code}0"), now).unwrap().is_none());
         assert!(verify(&secret, "abcdef", now).unwrap().is_none());
     }
 

@@ -2,12 +2,16 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
+
+use super::attempts::Checked;
 use super::{Error, Result};
 use crate::App;
+use crate::auth::password::{HashingSlot, same_computation_for};
 use crate::auth::token_hash;
 use crate::auth::tokens::TokenError;
 use crate::mail::templates;
-use crate::model::{EmailRevert, Role, Session, User, canonical_email, new_id};
+use crate::model::{EmailRevert, Role, User, canonical_email, new_id};
 use crate::store::StoreError;
 
 /// What a new account is made of (already validated by the caller).
@@ -74,15 +78,39 @@ pub(crate) const EMAIL_TAKEN: &str = "Email already taken";
 /// How long the link that undoes an e-mail change works.
 pub const EMAIL_REVERT_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
+/// The PHC string a new hash of `user_id`'s password is made like: the oldest hash among the
+/// accounts of its username, when another account shares the username, so that all of them
+/// keep one salt and one computation checks a password against every one of them (a failed
+/// login by a shared username costs one hash, whatever the number of accounts). `None`: a
+/// fresh salt.
+fn shared_salt_template<'a>(namesakes: &'a [User], user_id: Option<&str>) -> Option<&'a str> {
+    let shared = namesakes.iter().any(|u| Some(u.id.as_str()) != user_id);
+    namesakes
+        .first()
+        .filter(|_| shared)
+        .map(|u| u.password_hash.as_str())
+}
+
 impl App {
-    /// Makes an account and logs it in.
-    pub async fn register(&self, registration: Registration) -> Result<IssuedTokens> {
+    /// Makes an account and logs it in. Its password hash is admitted for `client_ip`.
+    pub async fn register(
+        &self,
+        registration: Registration,
+        client_ip: Option<IpAddr>,
+    ) -> Result<IssuedTokens> {
         let inner = self.inner();
-        let password_hash = inner
-            .passwords
-            .hash(&registration.password)
-            .await
-            .map_err(Error::internal)?;
+        let slot = inner.passwords.admit(client_ip)?;
+        let namesakes = inner
+            .store
+            .users_by_username(&registration.username)
+            .await?;
+        let password_hash = slot
+            .hash_like(
+                &registration.password,
+                shared_salt_template(&namesakes, None),
+            )
+            .await?;
+        drop(slot);
         let now = self.now();
         let user = User {
             id: new_id(),
@@ -105,8 +133,12 @@ impl App {
     }
 
     /// Checks a password login. `identifier` is an e-mail when it contains `@`, else a
-    /// username (shared usernames: the account whose password matches). Too many failures for
-    /// the identifier or the client IP are refused for a while, before any password is checked.
+    /// username (shared usernames: the account whose password matches).
+    ///
+    /// One failure is taken from the budgets of every account the identifier names (or of the
+    /// identifier itself when it names none) and of the client's network before the password
+    /// is checked, so concurrent guesses cannot pass the limit, and a guess by username and
+    /// one by e-mail spend the same account's budget. A throttled login (`429`) costs no hash.
     pub async fn login(
         &self,
         identifier: &str,
@@ -114,16 +146,29 @@ impl App {
         client_ip: Option<IpAddr>,
     ) -> Result<LoginOutcome> {
         let inner = self.inner();
-        let now = self.now();
-        inner
-            .throttle
-            .check(identifier, client_ip, now)
-            .map_err(|retry_after| Error::Throttled { retry_after })?;
-        let Some(user) = self.check_password(identifier, password).await? else {
-            inner.throttle.record_failure(identifier, client_ip, now);
-            return Err(Error::Unauthorized(INVALID_CREDENTIALS));
+        // Admission first: a request refused for load costs no lookup.
+        let slot = inner.passwords.admit(client_ip)?;
+        let candidates = self.login_candidates(identifier).await?;
+        let keys = if candidates.is_empty() {
+            vec![self.identifier_budget(identifier)]
+        } else {
+            candidates
+                .iter()
+                .map(|user| self.account_budget(&user.id))
+                .collect()
         };
-        inner.throttle.clear(identifier);
+        let checked = self.attempt(keys, client_ip, async {
+            Ok(
+                match self.check_password(&slot, password, &candidates).await? {
+                    Some(user) => Checked::Right(user),
+                    None => Checked::Wrong,
+                },
+            )
+        });
+        let user = checked
+            .await?
+            .ok_or(Error::Unauthorized(INVALID_CREDENTIALS))?;
+        self.forget_failures(&self.account_budget(&user.id)).await;
         self.ensure_not_banned(&user.id).await?;
         let has_two_factor = inner
             .store
@@ -139,43 +184,84 @@ impl App {
             .map(LoginOutcome::Tokens)
     }
 
-    /// The account `identifier` names whose password is `password`. Unknown identifiers cost
-    /// the same time as known ones.
-    async fn check_password(&self, identifier: &str, password: &str) -> Result<Option<User>> {
-        let inner = self.inner();
-        let candidates = if identifier.contains('@') {
-            inner
-                .store
-                .user_by_email(identifier)
-                .await?
-                .into_iter()
-                .collect()
+    /// The accounts a login identifier names: the account of an e-mail (it contains `@`), or
+    /// every account of a username, oldest first.
+    async fn login_candidates(&self, identifier: &str) -> Result<Vec<User>> {
+        let store = &self.inner().store;
+        Ok(if identifier.contains('@') {
+            store.user_by_email(identifier).await?.into_iter().collect()
         } else {
-            inner.store.users_by_username(identifier).await?
-        };
-        if candidates.is_empty() {
-            inner
-                .passwords
-                .verify_decoy(password)
-                .await
-                .map_err(Error::internal)?;
-            return Ok(None);
-        }
-        for user in candidates {
-            if inner
-                .passwords
-                .verify(password, &user.password_hash)
-                .await
-                .map_err(Error::internal)?
-            {
-                return Ok(Some(user));
-            }
-        }
-        Ok(None)
+            store.users_by_username(identifier).await?
+        })
     }
 
-    /// Rotates a refresh token: its session is replaced by a new one of the same family. A token
-    /// that was already rotated revokes its whole family.
+    /// The one of `candidates` whose password is `password`. Candidates sharing a salt cost
+    /// one computation together; no candidate costs a decoy computation, so that unknown and
+    /// known identifiers take the same time.
+    async fn check_password(
+        &self,
+        slot: &HashingSlot<'_>,
+        password: &str,
+        candidates: &[User],
+    ) -> Result<Option<User>> {
+        let hashes: Vec<&str> = candidates
+            .iter()
+            .map(|u| u.password_hash.as_str())
+            .collect();
+        let Some(found) = slot.verify_any(password, &hashes).await? else {
+            return Ok(None);
+        };
+        let Some(user) = candidates.get(found) else {
+            return Ok(None);
+        };
+        self.share_username_salt(slot, user, password).await;
+        Ok(Some(user.clone()))
+    }
+
+    /// Re-hashes a password the user just proved with the salt its username's accounts share
+    /// (see [`shared_salt_template`]), when it has another: accounts of the earlier service, or
+    /// renamed ones, join their username's salt at their next login. Best effort: a failure is
+    /// logged and the login goes on.
+    async fn share_username_salt(&self, slot: &HashingSlot<'_>, user: &User, password: &str) {
+        let store = &self.inner().store;
+        let namesakes = match store.users_by_username(&user.username).await {
+            Ok(namesakes) => namesakes,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look up the accounts of a username");
+                return;
+            }
+        };
+        let Some(template) = shared_salt_template(&namesakes, Some(&user.id)) else {
+            return;
+        };
+        if same_computation_for(template, &user.password_hash) {
+            return;
+        }
+        let rehashed = match slot.hash_like(password, Some(template)).await {
+            Ok(hash) => store
+                .replace_password_hash(&user.id, &user.password_hash, &hash)
+                .await
+                .map_err(Error::from),
+            Err(err) => Err(err.into()),
+        };
+        match rehashed {
+            Ok(_) => {
+                tracing::debug!(user_id = %user.id, "password re-hashed with its username's salt")
+            }
+            Err(err) => {
+                tracing::warn!(user_id = %user.id, error = %err, "cannot re-hash a password")
+            }
+        }
+    }
+
+    /// Rotates a refresh token: its session is marked rotated and replaced by a successor of
+    /// the same family.
+    ///
+    /// A token that is no longer live was either rotated within the last
+    /// `REFRESH_TOKEN_REUSE_INTERVAL` (two tabs refreshing at once, a retry): it answers the
+    /// pair that is now current for its login, signed again from the live session, so every
+    /// caller ends up holding the same refresh token; or it is reuse: its whole family is
+    /// revoked. Concurrent rotations of one token never leave two live sessions of a login.
     pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<IssuedTokens> {
         let inner = self.inner();
         let token = refresh_token
@@ -196,26 +282,78 @@ impl App {
             return Err(Error::Unauthorized(SESSION_REVOKED));
         };
         self.ensure_not_banned(&user.id).await?;
-        let (tokens, session) = self.issue_tokens(user, &family)?;
-        if !inner
+        let interval = chrono::Duration::from_std(inner.config.refresh_token_reuse_interval)
+            .unwrap_or(chrono::Duration::MAX);
+        let (successor, successor_token) = inner
+            .tokens
+            .new_session(&user.id, &family, now)
+            .map_err(Error::internal)?;
+        let presented = token_hash(token);
+        let forget_before = now
+            .checked_sub_signed(interval)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if inner
             .store
-            .rotate_session(&token_hash(token), &session)
+            .rotate_session(&presented, &successor, now, forget_before)
             .await?
         {
-            let revoked = inner.store.delete_session_family(&family).await?;
-            tracing::warn!(user_id = %claims.sub, revoked, "refresh token reused; session family revoked");
-            return Err(Error::Unauthorized(SESSION_REVOKED));
+            return self.token_pair(user, &family, successor_token);
         }
-        Ok(tokens)
+        let rotated_at = inner
+            .store
+            .session_by_token_hash(&presented)
+            .await?
+            .filter(|session| session.family_id == family && session.user_id == user.id)
+            .and_then(|session| session.rotated_at);
+        let within_interval = rotated_at
+            .and_then(|at| at.checked_add_signed(interval))
+            .is_some_and(|until| now < until);
+        if within_interval {
+            return self.current_pair(user, &family).await;
+        }
+        let revoked = inner.store.delete_session_family(&family).await?;
+        tracing::warn!(user_id = %claims.sub, revoked, "refresh token reused; session family revoked");
+        Err(Error::Unauthorized(SESSION_REVOKED))
     }
 
-    /// Deletes the session of a refresh token, expired or not. Never fails: a logout that
-    /// cannot reach the database is logged and still clears the client's cookies.
+    /// The pair that is current for a login: the live session's refresh token, signed again
+    /// from its row (the server keeps no token), and a fresh access token.
+    async fn current_pair(&self, user: User, family: &str) -> Result<IssuedTokens> {
+        let inner = self.inner();
+        let Some(live) = inner.store.live_session(family).await? else {
+            // The login ended meanwhile (logout, ban, password change): its rotated sessions go too.
+            inner.store.delete_session_family(family).await?;
+            return Err(Error::Unauthorized(SESSION_REVOKED));
+        };
+        let token = inner
+            .tokens
+            .refresh_token_of(&live)
+            .map_err(Error::internal)?;
+        if token_hash(&token) != live.token_hash || live.user_id != user.id {
+            // A session this server cannot sign again (made by another version or key).
+            tracing::warn!(user_id = %user.id, "the current session of a login cannot be handed back");
+            return Err(Error::Unauthorized(SESSION_REVOKED));
+        }
+        self.token_pair(user, family, token)
+    }
+
+    /// Ends the login of a refresh token, expired or not: every session of its family, the
+    /// live one and those rotated within the reuse interval. Never fails: a logout that cannot
+    /// reach the database is logged and still clears the client's cookies.
     pub async fn logout(&self, refresh_token: Option<&str>) {
         let Some(token) = refresh_token.filter(|t| !t.is_empty()) else {
             return;
         };
-        if let Err(err) = self.inner().store.delete_session(&token_hash(token)).await {
+        let store = &self.inner().store;
+        let ended = match store.session_by_token_hash(&token_hash(token)).await {
+            Ok(Some(session)) => store
+                .delete_session_family(&session.family_id)
+                .await
+                .map(drop),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = ended {
             tracing::warn!(error = %err, "logout could not delete the session");
         }
     }
@@ -353,32 +491,41 @@ impl App {
     }
 
     /// Changes the caller's password after checking the old one; their other sessions end and
-    /// every outstanding password-reset and 2FA-disable link stops working.
+    /// every outstanding password-reset and 2FA-disable link stops working. A wrong old password
+    /// spends the account's login failure budget (an access token alone must not allow
+    /// unlimited guesses); the hashes are admitted for `client_ip`.
     pub async fn change_password(
         &self,
         principal: &Principal,
         old_password: &str,
         new_password: &str,
+        client_ip: Option<IpAddr>,
     ) -> Result<()> {
         let inner = self.inner();
         let user = &principal.user;
-        if !inner
-            .passwords
-            .verify(old_password, &user.password_hash)
-            .await
-            .map_err(Error::internal)?
-        {
-            return Err(Error::Rejected("Invalid old password"));
-        }
-        let hash = inner
-            .passwords
-            .hash(new_password)
-            .await
-            .map_err(Error::internal)?;
-        let revoked = inner
-            .store
-            .update_password(&user.id, &hash, principal.family.as_deref(), self.now())
-            .await?;
+        let budget = self.account_budget(&user.id);
+        let slot = inner.passwords.admit(client_ip)?;
+        let changed = self.attempt(vec![budget.clone()], client_ip, async {
+            if !slot.verify(old_password, &user.password_hash).await? {
+                return Ok(Checked::Wrong);
+            }
+            let namesakes = inner.store.users_by_username(&user.username).await?;
+            let hash = slot
+                .hash_like(
+                    new_password,
+                    shared_salt_template(&namesakes, Some(&user.id)),
+                )
+                .await?;
+            let revoked = inner
+                .store
+                .update_password(&user.id, &hash, principal.family.as_deref(), self.now())
+                .await?;
+            Ok(Checked::Right(revoked))
+        });
+        let revoked = changed
+            .await?
+            .ok_or(Error::Rejected("Invalid old password"))?;
+        self.forget_failures(&budget).await;
         tracing::info!(user_id = %user.id, revoked, "password changed; other sessions revoked");
         Ok(())
     }
@@ -404,40 +551,31 @@ impl App {
         user: User,
         family: Option<String>,
     ) -> Result<IssuedTokens> {
-        let store = &self.inner().store;
+        let inner = self.inner();
         let family = family.unwrap_or_else(new_id);
-        let (mut tokens, session) = self.issue_tokens(user, &family)?;
-        store.insert_session(&session).await?;
-        let now = session.created_at;
-        store.record_login(&tokens.user.id, now).await?;
+        let now = self.now();
+        let (session, refresh_token) = inner
+            .tokens
+            .new_session(&user.id, &family, now)
+            .map_err(Error::internal)?;
+        inner.store.insert_session(&session).await?;
+        inner.store.record_login(&user.id, now).await?;
+        let mut tokens = self.token_pair(user, &family, refresh_token)?;
         tokens.user.last_login_at = Some(now);
         Ok(tokens)
     }
 
-    fn issue_tokens(&self, user: User, family: &str) -> Result<(IssuedTokens, Session)> {
-        let tokens = &self.inner().tokens;
-        let now = self.now();
-        let refresh = tokens
-            .refresh_token(&user.id, family, now)
+    /// `refresh_token` with a fresh access token of the same login family.
+    fn token_pair(&self, user: User, family: &str, refresh_token: String) -> Result<IssuedTokens> {
+        let access_token = self
+            .inner()
+            .tokens
+            .access_token(&user, family, self.now())
             .map_err(Error::internal)?;
-        let access_token = tokens
-            .access_token(&user, family, now)
-            .map_err(Error::internal)?;
-        let session = Session {
-            id: new_id(),
-            user_id: user.id.clone(),
-            token_hash: token_hash(&refresh.token),
-            family_id: family.to_owned(),
-            created_at: now,
-            expires_at: refresh.expires_at,
-        };
-        Ok((
-            IssuedTokens {
-                access_token,
-                refresh_token: refresh.token,
-                user,
-            },
-            session,
-        ))
+        Ok(IssuedTokens {
+            access_token,
+            refresh_token,
+            user,
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
 
 mod accounts;
+mod attempts;
 mod hot_reads;
 mod jobs;
 mod moderation;
@@ -23,13 +24,15 @@ pub use spotify::{
     MAX_PENDING_SPOTIFY_AUTHORIZATIONS, SPOTIFY_AUTHORIZATION_LIFETIME, SpotifyCredentialsInput,
     SpotifyStatus,
 };
-pub use two_factor::{EmailedToken, MAX_TICKET_FAILURES, TICKET_LIFETIME, TwoFactorSetup};
+pub use two_factor::{EmailedToken, MAX_TICKET_ATTEMPTS, TICKET_LIFETIME, TwoFactorSetup};
 
 pub(crate) use hot_reads::HotReads;
 pub use hot_reads::STALE_IF_ERROR;
 
 use std::time::Duration;
 
+use crate::auth::admission::Refusal;
+use crate::auth::password::HashError;
 use crate::store::{BoxError, StoreError};
 
 /// Why a use case refused or failed. Each variant says what the caller did wrong (or that the
@@ -67,6 +70,10 @@ pub enum Error {
         /// When to try again.
         retry_after: Duration,
     },
+    /// Password hashing is saturated: this client already has its share of hashes in flight,
+    /// or the queue is full of clients with a better claim. Try again shortly.
+    #[error(transparent)]
+    Overloaded(Refusal),
     /// Spotify could not be reached, or answered nonsense.
     #[error("Spotify unavailable")]
     Upstream,
@@ -83,6 +90,15 @@ impl From<StoreError> for Error {
         match err {
             StoreError::Unavailable(_) => Error::Unavailable(err),
             other => Error::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Refused(refusal) => Error::Overloaded(refusal),
+            failed @ HashError::Failed(_) => Error::internal(failed),
         }
     }
 }

@@ -113,14 +113,15 @@ impl App {
 
     /// Sets a new password with an e-mailed token: in one transaction the token is consumed, 2FA
     /// removed, every session of the user revoked and every other reset and 2FA-disable token
-    /// of the user invalidated.
-    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<()> {
+    /// of the user invalidated. The hash is admitted for `client_ip`.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<()> {
         let inner = self.inner();
-        let hash = inner
-            .passwords
-            .hash(new_password)
-            .await
-            .map_err(Error::internal)?;
+        let hash = inner.passwords.admit(client_ip)?.hash(new_password).await?;
         let user_id = inner
             .store
             .redeem_password_reset(&token_hash(token), &hash, self.now())

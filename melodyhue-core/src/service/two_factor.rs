@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use chrono::Duration;
 
+use super::attempts::Checked;
 use super::{Error, IssuedTokens, Result};
 use crate::App;
 use crate::auth::totp;
@@ -13,8 +14,9 @@ use crate::model::{LoginChallenge, TokenPurpose, TwoFactor, User, new_id};
 
 /// How long a login ticket lives.
 pub const TICKET_LIFETIME: Duration = Duration::minutes(5);
-/// Wrong codes after which a ticket is dead.
-pub const MAX_TICKET_FAILURES: u32 = 5;
+/// Codes checked on one ticket at most: it is dead after 5 wrong codes. Each attempt is counted
+/// (atomically, in the store) before its code is checked, so concurrent codes cannot pass it.
+pub const MAX_TICKET_ATTEMPTS: u32 = 5;
 
 const INVALID_TICKET: &str = "Invalid or expired ticket";
 const INVALID_CODE: &str = "Invalid code";
@@ -49,7 +51,8 @@ impl App {
     }
 
     /// Whether `code` is valid for `record` now and its time step was not used before. Records
-    /// the step, so the same code never works twice (checked and recorded atomically).
+    /// the step, so the same code never works twice (checked and recorded atomically). Spaces
+    /// and dashes in `code` are ignored (`123 456`, as authenticator apps show it).
     async fn accept_code(&self, record: &TwoFactor, code: &str) -> Result<bool> {
         let inner = self.inner();
         let secret = inner
@@ -72,13 +75,17 @@ impl App {
             created_at: now,
             expires_at: now + TICKET_LIFETIME,
             used_at: None,
-            failed_attempts: 0,
+            attempts: 0,
         };
         self.inner().store.insert_challenge(&challenge).await?;
         Ok(challenge.id)
     }
 
     /// Finishes a two-step login with the ticket and a TOTP code.
+    ///
+    /// Before the code is checked, one failure is taken from the account's 2FA budget and the
+    /// client's network (`429` when spent) and one attempt from the ticket (`400` once it had
+    /// [`MAX_TICKET_ATTEMPTS`]), both atomically, so concurrent codes cannot pass either limit.
     pub async fn login_two_factor(
         &self,
         ticket: &str,
@@ -92,35 +99,65 @@ impl App {
             .challenge(ticket)
             .await?
             .filter(|c| {
-                c.used_at.is_none() && c.expires_at > now && c.failed_attempts < MAX_TICKET_FAILURES
+                c.used_at.is_none() && c.expires_at > now && c.attempts < MAX_TICKET_ATTEMPTS
             })
             .ok_or(Error::Rejected(INVALID_TICKET))?;
-        let throttle_key = format!("2fa:{}", challenge.user_id);
-        inner
-            .throttle
-            .check(&throttle_key, client_ip, now)
-            .map_err(|retry_after| Error::Throttled { retry_after })?;
-        self.ensure_not_banned(&challenge.user_id).await?;
-        let user = inner
-            .store
-            .user_by_id(&challenge.user_id)
+        let budget = self.second_factor_budget(&challenge.user_id);
+        let checked = self.attempt(vec![budget.clone()], client_ip, async {
+            self.ensure_not_banned(&challenge.user_id).await?;
+            let user = inner
+                .store
+                .user_by_id(&challenge.user_id)
+                .await?
+                .ok_or(Error::Rejected(INVALID_TICKET))?;
+            // 2FA removed since the password step: the ticket no longer means anything.
+            let record = self
+                .active_two_factor(&user.id)
+                .await?
+                .ok_or(Error::Rejected(INVALID_TICKET))?;
+            if !inner
+                .store
+                .take_challenge_attempt(ticket, MAX_TICKET_ATTEMPTS, now)
+                .await?
+            {
+                return Err(Error::Rejected(INVALID_TICKET));
+            }
+            if !self.accept_code(&record, code).await? {
+                return Ok(Checked::Wrong);
+            }
+            if !inner.store.consume_challenge(ticket, now).await? {
+                return Err(Error::Rejected(INVALID_TICKET));
+            }
+            Ok(Checked::Right(user))
+        });
+        let user = checked
             .await?
-            .ok_or(Error::Rejected(INVALID_TICKET))?;
-        // 2FA removed since the password step: the ticket no longer means anything.
-        let record = self
-            .active_two_factor(&user.id)
-            .await?
-            .ok_or(Error::Rejected(INVALID_TICKET))?;
-        if !self.accept_code(&record, code).await? {
-            inner.store.record_challenge_failure(ticket).await?;
-            inner.throttle.record_failure(&throttle_key, client_ip, now);
-            return Err(Error::Unauthorized("Invalid 2FA code"));
-        }
-        if !inner.store.consume_challenge(ticket, now).await? {
-            return Err(Error::Rejected(INVALID_TICKET));
-        }
-        inner.throttle.clear(&throttle_key);
+            .ok_or(Error::Unauthorized("Invalid 2FA code"))?;
+        self.forget_failures(&budget).await;
         self.open_session(user, None).await
+    }
+
+    /// Checks a code of the user's active or pending secret, spending the account's 2FA
+    /// failure budget like the second login step does (a stolen access token must not allow
+    /// unlimited guesses at `/auth/2fa/disable`).
+    async fn check_code(
+        &self,
+        record: &TwoFactor,
+        code: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<bool> {
+        let budget = self.second_factor_budget(&record.user_id);
+        let checked = self.attempt(vec![budget.clone()], client_ip, async {
+            Ok(match self.accept_code(record, code).await? {
+                true => Checked::Right(()),
+                false => Checked::Wrong,
+            })
+        });
+        let accepted = checked.await?.is_some();
+        if accepted {
+            self.forget_failures(&budget).await;
+        }
+        Ok(accepted)
     }
 
     /// Makes a new pending secret; 2FA becomes active once a code of it is verified.
@@ -141,7 +178,12 @@ impl App {
     }
 
     /// Activates the pending secret with a first code.
-    pub async fn verify_two_factor(&self, user: &User, code: &str) -> Result<()> {
+    pub async fn verify_two_factor(
+        &self,
+        user: &User,
+        code: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<()> {
         let record = self
             .inner()
             .store
@@ -151,7 +193,7 @@ impl App {
         if record.verified_at.is_some() {
             return Err(Error::Rejected("2FA already enabled"));
         }
-        if !self.accept_code(&record, code).await? {
+        if !self.check_code(&record, code, client_ip).await? {
             return Err(Error::Rejected(INVALID_CODE));
         }
         self.inner()
@@ -162,12 +204,17 @@ impl App {
     }
 
     /// Turns 2FA off with a current code.
-    pub async fn disable_two_factor(&self, user: &User, code: &str) -> Result<()> {
+    pub async fn disable_two_factor(
+        &self,
+        user: &User,
+        code: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<()> {
         let record = self
             .active_two_factor(&user.id)
             .await?
             .ok_or(Error::Rejected("2FA not enabled"))?;
-        if !self.accept_code(&record, code).await? {
+        if !self.check_code(&record, code, client_ip).await? {
             return Err(Error::Rejected(INVALID_CODE));
         }
         self.inner().store.delete_two_factor(&user.id).await?;

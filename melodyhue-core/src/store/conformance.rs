@@ -23,7 +23,9 @@ use futures_util::future::join_all;
 
 use super::{BanOutcome, ListQuery, RoleChange, Store, StoreError, UserListQuery};
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, TokenPurpose, User, Warning, new_id,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
+    SpotifyCredentialsPatch, TokenPurpose, User, Warning, new_id,
 };
 
 /// Defines one `#[tokio::test]` per check of the kit, each on a fresh store from `$factory`,
@@ -39,6 +41,7 @@ macro_rules! store_conformance {
             concurrent_inserts_of_one_email_let_exactly_one_win,
             update_profile_changes_only_given_fields,
             update_password_keeps_only_the_given_family,
+            replace_password_hash_is_compare_and_set,
             record_login_sets_last_login,
             set_role_never_demotes_the_last_admin,
             concurrent_demotions_keep_one_admin,
@@ -49,6 +52,7 @@ macro_rules! store_conformance {
             stats_count_everything,
             sessions_round_trip,
             rotate_session_replaces_once,
+            concurrent_rotations_leave_one_live_session,
             session_families_and_users_are_revoked_together,
             expired_sessions_are_deleted,
             settings_start_absent_and_patch_from_defaults,
@@ -57,7 +61,8 @@ macro_rules! store_conformance {
             list_overlays_pages_and_searches,
             two_factor_lifecycle,
             totp_steps_are_claimed_once_and_in_order,
-            login_challenges_are_consumed_once_and_count_failures,
+            login_challenges_are_consumed_once_and_count_attempts,
+            concurrent_challenge_attempts_never_pass_the_limit,
             password_reset_tokens_redeem_once,
             two_factor_disable_tokens_redeem_once,
             spotify_patches_keep_clear_and_set,
@@ -122,6 +127,7 @@ fn session(user_id: &str, family_id: &str, expires: i64) -> Session {
         family_id: family_id.to_owned(),
         created_at: at(0),
         expires_at: at(expires),
+        rotated_at: None,
     }
 }
 
@@ -406,6 +412,48 @@ pub async fn update_password_keeps_only_the_given_family(store: &dyn Store) {
     );
 }
 
+/// `replace_password_hash` sets the hash only while it is the expected one, and touches no
+/// session.
+pub async fn replace_password_hash_is_compare_and_set(store: &dyn Store) {
+    let alice = add_user(store, "alice", 0).await;
+    let live = session(&alice.id, "family", 1000);
+    store.insert_session(&live).await.unwrap();
+    assert!(
+        !store
+            .replace_password_hash(&alice.id, "not-the-hash", "rehashed")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_password_hash(&alice.id, &alice.password_hash, "rehashed")
+            .await
+            .unwrap()
+    );
+    let now = store.user_by_id(&alice.id).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, "rehashed");
+    assert!(
+        !store
+            .replace_password_hash(&alice.id, &alice.password_hash, "again")
+            .await
+            .unwrap(),
+        "a changed hash is never overwritten"
+    );
+    assert!(
+        !store
+            .replace_password_hash("no-such-user", "x", "y")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .session_by_token_hash(&live.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// `record_login` sets `last_login_at` and nothing else.
 pub async fn record_login_sets_last_login(store: &dyn Store) {
     let alice = add_user(store, "alice", 0).await;
@@ -545,7 +593,7 @@ pub async fn delete_user_cascades_and_keeps_moderator_actions(store: &dyn Store)
         created_at: at(5),
         expires_at: at(1000),
         used_at: None,
-        failed_attempts: 0,
+        attempts: 0,
     };
     store.insert_challenge(&challenge).await.unwrap();
     // The victim is warned and banned by the moderator, and as a moderator warned and banned
@@ -871,31 +919,50 @@ pub async fn sessions_round_trip(store: &dyn Store) {
     );
 }
 
-/// `rotate_session` replaces a session by its successor; with a token that is gone (already
-/// rotated) it answers `false` and inserts nothing. Of two concurrent rotations of one token,
-/// exactly one succeeds.
+/// `rotate_session` marks a session rotated and inserts its successor; a token that is no live
+/// session (unknown, or already rotated) changes nothing. Rotated sessions stay readable until
+/// a later rotation of their family forgets those rotated before its cutoff.
 pub async fn rotate_session_replaces_once(store: &dyn Store) {
     let alice = add_user(store, "alice", 0).await;
     let old = session(&alice.id, "family", 1000);
     store.insert_session(&old).await.unwrap();
+    assert_eq!(
+        store.live_session("family").await.unwrap(),
+        Some(old.clone())
+    );
     let next = session(&alice.id, "family", 2000);
-    assert!(store.rotate_session(&old.token_hash, &next).await.unwrap());
+    assert!(
+        store
+            .rotate_session(&old.token_hash, &next, at(10), at(0))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.session_by_token_hash(&old.token_hash).await.unwrap(),
-        None
+        Some(Session {
+            rotated_at: Some(at(10)),
+            ..old.clone()
+        })
     );
     assert_eq!(
         store.session_by_token_hash(&next.token_hash).await.unwrap(),
         Some(next.clone())
     );
+    assert_eq!(
+        store.live_session("family").await.unwrap(),
+        Some(next.clone())
+    );
+    assert_eq!(store.live_session("other").await.unwrap(), None);
 
     let replay = session(&alice.id, "family", 3000);
-    assert!(
-        !store
-            .rotate_session(&old.token_hash, &replay)
-            .await
-            .unwrap()
-    );
+    for stale in [old.token_hash.as_str(), "unknown"] {
+        assert!(
+            !store
+                .rotate_session(stale, &replay, at(11), at(1))
+                .await
+                .unwrap()
+        );
+    }
     assert_eq!(
         store
             .session_by_token_hash(&replay.token_hash)
@@ -904,20 +971,56 @@ pub async fn rotate_session_replaces_once(store: &dyn Store) {
         None
     );
 
-    let (a, b) = (
-        session(&alice.id, "family", 4000),
-        session(&alice.id, "family", 4000),
+    // The next rotation forgets the sessions rotated before its cutoff, and only those.
+    let third = session(&alice.id, "family", 3000);
+    assert!(
+        store
+            .rotate_session(&next.token_hash, &third, at(20), at(15))
+            .await
+            .unwrap()
     );
-    let (ra, rb) = tokio::join!(
-        store.rotate_session(&next.token_hash, &a),
-        store.rotate_session(&next.token_hash, &b)
+    assert_eq!(
+        store.session_by_token_hash(&old.token_hash).await.unwrap(),
+        None
     );
-    let wins = [ra.unwrap(), rb.unwrap()];
-    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+    assert!(
+        store
+            .session_by_token_hash(&next.token_hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.live_session("family").await.unwrap(), Some(third));
+}
+
+/// Of concurrent rotations of one session exactly one succeeds: the login keeps one live
+/// session.
+pub async fn concurrent_rotations_leave_one_live_session(store: &dyn Store) {
+    let alice = add_user(store, "alice", 0).await;
+    let old = session(&alice.id, "family", 1000);
+    store.insert_session(&old).await.unwrap();
+    let successors: Vec<Session> = (0..8).map(|_| session(&alice.id, "family", 2000)).collect();
+    let results = join_all(
+        successors
+            .iter()
+            .map(|next| store.rotate_session(&old.token_hash, next, at(10), at(0))),
+    )
+    .await;
+    let winners: Vec<&Session> = successors
+        .iter()
+        .zip(&results)
+        .filter(|(_, won)| *won.as_ref().unwrap())
+        .map(|(next, _)| next)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert_eq!(
+        store.live_session("family").await.unwrap().as_ref(),
+        Some(winners[0])
+    );
     assert_eq!(
         store.delete_session_family("family").await.unwrap(),
-        1,
-        "one successor only"
+        2,
+        "the rotated session and one successor"
     );
 }
 
@@ -1267,8 +1370,9 @@ pub async fn totp_steps_are_claimed_once_and_in_order(store: &dyn Store) {
     );
 }
 
-/// A login ticket reads back, counts wrong codes, and is consumed once, only before it expires.
-pub async fn login_challenges_are_consumed_once_and_count_failures(store: &dyn Store) {
+/// A login ticket reads back, counts attempts up to a limit while it is live, and is consumed
+/// once, only before it expires.
+pub async fn login_challenges_are_consumed_once_and_count_attempts(store: &dyn Store) {
     let alice = add_user(store, "alice", 0).await;
     let ticket = LoginChallenge {
         id: new_id(),
@@ -1276,7 +1380,7 @@ pub async fn login_challenges_are_consumed_once_and_count_failures(store: &dyn S
         created_at: at(0),
         expires_at: at(300),
         used_at: None,
-        failed_attempts: 0,
+        attempts: 0,
     };
     store.insert_challenge(&ticket).await.unwrap();
     assert_eq!(
@@ -1284,16 +1388,47 @@ pub async fn login_challenges_are_consumed_once_and_count_failures(store: &dyn S
         Some(ticket.clone())
     );
     assert_eq!(store.challenge("no-such-ticket").await.unwrap(), None);
-    assert_eq!(store.record_challenge_failure(&ticket.id).await.unwrap(), 1);
-    assert_eq!(store.record_challenge_failure(&ticket.id).await.unwrap(), 2);
-    assert_eq!(
+    assert!(
         store
-            .challenge(&ticket.id)
+            .take_challenge_attempt(&ticket.id, 2, at(1))
             .await
             .unwrap()
+    );
+    assert!(
+        store
+            .take_challenge_attempt(&ticket.id, 2, at(1))
+            .await
             .unwrap()
-            .failed_attempts,
+    );
+    assert!(
+        !store
+            .take_challenge_attempt(&ticket.id, 2, at(1))
+            .await
+            .unwrap(),
+        "out of attempts"
+    );
+    assert_eq!(
+        store.challenge(&ticket.id).await.unwrap().unwrap().attempts,
         2
+    );
+    assert!(
+        store
+            .take_challenge_attempt(&ticket.id, 3, at(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_challenge_attempt(&ticket.id, 9, at(300))
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(
+        !store
+            .take_challenge_attempt("no-such-ticket", 9, at(1))
+            .await
+            .unwrap()
     );
     assert!(
         !store.consume_challenge(&ticket.id, at(300)).await.unwrap(),
@@ -1304,10 +1439,15 @@ pub async fn login_challenges_are_consumed_once_and_count_failures(store: &dyn S
         !store.consume_challenge(&ticket.id, at(299)).await.unwrap(),
         "used"
     );
-    assert_eq!(
-        store.challenge(&ticket.id).await.unwrap().unwrap().used_at,
-        Some(at(299))
+    assert!(
+        !store
+            .take_challenge_attempt(&ticket.id, 9, at(1))
+            .await
+            .unwrap(),
+        "used"
     );
+    let used = store.challenge(&ticket.id).await.unwrap().unwrap();
+    assert_eq!((used.used_at, used.attempts), (Some(at(299)), 3));
     assert!(
         !store
             .consume_challenge("no-such-ticket", at(1))
@@ -1327,6 +1467,30 @@ pub async fn login_challenges_are_consumed_once_and_count_failures(store: &dyn S
             .filter(|c| *c.as_ref().unwrap())
             .count(),
         1
+    );
+}
+
+/// Of many concurrent attempts at one ticket, exactly the limit are granted.
+pub async fn concurrent_challenge_attempts_never_pass_the_limit(store: &dyn Store) {
+    let alice = add_user(store, "alice", 0).await;
+    let ticket = LoginChallenge {
+        id: new_id(),
+        user_id: alice.id.clone(),
+        created_at: at(0),
+        expires_at: at(300),
+        used_at: None,
+        attempts: 0,
+    };
+    store.insert_challenge(&ticket).await.unwrap();
+    let granted = join_all((0..40).map(|_| store.take_challenge_attempt(&ticket.id, 5, at(1))))
+        .await
+        .into_iter()
+        .filter(|g| *g.as_ref().unwrap())
+        .count();
+    assert_eq!(granted, 5);
+    assert_eq!(
+        store.challenge(&ticket.id).await.unwrap().unwrap().attempts,
+        5
     );
 }
 

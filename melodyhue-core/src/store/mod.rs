@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView,
 };
 
 mod circuit;
@@ -236,6 +239,16 @@ pub trait UserStore: Send + Sync {
         keep_family: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+    /// Replaces the password hash only while it is still `expected` (compare-and-set, so a
+    /// password changed meanwhile is never overwritten); sessions stay. `false` when the hash
+    /// changed or there is no such user. Used to re-hash a password the user just proved, e.g.
+    /// with the salt its username's other accounts share.
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool>;
     /// Sets `last_login_at`.
     async fn record_login(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// Changes a role, refusing to demote the last admin (checked in the same transaction).
@@ -258,11 +271,22 @@ pub trait UserStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Adds a session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
-    /// The session whose token has this hash.
+    /// The session whose token has this hash, live or rotated.
     async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>>;
-    /// Atomically replaces the session of `old_token_hash` by `new`. `false` (and nothing
-    /// inserted) when that session does not exist, e.g. because it was already rotated.
-    async fn rotate_session(&self, old_token_hash: &str, new: &Session) -> StoreResult<bool>;
+    /// In one transaction: marks the live session of `old_token_hash` rotated at `now`,
+    /// inserts `new` (its successor, of the same family), and deletes the family's sessions
+    /// rotated before `forget_rotated_before`. `false`, and nothing changed, when
+    /// `old_token_hash` is not a live session (unknown, or already rotated). Of concurrent
+    /// rotations of one session exactly one succeeds, so a login never has two live branches.
+    async fn rotate_session(
+        &self,
+        old_token_hash: &str,
+        new: &Session,
+        now: DateTime<Utc>,
+        forget_rotated_before: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The live (not rotated) session of a login family, the newest if there are several.
+    async fn live_session(&self, family_id: &str) -> StoreResult<Option<Session>>;
     /// Deletes the session of this token; `false` when there was none.
     async fn delete_session(&self, token_hash: &str) -> StoreResult<bool>;
     /// Deletes every session of a login family; returns how many.
@@ -335,8 +359,16 @@ pub trait TwoFactorStore: Send + Sync {
     async fn insert_challenge(&self, challenge: &LoginChallenge) -> StoreResult<()>;
     /// The ticket with this id.
     async fn challenge(&self, id: &str) -> StoreResult<Option<LoginChallenge>>;
-    /// Counts one wrong code; returns the new count.
-    async fn record_challenge_failure(&self, id: &str) -> StoreResult<u32>;
+    /// Counts one attempt at a ticket's code, atomically, before the code is checked: `true`
+    /// when the ticket is unused, unexpired at `now` and had fewer than `max_attempts`
+    /// attempts (the count is then one higher); `false`, and nothing changed, otherwise. Of
+    /// concurrent attempts at most `max_attempts` in all ever get `true`.
+    async fn take_challenge_attempt(
+        &self,
+        id: &str,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Atomically marks an unused, unexpired ticket used; `false` otherwise.
     async fn consume_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 }

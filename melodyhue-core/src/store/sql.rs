@@ -20,7 +20,10 @@ use super::{
 };
 use super::{ModerationStore, OverlayStore, PoolUsage};
 use crate::model::{
-    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch, OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning, WarningView, canonical_email,
+    Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
+    OwnedOverlay, Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
+    SpotifyCredentialsPatch, Stats, TokenPurpose, TwoFactor, User, UserWithBan, Warning,
+    WarningView, canonical_email,
 };
 
 /// A connection pool of one of the supported databases.
@@ -398,6 +401,7 @@ struct SessionRow {
     family_id: String,
     created_at: NaiveDateTime,
     expires_at: NaiveDateTime,
+    rotated_at: Option<NaiveDateTime>,
 }
 
 impl From<SessionRow> for Session {
@@ -409,6 +413,7 @@ impl From<SessionRow> for Session {
             family_id: row.family_id,
             created_at: utc(row.created_at),
             expires_at: utc(row.expires_at),
+            rotated_at: row.rotated_at.map(utc),
         }
     }
 }
@@ -491,7 +496,7 @@ impl From<ChallengeRow> for LoginChallenge {
             created_at: utc(row.created_at),
             expires_at: utc(row.expires_at),
             used_at: row.used_at.map(utc),
-            failed_attempts: u32::try_from(row.failed_attempts).unwrap_or(0),
+            attempts: u32::try_from(row.failed_attempts).unwrap_or(0),
         }
     }
 }
@@ -820,6 +825,26 @@ impl UserStore for SqlStore {
         .map_err(map_err)
     }
 
+    async fn replace_password_hash(
+        &self,
+        id: &str,
+        expected: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
+        on_pool!(self, |pool, d| {
+            sqlx::query(
+                d.q("UPDATE api_users SET password_hash = ? WHERE id = ? AND password_hash = ?"),
+            )
+            .bind(password_hash)
+            .bind(id)
+            .bind(expected)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+        })
+        .map_err(map_err)
+    }
+
     async fn record_login(&self, id: &str, now: DateTime<Utc>) -> StoreResult<()> {
         on_pool!(self, |pool, d| {
             sqlx::query(d.q("UPDATE api_users SET last_login_at = ? WHERE id = ?"))
@@ -972,9 +997,25 @@ impl UserStore for SqlStore {
     }
 }
 
+/// The `INSERT` of a session row. A macro because the query's types differ per dialect.
+macro_rules! insert_session {
+    ($d:expr, $session:expr) => {
+        sqlx::query($d.q("INSERT INTO api_user_sessions \
+             (id, user_id, token_hash, family_id, created_at, expires_at, rotated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        .bind(&$session.id)
+        .bind(&$session.user_id)
+        .bind(&$session.token_hash)
+        .bind(&$session.family_id)
+        .bind(naive($session.created_at))
+        .bind(naive($session.expires_at))
+        .bind($session.rotated_at.map(naive))
+    };
+}
+
 macro_rules! session_columns {
     () => {
-        "id, user_id, token_hash, family_id, created_at, expires_at"
+        "id, user_id, token_hash, family_id, created_at, expires_at, rotated_at"
     };
 }
 
@@ -982,19 +1023,7 @@ macro_rules! session_columns {
 impl SessionStore for SqlStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         on_pool!(self, |pool, d| {
-            sqlx::query(d.q(
-                "INSERT INTO api_user_sessions (id, user_id, token_hash, family_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(&session.id)
-            .bind(&session.user_id)
-            .bind(&session.token_hash)
-            .bind(&session.family_id)
-            .bind(naive(session.created_at))
-            .bind(naive(session.expires_at))
-            .execute(pool)
-            .await
-            .map(drop)
+            insert_session!(d, session).execute(pool).await.map(drop)
         })
         .map_err(map_err)
     }
@@ -1014,34 +1043,55 @@ impl SessionStore for SqlStore {
         Ok(row.map(Session::from))
     }
 
-    async fn rotate_session(&self, old_token_hash: &str, new: &Session) -> StoreResult<bool> {
+    async fn rotate_session(
+        &self,
+        old_token_hash: &str,
+        new: &Session,
+        now: DateTime<Utc>,
+        forget_rotated_before: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin()).await?;
-            let deleted = sqlx::query(d.q("DELETE FROM api_user_sessions WHERE token_hash = ?"))
-                .bind(old_token_hash)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if deleted == 0 {
+            // The conditional update is the claim: of concurrent rotations, one matches the row.
+            let claimed = sqlx::query(d.q("UPDATE api_user_sessions SET rotated_at = ? \
+                 WHERE token_hash = ? AND family_id = ? AND rotated_at IS NULL"))
+            .bind(naive(now))
+            .bind(old_token_hash)
+            .bind(&new.family_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            sqlx::query(d.q(
-                "INSERT INTO api_user_sessions (id, user_id, token_hash, family_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(&new.id)
-            .bind(&new.user_id)
-            .bind(&new.token_hash)
+            insert_session!(d, new).execute(&mut *tx).await?;
+            sqlx::query(d.q("DELETE FROM api_user_sessions \
+                 WHERE family_id = ? AND rotated_at IS NOT NULL AND rotated_at < ?"))
             .bind(&new.family_id)
-            .bind(naive(new.created_at))
-            .bind(naive(new.expires_at))
+            .bind(naive(forget_rotated_before))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(true)
         })
         .map_err(map_err)
+    }
+
+    async fn live_session(&self, family_id: &str) -> StoreResult<Option<Session>> {
+        let row = on_pool!(self, |pool, d| {
+            sqlx::query_as::<_, SessionRow>(d.q(concat!(
+                "SELECT ",
+                session_columns!(),
+                " FROM api_user_sessions WHERE family_id = ? AND rotated_at IS NULL \
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            )))
+            .bind(family_id)
+            .fetch_optional(pool)
+            .await
+        })
+        .map_err(map_err)?;
+        Ok(row.map(Session::from))
     }
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<bool> {
@@ -1411,7 +1461,7 @@ impl TwoFactorStore for SqlStore {
             .bind(naive(challenge.created_at))
             .bind(naive(challenge.expires_at))
             .bind(challenge.used_at.map(naive))
-            .bind(i32::try_from(challenge.failed_attempts).unwrap_or(i32::MAX))
+            .bind(i32::try_from(challenge.attempts).unwrap_or(i32::MAX))
             .execute(pool)
             .await
             .map(drop)
@@ -1433,25 +1483,26 @@ impl TwoFactorStore for SqlStore {
         Ok(row.map(LoginChallenge::from))
     }
 
-    async fn record_challenge_failure(&self, id: &str) -> StoreResult<u32> {
-        let attempts: Option<i32> = on_pool!(self, |pool, d| {
-            let mut tx = pool.begin_with(d.begin()).await?;
+    async fn take_challenge_attempt(
+        &self,
+        id: &str,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+        on_pool!(self, |pool, d| {
             sqlx::query(d.q(
-                "UPDATE api_login_challenges SET failed_attempts = failed_attempts + 1 WHERE id = ?",
+                "UPDATE api_login_challenges SET failed_attempts = failed_attempts + 1 \
+                 WHERE id = ? AND failed_attempts < ? AND used_at IS NULL AND expires_at > ?",
             ))
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            let attempts =
-                sqlx::query_scalar(d.q("SELECT failed_attempts FROM api_login_challenges WHERE id = ?"))
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(attempts)
+            .bind(max_attempts)
+            .bind(naive(now))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
         })
-        .map_err(map_err)?;
-        Ok(attempts.and_then(|n| u32::try_from(n).ok()).unwrap_or(0))
+        .map_err(map_err)
     }
 
     async fn consume_challenge(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {

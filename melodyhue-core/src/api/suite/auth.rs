@@ -122,7 +122,8 @@ pub async fn register_refuses_taken_email_case_insensitively(h: &Harness) {
 }
 
 pub async fn concurrent_registrations_of_one_email_give_one_account(h: &Harness) {
-    let server = TestServer::start(h).await;
+    // Every registration may hash at once: the race is the database's to settle.
+    let server = TestServer::start_with(h, &[("PASSWORD_HASH_PER_CLIENT", "16")]).await;
     let attempts = (0..8).map(|i| {
         server.post(
             "/auth/register",
@@ -307,7 +308,8 @@ pub async fn refresh_reuse_revokes_the_family(h: &Harness) {
         .await;
     rotated.assert_status(200);
     let successor = rotated.body["refresh_token"].as_str().unwrap();
-    // Presenting the already-rotated token again is reuse.
+    // Presenting the already-rotated token again after the reuse interval is reuse.
+    server.clock.advance(Duration::seconds(11));
     let reuse = server
         .post(
             "/auth/refresh",
@@ -550,4 +552,149 @@ pub async fn cookie_attributes_follow_the_configuration(h: &Harness) {
     }
     assert!(access.contains("Max-Age=60"));
     assert!(refresh.contains("Max-Age=120"));
+}
+
+/// `POST /auth/refresh` with a refresh token.
+async fn refresh(server: &TestServer, token: &str) -> super::Reply {
+    server
+        .post("/auth/refresh", None, json!({"refresh_token": token}))
+        .await
+}
+
+pub async fn refresh_reuse_within_the_interval_answers_the_current_pair(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("tabs").await;
+    let first = refresh(&server, &user.refresh_token).await;
+    first.assert_status(200);
+    let current = first.body["refresh_token"].as_str().unwrap().to_owned();
+    // The second tab, a second later, with the same (now rotated) token: the same login's
+    // current pair, with cookies, and no new branch.
+    server.clock.advance(Duration::seconds(1));
+    let second = server
+        .send(
+            server
+                .http
+                .post(server.url("/auth/refresh"))
+                .header("cookie", format!("{REFRESH_COOKIE}={}", user.refresh_token)),
+        )
+        .await;
+    second.assert_status(200);
+    assert_eq!(second.body["refresh_token"], current.as_str());
+    assert!(
+        second
+            .set_cookie(REFRESH_COOKIE)
+            .unwrap()
+            .starts_with(&format!("{REFRESH_COOKIE}={current}"))
+    );
+    let access = second.body["access_token"].as_str().unwrap();
+    assert!(second.set_cookie(ACCESS_COOKIE).unwrap().contains(access));
+    server
+        .get("/users/me", Some(access))
+        .await
+        .assert_status(200);
+    // The current token rotates on; the old one, still within 10 s of its own rotation,
+    // follows the login to its newest pair.
+    server.clock.advance(Duration::seconds(2));
+    let next = refresh(&server, &current).await;
+    next.assert_status(200);
+    let newest = next.body["refresh_token"].as_str().unwrap().to_owned();
+    server.clock.advance(Duration::seconds(2));
+    let late_tab = refresh(&server, &user.refresh_token).await;
+    late_tab.assert_status(200);
+    assert_eq!(late_tab.body["refresh_token"], newest.as_str());
+    // Past the interval of its rotation, the first token is reuse: the login ends.
+    server.clock.advance(Duration::seconds(6));
+    let reuse = refresh(&server, &user.refresh_token).await;
+    reuse.assert_status(401);
+    assert_eq!(reuse.detail(), "session_revoked");
+    let after = refresh(&server, &newest).await;
+    after.assert_status(401);
+    assert_eq!(after.detail(), "session_revoked");
+}
+
+pub async fn concurrent_refreshes_keep_one_branch(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("racingtabs").await;
+    let token = user.refresh_token.clone();
+    let replies = server
+        .at_once(16, |_, client| {
+            client
+                .post(server.url("/auth/refresh"))
+                .header("cookie", format!("{REFRESH_COOKIE}={token}"))
+        })
+        .await;
+    assert_eq!(super::status_counts(&replies), [(200, 16)]);
+    // Every tab holds the same, live, refresh token: one branch.
+    let current = replies[0].body["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for reply in &replies {
+        assert_eq!(reply.body["refresh_token"], current.as_str());
+        assert!(
+            reply
+                .set_cookie(REFRESH_COOKIE)
+                .unwrap()
+                .starts_with(&format!("{REFRESH_COOKIE}={current}"))
+        );
+    }
+    let session = server
+        .app
+        .store()
+        .session_by_token_hash(&crate::auth::token_hash(&current))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.rotated_at, None);
+    assert_eq!(
+        server
+            .app
+            .store()
+            .live_session(&session.family_id)
+            .await
+            .unwrap()
+            .map(|live| live.id),
+        Some(session.id.clone())
+    );
+    // Those tabs go on refreshing from the one token; the rotated one is reuse later.
+    refresh(&server, &current).await.assert_status(200);
+    server.clock.advance(Duration::seconds(11));
+    refresh(&server, &token).await.assert_status(401);
+}
+
+pub async fn refresh_reuse_interval_zero_revokes_at_once(h: &Harness) {
+    let server = TestServer::start_with(h, &[("REFRESH_TOKEN_REUSE_INTERVAL", "0")]).await;
+    let user = server.register("strict").await;
+    let rotated = refresh(&server, &user.refresh_token).await;
+    rotated.assert_status(200);
+    let reuse = refresh(&server, &user.refresh_token).await;
+    reuse.assert_status(401);
+    assert_eq!(reuse.detail(), "session_revoked");
+    refresh(&server, rotated.body["refresh_token"].as_str().unwrap())
+        .await
+        .assert_status(401);
+}
+
+pub async fn logout_with_a_just_rotated_token_ends_the_login(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("leaver").await;
+    let rotated = refresh(&server, &user.refresh_token).await;
+    rotated.assert_status(200);
+    // A tab still holding the rotated token logs out: the login ends, not just that row.
+    server
+        .post(
+            "/auth/logout",
+            None,
+            json!({"refresh_token": user.refresh_token}),
+        )
+        .await
+        .assert_status(200);
+    for token in [
+        user.refresh_token.as_str(),
+        rotated.body["refresh_token"].as_str().unwrap(),
+    ] {
+        let reply = refresh(&server, token).await;
+        reply.assert_status(401);
+        assert_eq!(reply.detail(), "session_revoked");
+    }
 }

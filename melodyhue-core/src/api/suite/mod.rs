@@ -232,22 +232,45 @@ impl TestServer {
 
     /// Sends a request built from `self.http` and reads the reply.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request reaches the server");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("response body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                panic!("response is not JSON: {}", String::from_utf8_lossy(&bytes))
-            })
-        };
-        Reply {
-            status,
-            headers,
-            body,
+        receive(request).await
+    }
+
+    /// Sends `count` requests at the same instant, the way a racing client does: each on its
+    /// own connection, opened beforehand (and proven with `GET /health`), all released by one
+    /// barrier. `request(i, client)` builds the `i`th request on its client. The replies come
+    /// in the order of `i`.
+    pub async fn at_once<F>(&self, count: usize, request: F) -> Vec<Reply>
+    where
+        F: Fn(usize, &reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        let mut requests = Vec::with_capacity(count);
+        for i in 0..count {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("HTTP client");
+            receive(client.get(self.url("/health")))
+                .await
+                .assert_status(200);
+            requests.push(request(i, &client));
         }
+        let barrier = Arc::new(tokio::sync::Barrier::new(count));
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let barrier = Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    receive(request).await
+                })
+            })
+            .collect();
+        let mut replies = Vec::with_capacity(count);
+        for task in tasks {
+            replies.push(task.await.expect("request task"));
+        }
+        replies
     }
 
     /// A request with an optional bearer token and JSON body.
@@ -316,6 +339,34 @@ impl TestServer {
     }
 }
 
+/// Sends a request and reads the reply.
+pub async fn receive(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("request reaches the server");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("response body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("response is not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// How many replies have each status, e.g. `[(401, 5), (429, 95)]`, by status.
+pub fn status_counts(replies: &[Reply]) -> Vec<(u16, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for reply in replies {
+        *counts.entry(reply.status.as_u16()).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
+}
+
 /// Signs arbitrary claims with `secret` and `alg` (for forged-token cases).
 pub fn sign_claims(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -> String {
     jsonwebtoken::encode(
@@ -369,6 +420,10 @@ macro_rules! http_suite {
                 refresh_rotates_the_session,
                 refresh_reads_the_cookie,
                 refresh_reuse_revokes_the_family,
+                refresh_reuse_within_the_interval_answers_the_current_pair,
+                concurrent_refreshes_keep_one_branch,
+                refresh_reuse_interval_zero_revokes_at_once,
+                logout_with_a_just_rotated_token_ends_the_login,
                 refresh_explains_bad_tokens,
                 refresh_with_an_expired_token_is_refused,
                 logout_clears_cookies_and_ends_the_session,
@@ -414,6 +469,15 @@ macro_rules! http_suite {
                 login_success_forgets_earlier_failures,
                 login_throttle_per_client_ip,
                 forwarded_ips_count_only_behind_a_trusted_proxy,
+                trusted_proxy_hops_count_from_the_right,
+                concurrent_guesses_spend_the_budget_before_hashing,
+                guesses_by_username_and_email_share_the_account_budget,
+                concurrent_codes_on_one_ticket_check_five,
+                two_factor_code_checks_spend_the_second_factor_budget,
+                totp_codes_may_hold_spaces_and_dashes,
+                every_hashing_route_is_admitted_per_client,
+                a_full_hash_queue_answers_503_and_light_clients_go_first,
+                shared_usernames_cost_one_hash_per_failed_login,
             }
             spotify {
                 spotify_credentials_are_stored_encrypted,

@@ -589,8 +589,8 @@ pub async fn login_throttle_per_identifier(h: &Harness) {
             .await
             .assert_status(401);
     }
-    // Even the right password is refused while throttled (identifiers ignore case).
-    let throttled = server.login("TARGET", TEST_PASSWORD).await;
+    // Even the right password is refused while throttled, by any identifier of the account.
+    let throttled = server.login("TARGET@example.com", TEST_PASSWORD).await;
     throttled.assert_status(429);
     let retry: u64 = throttled.headers["retry-after"]
         .to_str()
@@ -645,38 +645,496 @@ pub async fn login_throttle_per_client_ip(h: &Harness) {
     assert!(blocked.headers.contains_key("retry-after"));
 }
 
-pub async fn forwarded_ips_count_only_behind_a_trusted_proxy(h: &Harness) {
-    async fn fail_from(server: &TestServer, ip: &str, who: &str) -> Reply {
-        server
-            .send(
-                server
-                    .http
-                    .post(server.url("/auth/login"))
-                    .header("x-forwarded-for", ip)
-                    .json(&json!({"username_or_email": who, "password": "wrong-password"})),
-            )
-            .await
+/// A failed login with these `X-Forwarded-For` header lines.
+async fn fail_from(server: &TestServer, forwarded: &[&str], who: &str) -> Reply {
+    let mut request = server.http.post(server.url("/auth/login"));
+    for line in forwarded {
+        request = request.header("x-forwarded-for", *line);
     }
+    server
+        .send(request.json(&json!({"username_or_email": who, "password": "wrong-password"})))
+        .await
+}
+
+pub async fn forwarded_ips_count_only_behind_a_trusted_proxy(h: &Harness) {
     let trusting = TestServer::start_with(h, &[("TRUST_PROXY", "true")]).await;
+    // The client writes what it likes on the left; our proxy appends the address it saw.
     for i in 0..20 {
-        fail_from(&trusting, "203.0.113.1", &format!("a{i}"))
+        let spoofed = format!("198.51.100.{i}, 203.0.113.1");
+        fail_from(&trusting, &[&spoofed], &format!("a{i}"))
             .await
             .assert_status(401);
     }
-    fail_from(&trusting, "203.0.113.1", "fresh")
+    let blocked = fail_from(&trusting, &["192.0.2.99, 203.0.113.1"], "fresh").await;
+    blocked.assert_status(429);
+    // The list spans header lines.
+    fail_from(&trusting, &["192.0.2.1", "203.0.113.1"], "fresh2")
         .await
         .assert_status(429);
-    fail_from(&trusting, "203.0.113.2, 10.0.0.1", "fresh2")
+    fail_from(&trusting, &["203.0.113.1, 203.0.113.2"], "fresh3")
         .await
         .assert_status(401);
     // Without TRUST_PROXY the header is ignored: every attempt is the socket's IP.
     let plain = TestServer::start(h).await;
     for i in 0..20 {
-        fail_from(&plain, &format!("203.0.113.{i}"), &format!("b{i}"))
+        fail_from(&plain, &[&format!("203.0.113.{i}")], &format!("b{i}"))
             .await
             .assert_status(401);
     }
-    fail_from(&plain, "198.51.100.9", "fresh")
+    fail_from(&plain, &["198.51.100.9"], "fresh")
         .await
         .assert_status(429);
+}
+
+pub async fn trusted_proxy_hops_count_from_the_right(h: &Harness) {
+    let server =
+        TestServer::start_with(h, &[("TRUST_PROXY", "true"), ("TRUSTED_PROXY_HOPS", "2")]).await;
+    // Two proxies: the client's address is the second entry from the right.
+    for i in 0..20 {
+        let forwarded = format!("192.0.2.{i}, 203.0.113.5, 10.0.0.{i}");
+        fail_from(&server, &[&forwarded], &format!("c{i}"))
+            .await
+            .assert_status(401);
+    }
+    fail_from(&server, &["203.0.113.5, 10.9.9.9"], "fresh")
+        .await
+        .assert_status(429);
+    // A request that came through one of the two proxies only: its one entry is the client.
+    fail_from(&server, &["203.0.113.5"], "fresh2")
+        .await
+        .assert_status(429);
+    fail_from(&server, &["203.0.113.6, 203.0.113.5"], "fresh3")
+        .await
+        .assert_status(401);
+    // Ports are allowed; an entry that is no address leaves the socket's peer.
+    fail_from(&server, &["[2001:db8::5]:4711, 10.0.0.1"], "fresh4")
+        .await
+        .assert_status(401);
+    for i in 0..20 {
+        fail_from(&server, &["not-an-ip, 10.0.0.1"], &format!("d{i}"))
+            .await
+            .assert_status(401);
+    }
+    // Those twenty were counted for the peer (127.0.0.1), not for a made-up address.
+    fail_from(&server, &["127.0.0.1, 10.0.0.1"], "fresh5")
+        .await
+        .assert_status(429);
+}
+
+/// The argon2 computations the server made so far.
+fn computations(server: &TestServer) -> u64 {
+    server.app.inner().passwords.computations()
+}
+
+/// A login request on `client`.
+fn login_request(
+    server: &TestServer,
+    client: &reqwest::Client,
+    identifier: &str,
+    password: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(server.url("/auth/login"))
+        .json(&json!({"username_or_email": identifier, "password": password}))
+}
+
+/// Lets every request of the loopback client hash at once, so that only the failure budgets
+/// limit what a test races.
+const UNLIMITED_HASHING: [(&str, &str); 2] = [
+    ("PASSWORD_HASH_PER_CLIENT", "1000"),
+    ("PASSWORD_HASH_QUEUE", "1000"),
+];
+
+pub async fn concurrent_guesses_spend_the_budget_before_hashing(h: &Harness) {
+    let server = TestServer::start_with(h, &UNLIMITED_HASHING).await;
+    server.register("raced").await;
+    let before = computations(&server);
+    let replies = server
+        .at_once(100, |i, client| {
+            login_request(&server, client, "raced", &format!("guess-{i}"))
+        })
+        .await;
+    // Five guesses were checked; 95 were refused before any hash.
+    assert_eq!(super::status_counts(&replies), [(401, 5), (429, 95)]);
+    assert_eq!(computations(&server) - before, 5);
+    for reply in replies.iter().filter(|r| r.status == 429) {
+        assert_eq!(reply.detail(), "Too many failed attempts, try again later");
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    let before = computations(&server);
+    server
+        .login("raced", TEST_PASSWORD)
+        .await
+        .assert_status(429);
+    assert_eq!(
+        computations(&server),
+        before,
+        "a throttled login costs no hash"
+    );
+}
+
+pub async fn guesses_by_username_and_email_share_the_account_budget(h: &Harness) {
+    let server = TestServer::start_with(h, &UNLIMITED_HASHING).await;
+    server.register("twofaced").await;
+    for identifier in ["twofaced", "twofaced", "TwoFaced@Example.com"] {
+        server
+            .login(identifier, "wrong-password")
+            .await
+            .assert_status(401);
+    }
+    server
+        .login("twofaced@example.com", "wrong-password")
+        .await
+        .assert_status(401);
+    server
+        .login("twofaced", "wrong-password")
+        .await
+        .assert_status(401);
+    server
+        .login("TWOFACED@EXAMPLE.COM", TEST_PASSWORD)
+        .await
+        .assert_status(429);
+    server
+        .login("twofaced", TEST_PASSWORD)
+        .await
+        .assert_status(429);
+    // Raced: half by username, half by e-mail, one budget.
+    server.register("raced2").await;
+    let replies = server
+        .at_once(60, |i, client| {
+            let identifier = if i % 2 == 0 {
+                "raced2"
+            } else {
+                "RACED2@example.com"
+            };
+            login_request(&server, client, identifier, "wrong-password")
+        })
+        .await;
+    assert_eq!(super::status_counts(&replies), [(401, 5), (429, 55)]);
+}
+
+/// A six-digit code that none of the steps around now accepts.
+fn wrong_code(server: &TestServer, secret: &str) -> String {
+    let valid: Vec<String> = (-2..=2).map(|step| code(server, secret, step)).collect();
+    (0..10)
+        .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+        .find(|c| !valid.contains(c))
+        .unwrap()
+}
+
+pub async fn concurrent_codes_on_one_ticket_check_five(h: &Harness) {
+    // Budgets out of the way: the ticket's own count is what is raced.
+    let server = TestServer::start_with(
+        h,
+        &[
+            ("LOGIN_MAX_FAILURES_PER_IDENTIFIER", "100000"),
+            ("LOGIN_MAX_FAILURES_PER_IP", "100000"),
+        ],
+    )
+    .await;
+    let (user, secret) = user_with_two_factor(&server, "ticketrace").await;
+    let raced = ticket(&server, &user).await;
+    let wrong = wrong_code(&server, &secret);
+    let replies = server
+        .at_once(200, |_, client| {
+            client
+                .post(server.url("/auth/login/2fa"))
+                .json(&json!({"ticket": raced, "totp": wrong}))
+        })
+        .await;
+    // Five codes were checked (401); the others found the ticket dead (400).
+    assert_eq!(super::status_counts(&replies), [(400, 195), (401, 5)]);
+    for reply in replies.iter().filter(|r| r.status == 400) {
+        assert_eq!(reply.detail(), "Invalid or expired ticket");
+    }
+    let right = second_step(&server, &raced, &code(&server, &secret, 1)).await;
+    right.assert_status(400);
+    let stored = server.app.store().challenge(&raced).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 5);
+}
+
+pub async fn two_factor_code_checks_spend_the_second_factor_budget(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let (user, secret) = user_with_two_factor(&server, "bruteforced").await;
+    let token = Some(user.access_token.as_str());
+    let wrong = wrong_code(&server, &secret);
+    // A stolen access token does not allow unlimited guesses at the code that disables 2FA.
+    let replies = server
+        .at_once(40, |_, client| {
+            client
+                .post(server.url("/auth/2fa/disable"))
+                .bearer_auth(&user.access_token)
+                .json(&json!({"code": wrong}))
+        })
+        .await;
+    assert_eq!(super::status_counts(&replies), [(400, 5), (429, 35)]);
+    let right = server
+        .post(
+            "/auth/2fa/disable",
+            token,
+            json!({"code": code(&server, &secret, 1)}),
+        )
+        .await;
+    right.assert_status(429);
+    assert!(right.headers.contains_key("retry-after"));
+    // The second login step spends the same budget.
+    let pending = ticket(&server, &user).await;
+    second_step(&server, &pending, &code(&server, &secret, 1))
+        .await
+        .assert_status(429);
+    server.clock.advance(Duration::minutes(16));
+    second_step(&server, &pending, &code(&server, &secret, 0))
+        .await
+        .assert_status(400);
+    server
+        .post(
+            "/auth/2fa/disable",
+            token,
+            json!({"code": code(&server, &secret, 1)}),
+        )
+        .await
+        .assert_status(401);
+}
+
+pub async fn totp_codes_may_hold_spaces_and_dashes(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("spaced").await;
+    let token = Some(user.access_token.as_str());
+    let setup = server.post("/auth/2fa/setup", token, json!({})).await;
+    let secret = setup.body["secret"].as_str().unwrap().to_owned();
+    let spaced = |step: i64| {
+        let code = code(&server, &secret, step);
+        format!("{} {}", &code[..3], &code[3..])
+    };
+    let dashed = |step: i64| {
+        let code = code(&server, &secret, step);
+        format!("{}-{}", &code[..3], &code[3..])
+    };
+    server
+        .post("/auth/2fa/verify", token, json!({"code": spaced(0)}))
+        .await
+        .assert_status(200);
+    let login = server.login("spaced", TEST_PASSWORD).await;
+    let pending = login.body["ticket"].as_str().unwrap();
+    second_step(&server, pending, &format!(" {} ", dashed(1)))
+        .await
+        .assert_status(200);
+    let wrong = wrong_code(&server, &secret);
+    let wrong_spaced = format!("{} {}", &wrong[..3], &wrong[3..]);
+    server
+        .post("/auth/2fa/disable", token, json!({"code": wrong_spaced}))
+        .await
+        .assert_status(400);
+    server
+        .post("/auth/2fa/disable", token, json!({"code": "12 34 5"}))
+        .await
+        .assert_status(400);
+    server.clock.advance(Duration::seconds(30));
+    server
+        .post("/auth/2fa/disable", token, json!({"code": spaced(1)}))
+        .await
+        .assert_status(200);
+}
+
+pub async fn every_hashing_route_is_admitted_per_client(h: &Harness) {
+    let server = TestServer::start_with(
+        h,
+        &[("PASSWORD_HASH_PER_CLIENT", "1"), ("EMAIL_DEBUG", "true")],
+    )
+    .await;
+    let user = server.register("admitted").await;
+    let reset = server
+        .post("/auth/forgot", None, json!({"email": user.email}))
+        .await;
+    let reset_token = reset.body["token"].as_str().unwrap().to_owned();
+    // Another request of this client is hashing: every route that hashes refuses at once.
+    let hashing = server
+        .app
+        .inner()
+        .passwords
+        .admit(Some("127.0.0.1".parse().unwrap()))
+        .unwrap();
+    let computed = computations(&server);
+    let refused = [
+        server
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": "second", "email": "second@example.com", "password": TEST_PASSWORD}),
+            )
+            .await,
+        server.login("admitted", TEST_PASSWORD).await,
+        server
+            .post(
+                "/users/me/password",
+                Some(&user.access_token),
+                json!({"old_password": TEST_PASSWORD, "new_password": "a-new-password"}),
+            )
+            .await,
+        server
+            .post(
+                "/auth/reset",
+                None,
+                json!({"token": reset_token, "new_password": "a-new-password"}),
+            )
+            .await,
+    ];
+    for reply in &refused {
+        reply.assert_status(429);
+        assert_eq!(
+            reply.detail(),
+            "Too many concurrent requests, try again shortly"
+        );
+        assert_eq!(reply.headers["retry-after"], "1");
+    }
+    assert_eq!(computations(&server), computed);
+    // Nothing was spent or changed by the refusals.
+    drop(hashing);
+    server
+        .login("admitted", TEST_PASSWORD)
+        .await
+        .assert_status(200);
+    server
+        .post(
+            "/auth/reset",
+            None,
+            json!({"token": reset_token, "new_password": "a-new-password"}),
+        )
+        .await
+        .assert_status(200);
+}
+
+pub async fn a_full_hash_queue_answers_503_and_light_clients_go_first(h: &Harness) {
+    use futures_util::FutureExt as _;
+    let server = TestServer::start_with(
+        h,
+        &[
+            ("TRUST_PROXY", "true"),
+            ("PASSWORD_HASH_WORKERS", "1"),
+            ("PASSWORD_HASH_QUEUE", "1"),
+        ],
+    )
+    .await;
+    server.register("queued").await;
+    let passwords = &server.app.inner().passwords;
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+    // One request hashes (it holds the only worker), one waits: the queue is full.
+    let holder = passwords.admit(ip("192.0.2.1")).unwrap();
+    let running = holder.hold_worker().await.unwrap();
+    let waiter = passwords.admit(ip("192.0.2.2")).unwrap();
+    let mut waiting = Box::pin(waiter.hold_worker());
+    assert!((&mut waiting).now_or_never().is_none());
+    // A client with no better claim than the waiter is refused at once.
+    let busy = server
+        .send(
+            server
+                .http
+                .post(server.url("/auth/login"))
+                .header("x-forwarded-for", "192.0.2.3")
+                .json(&json!({"username_or_email": "queued", "password": TEST_PASSWORD})),
+        )
+        .await;
+    busy.assert_status(503);
+    assert_eq!(busy.detail(), "Server busy, try again shortly");
+    assert_eq!(busy.headers["retry-after"], "1");
+    drop(waiting);
+    // A network that hashed a lot waits; a client that never hashed takes its place...
+    for _ in 0..5 {
+        drop(passwords.admit(ip("198.51.100.1")).unwrap());
+    }
+    let heavy = passwords.admit(ip("198.51.100.1")).unwrap();
+    let mut heavy_waiting = Box::pin(heavy.hold_worker());
+    assert!((&mut heavy_waiting).now_or_never().is_none());
+    let light = tokio::spawn(super::receive(
+        server
+            .http
+            .post(server.url("/auth/login"))
+            .header("x-forwarded-for", "203.0.113.10")
+            .json(&json!({"username_or_email": "queued", "password": TEST_PASSWORD})),
+    ));
+    let evicted = tokio::time::timeout(StdDuration::from_secs(10), heavy_waiting)
+        .await
+        .expect("the heavy waiter is told at once");
+    assert!(evicted.is_err());
+    // ... and hashes as soon as the worker is free.
+    drop(running);
+    light.await.unwrap().assert_status(200);
+}
+
+pub async fn shared_usernames_cost_one_hash_per_failed_login(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let mut ids = Vec::new();
+    for (i, password) in ["first-password", "second-password", "third-password"]
+        .iter()
+        .enumerate()
+    {
+        let reply = server
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": "crowd", "email": format!("crowd{i}@example.com"), "password": password}),
+            )
+            .await;
+        reply.assert_status(200);
+        ids.push(reply.body["user_id"].as_str().unwrap().to_owned());
+    }
+    server.register("alone").await;
+    let failed = |identifier: &'static str| {
+        let server = &server;
+        async move {
+            let before = computations(server);
+            server
+                .login(identifier, "wrong-password")
+                .await
+                .assert_status(401);
+            computations(server) - before
+        }
+    };
+    // Three accounts, one account, no account: one computation each.
+    assert_eq!(failed("crowd").await, 1);
+    assert_eq!(failed("alone").await, 1);
+    // (The decoy checked for unknown identifiers is made on first use.)
+    failed("nobody").await;
+    assert_eq!(failed("nobody").await, 1);
+    for (id, password) in ids
+        .iter()
+        .zip(["first-password", "second-password", "third-password"])
+    {
+        let reply = server.login("crowd", password).await;
+        reply.assert_status(200);
+        assert_eq!(reply.body["user_id"], id.as_str());
+    }
+    // Accounts that do not share their username's salt yet (the earlier service's, or renamed
+    // ones) cost one computation per salt until each logs in once.
+    let store = server.app.store();
+    let slot = server.app.inner().passwords.admit(None).unwrap();
+    for (i, password) in ["one", "two", "three"].iter().enumerate() {
+        let now = server.app.now();
+        let legacy = crate::model::User {
+            id: new_id(),
+            username: "legacy".into(),
+            email: format!("legacy{i}@example.com"),
+            password_hash: slot.hash(&format!("legacy-{password}")).await.unwrap(),
+            role: crate::model::Role::User,
+            created_at: now + Duration::seconds(i as i64),
+            updated_at: now,
+            last_login_at: None,
+        };
+        store.insert_user(&legacy).await.unwrap();
+    }
+    drop(slot);
+    assert_eq!(failed("legacy").await, 3);
+    for password in ["one", "two", "three"] {
+        server
+            .login("legacy", &format!("legacy-{password}"))
+            .await
+            .assert_status(200);
+    }
+    assert_eq!(failed("legacy").await, 1);
+    for password in ["one", "two", "three"] {
+        server
+            .login("legacy", &format!("legacy-{password}"))
+            .await
+            .assert_status(200);
+    }
 }
