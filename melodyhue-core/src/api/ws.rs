@@ -54,6 +54,9 @@ pub const MAX_FRAME_BYTES: usize = MAX_MESSAGE_BYTES;
 /// How long writing one message may take before the socket is given up.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a socket we close waits for the client's close frame before it is dropped anyway.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often an open socket re-checks that its user is not banned (bans made on another
 /// server, or events missed).
 const BAN_RECHECK: Duration = Duration::from_secs(30);
@@ -161,8 +164,28 @@ async fn send<S: Sink<WsMessage> + Unpin>(socket: &mut S, message: WsMessage) ->
     )
 }
 
-async fn close<S: Sink<WsMessage> + Unpin>(socket: &mut S, code: u16, reason: &str) {
-    send(socket, WsMessage::Close(Some((code, reason.to_owned())))).await;
+/// Closes the socket from our side: sends a close frame, then waits (at most
+/// [`CLOSE_HANDSHAKE_TIMEOUT`]) for the client's close frame that answers it, so the connection
+/// ends only after both sides have sent one (RFC 6455, sections 5.5.1 and 7.1.1). Dropping the
+/// socket right after our frame would reset a client whose answer arrives a moment later, and
+/// the browser would report an unclean close. `frame` is `None` for a close without a code.
+async fn close<S, E>(socket: &mut S, frame: Option<(u16, &str)>)
+where
+    S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin,
+{
+    let frame = frame.map(|(code, reason)| (code, reason.to_owned()));
+    if !send(socket, WsMessage::Close(frame)).await {
+        return;
+    }
+    // Whatever the client still sends before its close frame is of no interest.
+    let answered = async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, answered).await;
 }
 
 /// Serves one upgraded socket until it closes. `token` comes from [`upgrade_token`].
@@ -178,11 +201,15 @@ where
         Ok(principal) => principal,
         // Not the client's fault: it should come back, not sign out.
         Err(Error::Unavailable(_)) => {
-            close(&mut socket, CLOSE_TRY_AGAIN_LATER, "try again later").await;
+            close(
+                &mut socket,
+                Some((CLOSE_TRY_AGAIN_LATER, "try again later")),
+            )
+            .await;
             return;
         }
         Err(_) => {
-            close(&mut socket, CLOSE_UNAUTHORIZED, "unauthorized").await;
+            close(&mut socket, Some((CLOSE_UNAUTHORIZED, "unauthorized"))).await;
             return;
         }
     };
@@ -193,7 +220,11 @@ where
         .ws_sockets
         .admit(&user_id, limits.max_sockets_per_user)
     else {
-        close(&mut socket, CLOSE_TOO_MANY_SOCKETS, "too many sockets").await;
+        close(
+            &mut socket,
+            Some((CLOSE_TOO_MANY_SOCKETS, "too many sockets")),
+        )
+        .await;
         return;
     };
     let mut events = app.account_events();
@@ -250,7 +281,7 @@ where
             }
             _ = ping.tick() => {
                 if !heard {
-                    close(&mut socket, CLOSE_PING_TIMEOUT, "ping timeout").await;
+                    close(&mut socket, Some((CLOSE_PING_TIMEOUT, "ping timeout"))).await;
                     return;
                 }
                 heard = false;
@@ -272,11 +303,14 @@ where
             },
         }
     }
-    send(&mut socket, WsMessage::Close(None)).await;
+    close(&mut socket, None).await;
 }
 
-async fn kick<S: Sink<WsMessage> + Unpin>(socket: &mut S) {
+async fn kick<S, E>(socket: &mut S)
+where
+    S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin,
+{
     if send(socket, WsMessage::Text(force_logout_message())).await {
-        close(socket, CLOSE_UNAUTHORIZED, "banned").await;
+        close(socket, Some((CLOSE_UNAUTHORIZED, "banned"))).await;
     }
 }

@@ -1246,6 +1246,65 @@ pub async fn websocket_answers_a_client_close(h: &Harness) {
     }
 }
 
+/// A close the server starts waits for the client's answering close frame before the
+/// connection ends (RFC 6455, section 5.5.1), so a client that answers a moment later is not
+/// reset. Seen with a raw TCP client, which answers only when told to (WebSocket libraries
+/// answer at once).
+pub async fn websocket_waits_for_the_answer_to_its_close(h: &Harness) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(h).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // No token: the server closes at once with 4401.
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    // The 101 response, then the unmasked close frame: 0x88, length, code 4401, reason.
+    let close_frame = loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the server answers within 10 s")
+            .unwrap();
+        assert_ne!(read, 0, "the connection ended before the close frame");
+        received.extend_from_slice(&buffer[..read]);
+        let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&received[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let frame = &received[end + 4..];
+        if frame.len() >= 2 && frame.len() >= 2 + usize::from(frame[1] & 0x7f) {
+            break frame.to_vec();
+        }
+    };
+    assert_eq!(close_frame[0], 0x88, "a final close frame");
+    assert_eq!(u16::from_be_bytes([close_frame[2], close_frame[3]]), 4401);
+    // The client takes its time: the server keeps the connection open meanwhile.
+    let early = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buffer)).await;
+    assert!(
+        early.is_err(),
+        "the server ended the connection before the client answered its close: {early:?}"
+    );
+    // The answer (masked, as every client frame; code 4401 echoed), then a clean end.
+    let mask = [1u8, 2, 3, 4];
+    let payload = 4401u16.to_be_bytes();
+    let mut answer = vec![0x88, 0x80 | 2];
+    answer.extend_from_slice(&mask);
+    answer.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    stream.write_all(&answer).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+        .await
+        .expect("the server ends the connection after the handshake");
+    assert!(
+        matches!(end, Ok(0)),
+        "a clean end of the connection, not a reset: {end:?}"
+    );
+}
+
 pub async fn websocket_streams_now_playing_changes(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
     let png = cover_png(240, 30, 200);
