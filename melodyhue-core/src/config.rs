@@ -172,7 +172,9 @@ pub struct SpotifyConfig {
 pub struct ThrottleConfig {
     /// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5).
     pub max_failures_per_identifier: u32,
-    /// `LOGIN_MAX_FAILURES_PER_IP` (20).
+    /// `LOGIN_MAX_FAILURES_PER_IP` (20): failures per client network; `0` turns this budget
+    /// off, for a deployment behind a proxy that does not say whose request it forwards (every
+    /// client would share the proxy's budget).
     pub max_failures_per_ip: u32,
     /// `LOGIN_THROTTLE_WINDOW_SECONDS` (900).
     pub window: Duration,
@@ -567,7 +569,7 @@ impl Config {
             email_revert_url_base: vars.get("EMAIL_REVERT_URL_BASE").map(str::to_owned),
             mail_limits: MailLimits {
                 per_address: count(&vars, "MAIL_MAX_PER_ADDRESS", 5)?,
-                per_ip: count(&vars, "MAIL_MAX_PER_IP", 20)?,
+                per_ip: vars.number("MAIL_MAX_PER_IP", 20)?,
                 window: Duration::from_secs(vars.positive("MAIL_LIMIT_WINDOW_SECONDS", 3600)?),
             },
             smtp,
@@ -578,10 +580,7 @@ impl Config {
                     .positive("LOGIN_MAX_FAILURES_PER_IDENTIFIER", 5)?
                     .try_into()
                     .unwrap_or(u32::MAX),
-                max_failures_per_ip: vars
-                    .positive("LOGIN_MAX_FAILURES_PER_IP", 20)?
-                    .try_into()
-                    .unwrap_or(u32::MAX),
+                max_failures_per_ip: vars.number("LOGIN_MAX_FAILURES_PER_IP", 20)?,
                 window: Duration::from_secs(vars.positive("LOGIN_THROTTLE_WINDOW_SECONDS", 900)?),
             },
             trust_proxy: vars.flag("TRUST_PROXY", false)?,

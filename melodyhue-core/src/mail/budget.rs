@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 pub struct MailLimits {
     /// Mails one address may receive per window (`MAIL_MAX_PER_ADDRESS`, default 5).
     pub per_address: u32,
-    /// Mail-sending requests one client IP may make per window (`MAIL_MAX_PER_IP`, default 20).
+    /// Mail-sending requests one client IP may make per window (`MAIL_MAX_PER_IP`, default 20);
+    /// `0` turns this budget off (behind a proxy that does not send the client's address).
     pub per_ip: u32,
     /// The window (`MAIL_LIMIT_WINDOW_SECONDS`, default one hour).
     pub window: Duration,

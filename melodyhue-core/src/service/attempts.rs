@@ -61,11 +61,10 @@ impl App {
         attempt: impl Future<Output = Result<Checked<T>>>,
     ) -> Result<Option<T>> {
         let inner = self.inner();
-        if let Some(ip) = client_ip {
-            keys.push(BudgetKey::client(
-                ip,
-                self.config().throttle.max_failures_per_ip,
-            ));
+        let per_network = self.config().throttle.max_failures_per_ip;
+        // `0`: the network's budget is off (`LOGIN_MAX_FAILURES_PER_IP`).
+        if let Some(ip) = client_ip.filter(|_| per_network > 0) {
+            keys.push(BudgetKey::client(ip, per_network));
         }
         let reservation = inner
             .throttle

@@ -22,7 +22,7 @@ pub(crate) fn new_mailed_token() -> String {
 }
 
 impl App {
-    /// Takes one mail from the budget of `client_ip` (when known), then from the budget of the
+    /// Takes one mail from the budget of `client_ip` (when known and that budget is on), then from the budget of the
     /// recipient `address` (by its canonical form): `429` with `Retry-After` when either is
     /// spent. The answer does not depend on whether an account has the address.
     pub(crate) async fn take_mail_budget(
@@ -33,6 +33,7 @@ impl App {
         let inner = self.inner();
         let now = self.now();
         let keys = client_ip
+            .filter(|_| self.config().mail_limits.per_ip > 0)
             .map(|ip| (BudgetKey::Ip(ip), Refusal::Ip))
             .into_iter()
             .chain([(

@@ -535,6 +535,32 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
     );
 }
 
+/// `MAIL_MAX_PER_IP=0` turns the client network's mail budget off (behind a proxy that sends
+/// no client address); each address keeps its own.
+pub async fn the_mail_network_budget_can_be_turned_off(h: &Harness) {
+    let catcher = SmtpCatcher::start().await.unwrap();
+    let server = mail_server(
+        h,
+        &catcher,
+        &[("MAIL_MAX_PER_ADDRESS", "1"), ("MAIL_MAX_PER_IP", "0")],
+    )
+    .await;
+    for n in 0..30 {
+        server
+            .post(
+                "/auth/forgot",
+                None,
+                json!({"email": format!("ghost{n}@example.com")}),
+            )
+            .await
+            .assert_status(200);
+    }
+    let again = server
+        .post("/auth/forgot", None, json!({"email": "ghost0@example.com"}))
+        .await;
+    again.assert_status(429);
+}
+
 pub async fn expired_tokens_are_purged_by_the_daily_job(h: &Harness) {
     let server = TestServer::start_with(h, &[("EMAIL_DEBUG", "true")]).await;
     let user = server.register("purged").await;

@@ -645,6 +645,38 @@ pub async fn login_throttle_per_client_ip(h: &Harness) {
     assert!(blocked.headers.contains_key("retry-after"));
 }
 
+/// Behind a proxy that sends no client address (the web frontend's SSR server) every user
+/// shares the proxy's network budget; `LOGIN_MAX_FAILURES_PER_IP=0` turns that budget off,
+/// and the accounts' own budgets still hold.
+pub async fn the_network_budget_can_be_turned_off(h: &Harness) {
+    let server = TestServer::start_with(h, &[("LOGIN_MAX_FAILURES_PER_IP", "0")]).await;
+    for name in ["first", "second", "third", "fourth", "bystander"] {
+        server.register(name).await;
+    }
+    for name in ["first", "second", "third", "fourth"] {
+        for _ in 0..5 {
+            server
+                .login(name, "wrong-password")
+                .await
+                .assert_status(401);
+        }
+    }
+    for i in 0..25 {
+        server
+            .login(&format!("nobody{i}"), "wrong-password")
+            .await
+            .assert_status(401);
+    }
+    server
+        .login("bystander", TEST_PASSWORD)
+        .await
+        .assert_status(200);
+    // Each attacked account is still throttled on its own.
+    let throttled = server.login("first", TEST_PASSWORD).await;
+    throttled.assert_status(429);
+    assert!(throttled.headers.contains_key("retry-after"));
+}
+
 /// A failed login with these `X-Forwarded-For` header lines.
 async fn fail_from(server: &TestServer, forwarded: &[&str], who: &str) -> Reply {
     let mut request = server.http.post(server.url("/auth/login"));
