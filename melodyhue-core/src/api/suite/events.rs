@@ -267,6 +267,7 @@ pub async fn a_quiet_stream_outlives_the_keep_alive_timeout(h: &Harness) {
     let server = TestServer::start_with(
         h,
         &[
+            ("HTTP_HEADER_TIMEOUT", "0.2"),
             ("HTTP_KEEP_ALIVE_TIMEOUT", "0.1"),
             ("SSE_KEEP_ALIVE_INTERVAL", "0.3"),
         ],
