@@ -117,11 +117,11 @@ struct Event {
 impl Event {
     /// The event showing `now_playing`: the `/infos` JSON as `data`, its fingerprint as `id`.
     fn of(user_id: &str, now_playing: &NowPlaying, timestamp: i64) -> Event {
-        let mut infos = serde_json::to_value(infos_response(user_id, now_playing, timestamp))
-            .unwrap_or_default();
-        // JSON as serde writes it holds no line break, so it is one `data` line.
-        let data = infos.to_string();
-        let id = fingerprint(&mut infos);
+        let infos = infos_response(user_id, now_playing, timestamp);
+        // Byte for byte what `/infos` answers. JSON as serde writes it holds no line break, so
+        // it is one `data` line.
+        let data = serde_json::to_string(&infos).unwrap_or_default();
+        let id = fingerprint(&mut serde_json::to_value(&infos).unwrap_or_default());
         let encoded = Bytes::from(format!("id: {id}\ndata: {data}\n\n"));
         Event { id, encoded }
     }
