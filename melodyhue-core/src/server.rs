@@ -110,8 +110,8 @@ fn file_limit() -> Option<u64> {
     None
 }
 
-/// Serves `listener` until `shutdown` completes, then stops accepting, lets the requests in
-/// flight finish and closes idle connections (HTTP/2: `GOAWAY`).
+/// Serves `listener` until `shutdown` completes, then stops accepting, ends the app's event
+/// streams, lets the requests in flight finish and closes idle connections (HTTP/2: `GOAWAY`).
 ///
 /// `make_service` makes the service of one connection from the client's address. Limits come
 /// from `app`'s configuration (see the [module docs](self)).
@@ -208,6 +208,8 @@ pub async fn serve<M, S, B>(
         });
     }
     drop(listener);
+    // Event streams never finish by themselves: end them, or shutdown would wait for ever.
+    app.inner().event_streams.close_all();
     graceful.shutdown().await;
 }
 

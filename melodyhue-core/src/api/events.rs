@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::body::{PendingStream, ResponseBody};
@@ -43,9 +44,22 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 /// The comment sent when a stream has been quiet for `SSE_KEEP_ALIVE_INTERVAL`.
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
-/// Open streams, per client IP and in all.
-#[derive(Debug, Default)]
-pub(crate) struct StreamCounts(Mutex<Counts>);
+/// Open streams, per client IP and in all, and the signal that ends them all.
+#[derive(Debug)]
+pub(crate) struct StreamCounts {
+    counts: Mutex<Counts>,
+    /// `true` once the server shuts down: open streams end, so that their requests finish.
+    closing: watch::Sender<bool>,
+}
+
+impl Default for StreamCounts {
+    fn default() -> Self {
+        StreamCounts {
+            counts: Mutex::default(),
+            closing: watch::Sender::new(false),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -62,7 +76,7 @@ impl StreamCounts {
         ip: Option<IpAddr>,
         limits: &EventStreamLimits,
     ) -> Result<StreamPlace, ApiError> {
-        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(ip) = ip {
             if counts.per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_streams_per_ip {
                 return Err(ApiError::TooManyStreams);
@@ -83,7 +97,18 @@ impl StreamCounts {
 
     /// Streams open now.
     pub(crate) fn open(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).total
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
+    }
+
+    /// Ends every open stream (after the event it is sending), and every stream opened from now
+    /// on after its first event: the server is shutting down, and waits for requests to finish.
+    /// Clients reconnect, to another server of the deployment or to this one restarted.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn close_all(&self) {
+        self.closing.send_replace(true);
     }
 }
 
@@ -95,7 +120,11 @@ struct StreamPlace {
 
 impl Drop for StreamPlace {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self
+            .counts
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         counts.total = counts.total.saturating_sub(1);
         if let Some(ip) = self.ip {
             if let Some(count) = counts.per_ip.get_mut(&ip) {
@@ -145,10 +174,9 @@ fn fingerprint(infos: &mut serde_json::Value) -> String {
 pub(super) async fn infos_events(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = user_path_id(id)?;
     let app = cx.app;
-    let place = app
-        .inner()
-        .event_streams
-        .admit(cx.client_ip(), &app.config().events)?;
+    let streams = &app.inner().event_streams;
+    let place = streams.admit(cx.client_ip(), &app.config().events)?;
+    let closing = streams.closing.subscribe();
     // Looked up (and watched) as `/infos` does: an unknown user is `404` here.
     let now_playing = app.now_playing(id).await?;
     let mut subscription = app.inner().hub.subscribe(id);
@@ -164,6 +192,7 @@ pub(super) async fn infos_events(cx: &Ctx<'_>, id: &str) -> Reply {
         user_id: id.to_owned(),
         subscription,
         keep_alive,
+        closing,
         last_id: first.id,
         next: (!known).then_some(first.encoded),
         _place: place,
@@ -194,6 +223,8 @@ struct EventStream {
     user_id: String,
     subscription: Subscription,
     keep_alive: Interval,
+    /// The server's shutdown (see [`StreamCounts::close_all`]).
+    closing: watch::Receiver<bool>,
     /// The id of the state the client shows.
     last_id: String,
     /// A chunk ready to send.
@@ -203,7 +234,7 @@ struct EventStream {
 
 impl EventStream {
     /// The next chunk to send (an event or a keep-alive comment), waiting for one; `None` ends
-    /// the stream (the user is gone).
+    /// the stream (the user is gone, or the server shuts down).
     async fn next_chunk(mut self) -> Option<(Bytes, Self)> {
         loop {
             if let Some(chunk) = self.next.take() {
@@ -232,7 +263,22 @@ impl EventStream {
                     }
                 }
                 _ = self.keep_alive.tick() => self.next = Some(Bytes::from_static(KEEP_ALIVE)),
+                () = closed(&mut self.closing) => return None,
             }
+        }
+    }
+}
+
+/// Waits until the server shuts down (see [`StreamCounts::close_all`]).
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    loop {
+        let closed = *closing.borrow_and_update();
+        if closed {
+            return;
+        }
+        if closing.changed().await.is_err() {
+            // The app is gone: the stream ends with its connection.
+            std::future::pending::<()>().await;
         }
     }
 }
