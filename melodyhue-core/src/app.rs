@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use crate::api::events::StreamCounts;
 use crate::api::ws::SocketCounts;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::{AttemptBudget, InMemoryBudget, MAX_TRACKED_KEYS};
@@ -77,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) connections: Arc<ConnectionCounts>,
     /// Open `/ws` sockets per user.
     pub(crate) ws_sockets: Arc<SocketCounts>,
+    /// Open `/infos/{user_id}/events` streams, per client IP and in all.
+    pub(crate) event_streams: Arc<StreamCounts>,
 }
 
 impl std::fmt::Debug for App {
@@ -182,6 +185,7 @@ impl AppBuilder {
         let mail_budget = self
             .mail_budget
             .unwrap_or_else(|| Arc::new(LocalMailBudget::new(config.mail_limits)));
+        let event_streams = Arc::<StreamCounts>::default();
         let metrics = config.metrics.then(|| {
             Metrics::new(
                 hub.clone(),
@@ -189,6 +193,7 @@ impl AppBuilder {
                 Arc::clone(&self.store),
                 Arc::clone(&connections),
                 outbox.clone(),
+                Arc::clone(&event_streams),
             )
         });
         Ok(App {
@@ -209,6 +214,7 @@ impl AppBuilder {
                 account_events: tokio::sync::broadcast::channel(ACCOUNT_EVENTS_CAPACITY).0,
                 connections,
                 ws_sockets: Arc::default(),
+                event_streams,
             }),
         })
     }

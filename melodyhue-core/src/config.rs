@@ -194,6 +194,9 @@ pub struct ConnectionLimits {
     /// `HTTP_KEEP_ALIVE_TIMEOUT` seconds (60): a connection with no request in flight is closed
     /// after this long.
     pub keep_alive_timeout: Duration,
+    /// `HTTP_WRITE_TIMEOUT` seconds (10): a connection whose writes make no progress for this
+    /// long (a client that stopped reading, e.g. an event stream's) is closed.
+    pub write_timeout: Duration,
     /// `HTTP_MAX_CONNECTIONS`: open connections (WebSockets included) at most; `None` derives
     /// it from the process's file-descriptor limit.
     pub max_connections: Option<usize>,
@@ -208,6 +211,19 @@ pub struct WebSocketLimits {
     /// `WS_MAX_SOCKETS_PER_USER` (20): open sockets per user; one more is closed at once with
     /// code 4429.
     pub max_sockets_per_user: usize,
+}
+
+/// Limits of the `/infos/{user_id}/events` streams (see `melodyhue_core::api::events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventStreamLimits {
+    /// `SSE_MAX_STREAMS_PER_IP` (20): open streams per client IP (see `TRUST_PROXY`); one
+    /// more is answered `429`.
+    pub max_streams_per_ip: usize,
+    /// `SSE_MAX_STREAMS` (1000): open streams in all; one more is answered `503`.
+    pub max_streams: usize,
+    /// `SSE_KEEP_ALIVE_INTERVAL` seconds (15): how often an idle stream sends a comment line,
+    /// so that proxies keep it open.
+    pub keep_alive_interval: Duration,
 }
 
 /// Log output.
@@ -281,6 +297,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// The `/ws` channel.
     pub websocket: WebSocketLimits,
+    /// The `/infos/{user_id}/events` streams.
+    pub events: EventStreamLimits,
     /// `TRUSTED_PROXY_HOPS` (1): how many proxies of ours each append an `X-Forwarded-For`
     /// entry; the client IP is the entry this many from the right.
     pub trusted_proxy_hops: usize,
@@ -588,6 +606,7 @@ impl Config {
                 header_timeout: vars.seconds("HTTP_HEADER_TIMEOUT", 10.0)?,
                 body_timeout: vars.seconds("HTTP_BODY_TIMEOUT", 30.0)?,
                 keep_alive_timeout: vars.seconds("HTTP_KEEP_ALIVE_TIMEOUT", 60.0)?,
+                write_timeout: vars.seconds("HTTP_WRITE_TIMEOUT", 10.0)?,
                 max_connections: match vars.get("HTTP_MAX_CONNECTIONS") {
                     None => None,
                     Some(_) => Some(
@@ -602,6 +621,13 @@ impl Config {
                     vars.positive("WS_MAX_SOCKETS_PER_USER", 20)?,
                 )
                 .unwrap_or(usize::MAX),
+            },
+            events: EventStreamLimits {
+                max_streams_per_ip: usize::try_from(vars.positive("SSE_MAX_STREAMS_PER_IP", 20)?)
+                    .unwrap_or(usize::MAX),
+                max_streams: usize::try_from(vars.positive("SSE_MAX_STREAMS", 1000)?)
+                    .unwrap_or(usize::MAX),
+                keep_alive_interval: vars.seconds("SSE_KEEP_ALIVE_INTERVAL", 15.0)?,
             },
             trusted_proxy_hops: vars
                 .positive("TRUSTED_PROXY_HOPS", 1)?

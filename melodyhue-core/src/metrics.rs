@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::events::StreamCounts;
 use crate::mail::Outbox;
 use crate::spotify::{NowPlayingHub, SpotifyClient};
 use crate::store::Store;
@@ -67,15 +68,18 @@ pub(crate) enum ConnectionClose {
     KeepAliveTimeout,
     /// Ended by an error: reset or aborted by the client, malformed HTTP, ...
     Error,
+    /// Its writes made no progress for `HTTP_WRITE_TIMEOUT`: the client stopped reading.
+    WriteTimeout,
 }
 
 impl ConnectionClose {
-    const ALL: [ConnectionClose; 5] = [
+    const ALL: [ConnectionClose; 6] = [
         ConnectionClose::Shed,
         ConnectionClose::Evicted,
         ConnectionClose::HeaderTimeout,
         ConnectionClose::KeepAliveTimeout,
         ConnectionClose::Error,
+        ConnectionClose::WriteTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -85,6 +89,7 @@ impl ConnectionClose {
             ConnectionClose::HeaderTimeout => "header_timeout",
             ConnectionClose::KeepAliveTimeout => "keep_alive_timeout",
             ConnectionClose::Error => "error",
+            ConnectionClose::WriteTimeout => "write_timeout",
         }
     }
 }
@@ -133,6 +138,7 @@ impl Metrics {
         store: Arc<dyn Store>,
         connections: Arc<ConnectionCounts>,
         outbox: Outbox,
+        event_streams: Arc<StreamCounts>,
     ) -> Self {
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -155,6 +161,7 @@ impl Metrics {
             connections,
         }));
         registry.register_collector(Box::new(MailCollector { outbox }));
+        registry.register_collector(Box::new(EventStreamCollector { event_streams }));
         Metrics {
             registry,
             requests,
@@ -221,6 +228,23 @@ impl Collector for MailCollector {
             .encode(refused.encode_family(&[("budget", "address")])?)?;
         ConstCounter::new(stats.refused_ip).encode(refused.encode_family(&[("budget", "ip")])?)?;
         Ok(())
+    }
+}
+
+/// Reads the number of open `/infos/{user_id}/events` streams at each scrape.
+#[derive(Debug)]
+struct EventStreamCollector {
+    event_streams: Arc<StreamCounts>,
+}
+
+impl Collector for EventStreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        gauge(
+            &mut encoder,
+            "event_streams_open",
+            "Server-Sent Event streams (/infos/{user_id}/events) open now",
+            self.event_streams.open() as u64,
+        )
     }
 }
 

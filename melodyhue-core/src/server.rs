@@ -25,6 +25,14 @@
 //!   A connection still receiving a body may be evicted like an idle one, so trickled bodies
 //!   cannot fill the cap either.
 //!
+//! - **Write timeout.** A connection whose writes make no progress for `HTTP_WRITE_TIMEOUT` (the
+//!   client stopped reading: its receive window and our send buffer are full) is closed, so a
+//!   reader that stalls cannot hold a response (an event stream, say) and its slot for ever.
+//!
+//! A request is in flight until its response body has been sent whole (or dropped), so a
+//! streamed body (Server-Sent Events) keeps its connection busy: never idle-closed, never
+//! evicted.
+//!
 //! Requests being answered are never cut: only connections with no request in flight, or whose
 //! request is still arriving, are closed. Each close is counted in `/metrics`
 //! (`melodyhue_http_connections_closed_total{reason}`) and logged at debug level only, since it
@@ -38,7 +46,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,8 +110,8 @@ fn file_limit() -> Option<u64> {
     None
 }
 
-/// Serves `listener` until `shutdown` completes, then stops accepting, lets the requests in
-/// flight finish and closes idle connections (HTTP/2: `GOAWAY`).
+/// Serves `listener` until `shutdown` completes, then stops accepting, ends the app's event
+/// streams, lets the requests in flight finish and closes idle connections (HTTP/2: `GOAWAY`).
 ///
 /// `make_service` makes the service of one connection from the client's address. Limits come
 /// from `app`'s configuration (see the [module docs](self)).
@@ -117,7 +125,7 @@ pub async fn serve<M, S, B>(
     S: Service<Request<RequestBody>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: Body + Send + 'static,
+    B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -182,6 +190,7 @@ pub async fn serve<M, S, B>(
             .serve_connection_with_upgrades(
                 TokioIo::new(Counted {
                     stream,
+                    connection: Arc::clone(&connection),
                     _slot: slot,
                 }),
                 service,
@@ -199,6 +208,8 @@ pub async fn serve<M, S, B>(
         });
     }
     drop(listener);
+    // Event streams never finish by themselves: end them, or shutdown would wait for ever.
+    app.inner().event_streams.close_all();
     graceful.shutdown().await;
 }
 
@@ -250,6 +261,8 @@ where
                 }
             }
             () = connection.evicted.notified() => return None,
+            // A write just blocked: its deadline may be the nearest.
+            () = connection.write_blocked.notified() => {}
         }
     }
 }
@@ -266,6 +279,11 @@ struct Connection {
     /// When the last request in flight finished, in milliseconds since `accepted`.
     idle_since_ms: AtomicU64,
     evicted: Notify,
+    /// Since when a write has been waiting for the client to read, in milliseconds since
+    /// `accepted`, plus one; 0 while writes go through.
+    write_blocked_since: AtomicU64,
+    /// Signalled when a write starts to wait.
+    write_blocked: Notify,
 }
 
 impl Connection {
@@ -277,6 +295,39 @@ impl Connection {
             served: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             evicted: Notify::new(),
+            write_blocked_since: AtomicU64::new(0),
+            write_blocked: Notify::new(),
+        }
+    }
+
+    /// Milliseconds since `accepted`.
+    fn elapsed_ms(&self) -> u64 {
+        let elapsed = Instant::now().saturating_duration_since(self.accepted);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes the outcome of a write (or flush) to the socket: a pending one starts the write
+    /// timeout, unless one is already waiting; a completed one ends it.
+    fn wrote<T>(&self, polled: &Poll<T>) {
+        if polled.is_pending() {
+            let since = self.elapsed_ms().saturating_add(1);
+            if self
+                .write_blocked_since
+                .compare_exchange(0, since, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.write_blocked.notify_one();
+            }
+        } else {
+            self.write_blocked_since.store(0, Ordering::Release);
+        }
+    }
+
+    /// When a write waiting for the client gives up, if one is waiting.
+    fn write_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        match self.write_blocked_since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(self.accepted + Duration::from_millis(since - 1) + limits.write_timeout),
         }
     }
 
@@ -294,10 +345,19 @@ impl Connection {
         self.accepted + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
     }
 
-    /// When the connection will have been idle too long, and what that deadline is. While a
-    /// request is in flight there is none; the answer is then one keep-alive period away, to
-    /// look again.
+    /// When the connection will have been idle too long, or its blocked write will give up,
+    /// and what that deadline is. While a request is in flight there is no idle deadline; the
+    /// answer is then one keep-alive period away, to look again.
     fn deadline(&self, limits: &ConnectionLimits) -> (Instant, ConnectionClose) {
+        let idle = self.idle_deadline(limits);
+        match self.write_deadline(limits) {
+            Some(write) if write <= idle.0 => (write, ConnectionClose::WriteTimeout),
+            _ => idle,
+        }
+    }
+
+    /// [`Connection::deadline`] leaving blocked writes aside.
+    fn idle_deadline(&self, limits: &ConnectionLimits) -> (Instant, ConnectionClose) {
         if !self.is_idle() {
             return (
                 Instant::now() + limits.keep_alive_timeout,
@@ -404,9 +464,11 @@ impl Drop for Slot {
     }
 }
 
-/// A TCP stream that holds its connection's [`Slot`].
+/// A TCP stream that holds its connection's [`Slot`] and tells its [`Connection`] when writes
+/// wait for the client.
 struct Counted {
     stream: TcpStream,
+    connection: Arc<Connection>,
     _slot: Slot,
 }
 
@@ -432,11 +494,17 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.connection.wrote(&polled);
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream().poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_flush(cx);
+        this.connection.wrote(&polled);
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -448,7 +516,10 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream().poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.connection.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -462,11 +533,11 @@ struct InFlightTracking<S> {
     connection: Arc<Connection>,
 }
 
-impl<S> Service<Request<Incoming>> for InFlightTracking<S>
+impl<S, B> Service<Request<Incoming>> for InFlightTracking<S>
 where
-    S: Service<Request<RequestBody>>,
+    S: Service<Request<RequestBody>, Response = Response<B>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseInFlight<B>>;
     type Error = S::Error;
     type Future = InFlight<S::Future>;
 
@@ -474,7 +545,7 @@ where
         let busy = Busy::new(&self.connection);
         let request = request.map(|body| RequestBody::new(body, &self.connection));
         InFlight {
-            busy,
+            busy: Some(busy),
             future: Box::pin(self.inner.call(request)),
         }
     }
@@ -535,21 +606,55 @@ impl Drop for Receiving {
     }
 }
 
-/// A request's answer being made; the connection is busy until it is ready (or dropped).
+/// A request's answer being made; the connection is busy until it is ready (or dropped), and
+/// then until its body has been sent.
 struct InFlight<F> {
     future: Pin<Box<F>>,
-    busy: Busy,
+    busy: Option<Busy>,
 }
 
-impl<F: Future> Future for InFlight<F> {
-    type Output = F::Output;
+impl<F, B, E> Future for InFlight<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseInFlight<B>>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let ready = self.future.as_mut().poll(cx);
-        if ready.is_ready() {
-            self.busy.finish();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let ready = ready!(self.future.as_mut().poll(cx));
+        let busy = self.busy.take();
+        Poll::Ready(ready.map(|response| response.map(|inner| ResponseInFlight { inner, busy })))
+    }
+}
+
+/// A response body being sent: its request stays in flight until the body ends or is dropped
+/// (a streamed body may last as long as the client listens).
+struct ResponseInFlight<B> {
+    inner: B,
+    busy: Option<Busy>,
+}
+
+impl<B: Body + Unpin> Body for ResponseInFlight<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || this.inner.is_end_stream() {
+            this.busy = None;
         }
-        ready
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -604,6 +709,7 @@ mod tests {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
             max_connections: None,
         }
     }
@@ -624,6 +730,23 @@ mod tests {
         let (deadline, reason) = connection.deadline(&limits());
         assert_eq!(reason, ConnectionClose::KeepAliveTimeout);
         assert_eq!(deadline, connection.accepted + Duration::from_secs(90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_waiting_for_the_client_sets_the_nearest_deadline() {
+        let connection = Arc::new(Connection::new());
+        let _busy = Busy::new(&connection);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        connection.wrote(&Poll::<()>::Pending);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // Still the same wait: it started a second in.
+        connection.wrote(&Poll::<()>::Pending);
+        let (deadline, reason) = connection.deadline(&limits());
+        assert_eq!(reason, ConnectionClose::WriteTimeout);
+        assert_eq!(deadline, connection.accepted + Duration::from_secs(11));
+        connection.wrote(&Poll::Ready(()));
+        let (_, reason) = connection.deadline(&limits());
+        assert_eq!(reason, ConnectionClose::KeepAliveTimeout);
     }
 
     #[test]

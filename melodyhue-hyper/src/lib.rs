@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use futures_util::{SinkExt, TryStreamExt, future};
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper::body::Body;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use melodyhue_core::App;
-use melodyhue_core::api::{self, ws};
+use melodyhue_core::api::{self, ResponseBody, ws};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{
@@ -32,8 +31,9 @@ const WEBSOCKET_READ_BUFFER: usize = 2 * ws::MAX_MESSAGE_BYTES;
 /// without being buffered whole. `peer` is the client's socket address, when known (it is the
 /// client IP for login throttling unless `TRUST_PROXY` is set).
 ///
-/// The response body is [`Full`]: the core answers with one complete buffer, which hyper
-/// sends with a `Content-Length`.
+/// The response body is the core's [`ResponseBody`]: one complete buffer, which hyper sends
+/// with a `Content-Length`, or for an event stream (`/infos/{user_id}/events`) chunks sent as
+/// they come until the client goes away.
 ///
 /// A WebSocket upgrade of `/ws` is answered `101 Switching Protocols` and the socket is served
 /// on a task of its own, once hyper hands the connection over (the connection must be served
@@ -42,23 +42,23 @@ pub async fn handle<B>(
     app: &App,
     mut request: Request<B>,
     peer: Option<SocketAddr>,
-) -> Response<Full<Bytes>>
+) -> Response<ResponseBody>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if request.uri().path().trim_end_matches('/') == "/ws" {
         // tungstenite checks the handshake (GET, Upgrade, version, key) and makes the 101.
-        if let Ok(switching) = create_response_with_body(&request, || Full::new(Bytes::new())) {
+        if let Ok(switching) =
+            create_response_with_body(&request, || ResponseBody::from(Bytes::new()))
+        {
             let token = ws::upgrade_token(app, request.headers(), request.uri().query());
             let upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(serve_socket(app.clone(), token, upgrade));
             return switching;
         }
     }
-    api::handle_incoming(app, request, peer)
-        .await
-        .map(Full::new)
+    api::handle_incoming(app, request, peer).await
 }
 
 /// Waits for hyper to hand over the upgraded connection, then lets the core run the socket.

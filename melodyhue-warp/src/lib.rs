@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures_util::{Sink, SinkExt, Stream, TryStreamExt, future};
 use http::{HeaderMap, Method, Request};
 use http_body_util::StreamBody;
@@ -11,7 +11,7 @@ use hyper::body::Frame;
 use hyper::service::{Service, service_fn};
 use hyper_util::service::TowerToHyperService;
 use melodyhue_core::App;
-use melodyhue_core::api::{self, ApiError, ws};
+use melodyhue_core::api::{self, ApiError, ResponseBody, ws};
 use melodyhue_core::server::RequestBody;
 use warp::filters::path::Tail;
 use warp::filters::ws::{Message, WebSocket, Ws};
@@ -56,7 +56,7 @@ pub fn routes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(peer())
         .and(warp::body::stream())
         .then(dispatch)
-        .map(Reply::into_response);
+        .map(into_reply);
     websocket.or(http).unify()
 }
 
@@ -107,6 +107,17 @@ fn websocket_messages(
         })
 }
 
+/// The core's response as warp's: a whole body as one buffer, an event stream as warp's
+/// streamed body (dropped, with all the stream holds, when the client goes away).
+fn into_reply(response: http::Response<ResponseBody>) -> Response {
+    let (parts, body) = response.into_parts();
+    let body = match body.into_bytes() {
+        Ok(bytes) => Response::new(bytes.into()).into_body(),
+        Err(streamed) => warp::reply::stream(streamed).into_response().into_body(),
+    };
+    Response::from_parts(parts, body)
+}
+
 /// Rebuilds the `http::Request` warp took apart and lets the core answer it.
 async fn dispatch<S, B>(
     app: App,
@@ -116,7 +127,7 @@ async fn dispatch<S, B>(
     headers: HeaderMap,
     peer: Option<SocketAddr>,
     body: S,
-) -> http::Response<Bytes>
+) -> http::Response<ResponseBody>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
@@ -133,7 +144,9 @@ where
             *request.headers_mut() = headers;
             api::handle_incoming(&app, request, peer).await
         }
-        Err(_) => ApiError::BadRequest("Malformed request").into_response(),
+        Err(_) => ApiError::BadRequest("Malformed request")
+            .into_response()
+            .map(ResponseBody::from),
     }
 }
 

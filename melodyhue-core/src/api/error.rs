@@ -91,6 +91,12 @@ pub enum ApiError {
     /// its share of hashes in flight, `503` when the queue is full.
     #[error(transparent)]
     Overloaded(Refusal),
+    /// 429: the client IP has `SSE_MAX_STREAMS_PER_IP` event streams open already.
+    #[error("Too many event streams from this address")]
+    TooManyStreams,
+    /// 503: the server has `SSE_MAX_STREAMS` event streams open already.
+    #[error("Too many event streams open, try again later")]
+    StreamsFull,
     /// 500: logged with its cause, answered without it.
     #[error("Internal server error")]
     Internal(#[source] BoxError),
@@ -125,8 +131,11 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. }
             | ApiError::TooManyMails { .. }
+            | ApiError::TooManyStreams
             | ApiError::Overloaded(Refusal::ClientBusy) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded(Refusal::ServerBusy) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded(Refusal::ServerBusy) | ApiError::StreamsFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

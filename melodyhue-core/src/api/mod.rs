@@ -1,9 +1,11 @@
-//! The HTTP contract, framework-neutral: `http::Request<Bytes>` in, `http::Response<Bytes>` out.
+//! The HTTP contract, framework-neutral: `http::Request<Bytes>` in, `http::Response` out, with
+//! a [`ResponseBody`] that is one buffer or, for event streams, a stream of chunks.
 //!
 //! Everything a frontend adapter would otherwise repeat lives here: routing, reading tokens
 //! from headers and cookies, JSON in and out, validation, errors, cookies, CORS and the body
 //! limit. An adapter only moves bytes: it reads at most [`MAX_BODY_BYTES`] of the body
-//! (answering [`payload_too_large`] beyond that), calls [`handle`], and writes the response.
+//! (answering [`payload_too_large`] beyond that), calls [`handle`], and writes the response,
+//! streaming its body when [`ResponseBody::is_stream`].
 //!
 //! ```no_run
 //! # async fn example(app: melodyhue_core::App) {
@@ -15,9 +17,11 @@
 
 mod admin;
 mod auth;
+mod body;
 mod cors;
 mod csrf;
 mod error;
+pub mod events;
 mod input;
 mod metrics;
 mod modo;
@@ -30,6 +34,7 @@ mod two_factor;
 mod users;
 pub mod ws;
 
+pub use body::ResponseBody;
 pub use error::{ApiError, FieldError};
 pub use response::{ACCESS_COOKIE, REFRESH_COOKIE};
 
@@ -60,7 +65,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Answers one request. Never panics and never fails: every problem is a status and a
-/// `{"detail": ...}` body. `peer` is the client's socket address, when known.
+/// `{"detail": ...}` body. `peer` is the client's socket address, when known. The body is one
+/// buffer, except for event streams (`/infos/{user_id}/events`), which the caller sends as
+/// their chunks come and drops when the client goes away.
 ///
 /// Every response carries `X-Request-Id`: the client's own when it sent a short printable
 /// one (so a proxy's id follows the request), else a fresh one. The request's log lines
@@ -69,13 +76,14 @@ pub async fn handle(
     app: &App,
     request: Request<Bytes>,
     peer: Option<SocketAddr>,
-) -> Response<Bytes> {
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let id = request_id(request.headers());
     let method = request.method().clone();
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
     let (template, response) = answer(app, request, peer).instrument(span.clone()).await;
-    span.in_scope(|| finish(app, &method, template, started, &id, response))
+    let response = span.in_scope(|| finish(app, &method, template, started, &id, response));
+    body::into_response_body(response)
 }
 
 /// Stamps the request id on a response, counts it in the metrics and logs it.
@@ -309,6 +317,10 @@ async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
             "/infos/{user_id}",
             methods!(cx, GET => public::infos(cx, id)),
         ),
+        ["infos", id, "events"] => (
+            "/infos/{user_id}/events",
+            methods!(cx, GET => events::infos_events(cx, id)),
+        ),
         ["admin", ..] | ["modo", ..] => staff_route(cx, &segments).await,
         _ => ("", Err(ApiError::NotFound("Not Found"))),
     }
@@ -480,7 +492,7 @@ pub async fn handle_incoming<B>(
     app: &App,
     request: Request<B>,
     peer: Option<SocketAddr>,
-) -> Response<Bytes>
+) -> Response<ResponseBody>
 where
     B: http_body::Body,
     B::Error: Into<crate::store::BoxError>,
@@ -490,7 +502,7 @@ where
     // Answers given before `handle` could see the request.
     let early = |response| {
         let id = request_id(&parts.headers);
-        finish(app, &parts.method, "", started, &id, response)
+        finish(app, &parts.method, "", started, &id, response).map(ResponseBody::from)
     };
     let mut body = Box::pin(body);
     let declared_too_large = parts

@@ -448,6 +448,7 @@ const OPERATIONS: &[Operation] = &[
     op!(Get "/overlay/{id}", "overlays", "Any overlay, for its public page", Public, body: None, query: &[], Json("OverlayView"), errors: [404]),
     op!(Get "/color/{user_id}", "now playing", "The color of the user's playing cover, or their fallback color", Public, body: None, query: &[], Json("ColorResponse"), errors: [404]),
     op!(Get "/infos/{user_id}", "now playing", "The color, the track, the palette and a text color", Public, body: None, query: &[], Json("InfosResponse"), errors: [404]),
+    op!(Get "/infos/{user_id}/events", "now playing", "Server-Sent Events of `/infos`: the current JSON at once, then one event per change; ids are state fingerprints (`Last-Event-ID` equal to the current one skips the first event); a comment every 15 s", Public, body: None, query: &[], Text("text/event-stream"), errors: [404, 429]),
     op!(Get "/ws", "now playing", "WebSocket of now-playing changes (token: header, cookie or `token` query)", Public, body: None, query: &[Query("token", QueryKind::AnyText, OPTIONAL, "An access token.")], SwitchingProtocols, errors: [400]),
     op!(Get "/spotify/credentials/status", "spotify", "Which Spotify credentials are stored", User, body: None, query: &[], Json("CredentialsStatusView"), errors: []),
     op!(Patch "/spotify/credentials", "spotify", "Store Spotify credentials (blank clears)", User, body: Some(Body("SpotifyCredentialsBody", Reading::Required)), query: &[], Json("CredentialsStatusView"), errors: []),

@@ -260,16 +260,29 @@ pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
     Ok(response)
 }
 
-pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
-    let id = path_id(id, USER_NOT_FOUND)?;
-    let now_playing = cx.app.now_playing(id).await?;
-    let timestamp = cx.app.now().timestamp();
-    let mut response = ok(&InfosResponse {
-        color: color_response(id, &now_playing, timestamp),
+/// The body of `/infos/{user_id}` (and of each `/infos/{user_id}/events` event).
+pub(super) fn infos_response<'a>(
+    user: &'a str,
+    now_playing: &'a NowPlaying,
+    timestamp: i64,
+) -> InfosResponse<'a> {
+    InfosResponse {
+        color: color_response(user, now_playing, timestamp),
         track: TrackView::of(now_playing.track.as_ref(), timestamp),
         palette: now_playing.palette.map(PaletteView::from),
         text_color: now_playing.text_color.into(),
-    });
+    }
+}
+
+/// A path's user id, or `404 User not found` when no id can be like it.
+pub(super) fn user_path_id(id: &str) -> Result<&str, ApiError> {
+    path_id(id, USER_NOT_FOUND)
+}
+
+pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
+    let id = user_path_id(id)?;
+    let now_playing = cx.app.now_playing(id).await?;
+    let mut response = ok(&infos_response(id, &now_playing, cx.app.now().timestamp()));
     mark_stale(cx, &mut response, now_playing.stale);
     Ok(response)
 }

@@ -534,6 +534,8 @@ impl App {
     pub async fn delete_account(&self, user: &User) -> Result<()> {
         self.inner().store.delete_user(&user.id).await?;
         self.inner().hot_reads.user_deleted(&user.id);
+        // Open event streams look again, find the user gone and end.
+        self.inner().hub.display_changed(&user.id);
         Ok(())
     }
 

@@ -71,6 +71,7 @@ impl App {
             match store.delete_user(&user_id).await {
                 Ok(true) => {
                     self.inner().hot_reads.user_deleted(&user_id);
+                    self.inner().hub.display_changed(&user_id);
                     purged += 1;
                     tracing::info!(%user_id, "purge: banned account deleted");
                 }

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod auth;
 pub mod conventions;
 pub mod docs;
+pub mod events;
 pub mod legacy;
 pub mod modo;
 pub mod operations;
@@ -525,6 +526,17 @@ macro_rules! http_suite {
                 websocket_streams_now_playing_changes,
                 websocket_sees_every_change_of_what_is_shown,
                 banning_kicks_open_websockets,
+            }
+            events {
+                the_first_event_is_the_current_infos,
+                track_changes_arrive_as_events,
+                fallback_color_changes_arrive_as_events,
+                last_event_id_skips_what_the_client_shows,
+                streams_are_capped_per_ip_and_in_total,
+                a_client_that_goes_away_frees_its_place,
+                events_of_an_unknown_user_are_404,
+                a_reader_that_stops_reading_is_dropped,
+                a_quiet_stream_outlives_the_keep_alive_timeout,
             }
             docs {
                 openapi_document_describes_every_operation,

@@ -16,7 +16,7 @@ const CLIENT_ID: &str = "test-client-id";
 const CLIENT_SECRET: &str = "test-client-secret";
 
 /// A solid-color 64x64 PNG.
-fn cover_png(r: u8, g: u8, b: u8) -> Vec<u8> {
+pub(super) fn cover_png(r: u8, g: u8, b: u8) -> Vec<u8> {
     let mut png = Vec::new();
     image::RgbImage::from_pixel(64, 64, image::Rgb([r, g, b]))
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -24,13 +24,13 @@ fn cover_png(r: u8, g: u8, b: u8) -> Vec<u8> {
     png
 }
 
-struct Setup {
-    fake: FakeSpotify,
-    server: TestServer,
+pub(super) struct Setup {
+    pub(super) fake: FakeSpotify,
+    pub(super) server: TestServer,
 }
 
 /// A fake Spotify and a server pointed at it, polling every `interval` seconds.
-async fn setup(h: &Harness, interval: &str, extra: &[(&str, &str)]) -> Setup {
+pub(super) async fn setup(h: &Harness, interval: &str, extra: &[(&str, &str)]) -> Setup {
     let fake = FakeSpotify::start().await.unwrap();
     fake.add_app(CLIENT_ID, CLIENT_SECRET);
     let url = fake.url();
@@ -46,7 +46,7 @@ async fn setup(h: &Harness, interval: &str, extra: &[(&str, &str)]) -> Setup {
 }
 
 /// A registered user whose Spotify account is connected with `refresh_token`.
-async fn connected_user(
+pub(super) async fn connected_user(
     s: &Setup,
     name: &str,
     refresh_token: &str,
@@ -65,7 +65,7 @@ async fn connected_user(
     user
 }
 
-fn playing(cover_url: Option<String>) -> Scenario {
+pub(super) fn playing(cover_url: Option<String>) -> Scenario {
     Scenario::Playing(FakeTrack {
         cover_url,
         ..FakeTrack::default()
