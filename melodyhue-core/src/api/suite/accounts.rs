@@ -9,7 +9,7 @@ use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::admin::register_with_role;
-use super::{Harness, TEST_PASSWORD, TestServer, TestUser};
+use super::{Harness, Reply, TEST_PASSWORD, TestServer, TestUser};
 use crate::model::Role;
 use crate::testing::smtp::{CaughtMessage, SmtpCatcher};
 
@@ -125,10 +125,15 @@ pub async fn email_identity_is_one_canonical_form(h: &Harness) {
         .assert_status(401);
 }
 
-async fn forgot_token(server: &TestServer, email: &str) -> String {
-    let reply = server
+/// `POST /auth/forgot` for `email`.
+async fn forgot(server: &TestServer, email: &str) -> Reply {
+    server
         .post("/auth/forgot", None, json!({"email": email}))
-        .await;
+        .await
+}
+
+async fn forgot_token(server: &TestServer, email: &str) -> String {
+    let reply = forgot(server, email).await;
     reply.assert_status(200);
     reply.body["token"].as_str().unwrap().to_owned()
 }
@@ -487,18 +492,11 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
     // The client IP has its own budget across addresses: 25 requests in all, refused ones
     // included (20 + 1 so far).
     for n in 0..4 {
-        server
-            .post(
-                "/auth/forgot",
-                None,
-                json!({"email": format!("ghost{n}@example.com")}),
-            )
+        forgot(&server, &format!("ghost{n}@example.com"))
             .await
             .assert_status(200);
     }
-    let spent = server
-        .post("/auth/forgot", None, json!({"email": "ghost@example.com"}))
-        .await;
+    let spent = forgot(&server, "ghost@example.com").await;
     spent.assert_status(429);
     assert_eq!(
         spent.detail(),
@@ -546,19 +544,13 @@ pub async fn the_mail_network_budget_can_be_turned_off(h: &Harness) {
     )
     .await;
     for n in 0..30 {
-        server
-            .post(
-                "/auth/forgot",
-                None,
-                json!({"email": format!("ghost{n}@example.com")}),
-            )
+        forgot(&server, &format!("ghost{n}@example.com"))
             .await
             .assert_status(200);
     }
-    let again = server
-        .post("/auth/forgot", None, json!({"email": "ghost0@example.com"}))
-        .await;
-    again.assert_status(429);
+    forgot(&server, "ghost0@example.com")
+        .await
+        .assert_status(429);
 }
 
 pub async fn expired_tokens_are_purged_by_the_daily_job(h: &Harness) {
