@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::cluster::Cluster;
 use crate::mail::Outbox;
 use crate::spotify::{NowPlayingHub, SpotifyClient};
 use crate::store::Store;
@@ -133,6 +134,8 @@ impl Metrics {
         store: Arc<dyn Store>,
         connections: Arc<ConnectionCounts>,
         outbox: Outbox,
+        node_id: String,
+        cluster: Option<Cluster>,
     ) -> Self {
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -155,6 +158,7 @@ impl Metrics {
             connections,
         }));
         registry.register_collector(Box::new(MailCollector { outbox }));
+        registry.register_collector(Box::new(NodeCollector { node_id, cluster }));
         Metrics {
             registry,
             requests,
@@ -220,6 +224,54 @@ impl Collector for MailCollector {
         ConstCounter::new(stats.refused_address)
             .encode(refused.encode_family(&[("budget", "address")])?)?;
         ConstCounter::new(stats.refused_ip).encode(refused.encode_family(&[("budget", "ip")])?)?;
+        Ok(())
+    }
+}
+
+/// This node's name, and its view of the cluster when there is one.
+#[derive(Debug)]
+struct NodeCollector {
+    node_id: String,
+    cluster: Option<Cluster>,
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let info = ConstGauge::new(1);
+        info.encode(
+            encoder
+                .encode_descriptor(
+                    "node_info",
+                    "This node (always 1), labelled with its NODE_ID",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_family(&[("node_id", self.node_id.as_str())])?,
+        )?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let status = cluster.status();
+        gauge(
+            &mut encoder,
+            "cluster_redis_up",
+            "Whether the last call to the cluster's Redis succeeded (1) or failed (0)",
+            u64::from(status.redis_up),
+        )?;
+        let failures = ConstCounter::new(status.redis_failures);
+        failures.encode(encoder.encode_descriptor(
+            "cluster_redis_failures",
+            "Calls to Redis that failed or timed out",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let taken = ConstCounter::new(status.leases_taken);
+        taken.encode(encoder.encode_descriptor(
+            "cluster_leases_taken",
+            "Users whose polling this node took over (a lease taken in Redis)",
+            None,
+            MetricType::Counter,
+        )?)?;
         Ok(())
     }
 }
