@@ -55,6 +55,8 @@ if current then
   return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[4])}
 end
 local fence = redis.call('INCR', KEYS[2])
+-- The counter of a user nobody polled for a day is not worth keeping.
+redis.call('PEXPIRE', KEYS[2], 86400000)
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fence, 'NX', 'PX', ARGV[2])
 return {2, fence, false}
 ",
