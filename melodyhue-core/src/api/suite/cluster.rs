@@ -463,30 +463,74 @@ pub async fn a_dead_nodes_users_are_polled_again_within_two_intervals(h: &Harnes
     assert!(new_holder.is_some_and(|h| h != holder));
 }
 
-/// Wrong passwords spread over three nodes are throttled as on one node.
+/// `count` POSTs of `body` to `path`, spread round-robin over the nodes and sent at the same
+/// instant (each on its own connection, opened beforehand, released by one barrier): their
+/// statuses.
+async fn post_at_once(cluster: &TestCluster, count: usize, path: &str, body: Value) -> Vec<u16> {
+    let mut requests = Vec::with_capacity(count);
+    for i in 0..count {
+        let node = &cluster.nodes[i % cluster.nodes.len()];
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("HTTP client");
+        receive(client.get(node.url("/health")))
+            .await
+            .assert_status(200);
+        requests.push(client.post(node.url(path)).json(&body));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                receive(request).await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(count);
+    for task in tasks {
+        let reply = task.await.expect("request task");
+        if reply.status == 429 {
+            assert!(reply.headers.contains_key("retry-after"));
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    statuses
+}
+
+/// Wrong passwords sent at once over three nodes are throttled as on one node: of 15, exactly
+/// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5) are checked.
 pub async fn login_failures_over_three_nodes_are_throttled_as_on_one(h: &Harness) {
     let Some(cluster) = TestCluster::start(h, "3", &[]).await else {
         return;
     };
     let user = cluster.register(0, "gil").await;
-    let wrong = |node: usize| {
-        cluster.send(
-            node,
-            http::Method::POST,
-            "/auth/login",
-            None,
-            json!({"username_or_email": user.email, "password": "wrong-password-1"}),
-        )
-    };
-    // LOGIN_MAX_FAILURES_PER_IDENTIFIER defaults to 5.
-    for attempt in 0..5 {
-        wrong(attempt % 3).await.assert_status(401);
-    }
+    let body = json!({"username_or_email": user.email, "password": "wrong-password-1"});
+    let mut statuses = post_at_once(&cluster, 15, "/auth/login", body.clone()).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[401; 5].as_slice(), &[429; 10]].concat());
+    // And afterwards, on every node.
     for node in 0..3 {
-        let reply = wrong(node).await;
-        reply.assert_status(429);
-        assert!(reply.headers.contains_key("retry-after"));
+        cluster
+            .send(node, http::Method::POST, "/auth/login", None, body.clone())
+            .await
+            .assert_status(429);
     }
+}
+
+/// Mail requests for one address sent at once over three nodes share one budget.
+pub async fn mail_budgets_hold_across_nodes(h: &Harness) {
+    let Some(cluster) = TestCluster::start(h, "3", &[("MAIL_MAX_PER_ADDRESS", "2")]).await else {
+        return;
+    };
+    let user = cluster.register(0, "kim").await;
+    let mut statuses =
+        post_at_once(&cluster, 12, "/auth/forgot", json!({"email": user.email})).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[200; 2].as_slice(), &[429; 10]].concat());
 }
 
 /// A ban through one node closes the user's `/ws` on another within a second.
@@ -679,6 +723,7 @@ macro_rules! cluster_suite {
             a_settings_change_reaches_every_node_within_100_ms,
             a_dead_nodes_users_are_polled_again_within_two_intervals,
             login_failures_over_three_nodes_are_throttled_as_on_one,
+            mail_budgets_hold_across_nodes,
             a_ban_closes_websockets_on_every_node,
             redis_going_away_is_no_outage,
         );
