@@ -346,6 +346,7 @@ pub async fn each_user_is_polled_once_per_interval_cluster_wide(h: &Harness) {
     let intervals = elapsed.as_secs_f64() / 0.5;
     for token in ["rt-ada", "rt-bob", "rt-cyd"] {
         let calls = cluster.fake.currently_playing_calls_for(token);
+        eprintln!("{token}: {calls} calls in {elapsed:?} ({intervals:.1} intervals)");
         assert!(
             calls >= 2 && (calls as f64) <= intervals.ceil() + 1.0,
             "{token}: {calls} currently-playing calls in {elapsed:?} ({intervals:.1} intervals) with viewers on three nodes"
@@ -402,6 +403,10 @@ pub async fn a_settings_change_reaches_every_node_within_100_ms(h: &Harness) {
         loop {
             let reply = cluster.get(node, &path, None).await;
             if reply.body["color"]["hex"] == "#123456" {
+                eprintln!(
+                    "node {node} shows the new color {:?} after the change",
+                    changed.elapsed()
+                );
                 break;
             }
             assert!(
@@ -455,6 +460,7 @@ pub async fn a_dead_nodes_users_are_polled_again_within_two_intervals(h: &Harnes
         }
     };
     let (_, took_over) = tokio::join!(viewers, watch);
+    eprintln!("polled again {took_over:?} after the polling node died (interval 1 s)");
     assert!(
         took_over < Duration::from_secs(2),
         "polled again {took_over:?} after its node died (interval 1 s)"
@@ -563,6 +569,7 @@ pub async fn a_ban_closes_websockets_on_every_node(h: &Harness) {
         .await
         .assert_status(200);
     let banned = Instant::now();
+
     let message = tokio::time::timeout(Duration::from_secs(1), async {
         loop {
             let message = next_json(&mut socket).await;
@@ -573,8 +580,11 @@ pub async fn a_ban_closes_websockets_on_every_node(h: &Harness) {
     })
     .await
     .expect("force_logout within 1 s");
+    eprintln!(
+        "force_logout reached another node's /ws {:?} after the ban",
+        banned.elapsed()
+    );
     assert_eq!(message, json!({"type": "force_logout", "reason": "banned"}));
-    assert!(banned.elapsed() < Duration::from_secs(1));
     assert_eq!(close_code(&mut socket).await, 4401);
 }
 
