@@ -131,7 +131,8 @@ impl AppBuilder {
     }
 
     /// Finishes the app. The configuration must hold its secrets (see
-    /// [`Config::ensure_secrets`]).
+    /// [`Config::ensure_secrets`]). With `REDIS_URL` set, call it within a tokio runtime: it
+    /// starts the task that receives the other nodes' messages.
     pub fn build(self) -> Result<App, StartError> {
         let config = self.config;
         let jwt_key = config

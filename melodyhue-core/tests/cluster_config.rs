@@ -45,7 +45,7 @@ fn redis_with_a_shared_database_makes_a_cluster() {
     assert_eq!(config.node_id, "node-a");
     // The password never shows in debug output.
     assert!(!format!("{cluster:?}").contains("secret"));
-    let prefixed = melodyhue_core::config::Config::from_vars([
+    let prefixed = Config::from_vars([
         ("REDIS_URL", "redis://redis"),
         ("DATABASE_URL", "mysql://root@db/melodyhue"),
         ("REDIS_KEY_PREFIX", "staging:"),

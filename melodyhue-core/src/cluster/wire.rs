@@ -40,7 +40,7 @@ pub(super) enum WireSnapshot {
     Disconnected,
     Idle,
     Playing {
-        item: WireItem,
+        item: Box<WireItem>,
         cover: Option<WireReport>,
     },
 }
@@ -105,7 +105,7 @@ impl WireSnapshot {
             Snapshot::Disconnected => WireSnapshot::Disconnected,
             Snapshot::Idle => WireSnapshot::Idle,
             Snapshot::Playing(playing) => WireSnapshot::Playing {
-                item: WireItem::from_playing(playing),
+                item: Box::new(WireItem::from_playing(playing)),
                 cover: playing.cover.as_deref().map(|report| WireReport {
                     color: rgb(report.color),
                     palette: [
