@@ -764,9 +764,9 @@ fn cluster(vars: &Vars, database_url: &SecretString) -> Result<Option<ClusterCon
 
 /// The host name and process id: unique among the nodes of a cluster.
 fn default_node_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "melodyhue".to_owned());

@@ -144,7 +144,7 @@ impl Cluster {
                 continue;
             };
             if message.get_channel_name() == now_playing {
-                if let Some((user_id, snapshot)) = self.decode_published(&payload) {
+                if let Some((user_id, snapshot)) = self.decode_state(&payload) {
                     inner.hub.apply_remote(&user_id, snapshot);
                 }
             } else {

@@ -133,22 +133,29 @@ impl Cluster {
         format!("{}|{}", self.inner.owner, lease.fence)
     }
 
-    /// The shared state of a user, as read from Redis.
-    fn decode_state(&self, json: &str) -> Option<Snapshot> {
+    /// A user's shared state, read from Redis or received from another node: (user id,
+    /// snapshot), `None` when unreadable, this node's own, or older than one already shown (a
+    /// read that crossed a newer message).
+    pub(super) fn decode_state(&self, json: &str) -> Option<(String, Snapshot)> {
         let state: SharedState = serde_json::from_str(json)
             .inspect_err(|err| tracing::warn!(error = %err, "unreadable shared now-playing state"))
             .ok()?;
-        let age = Duration::from_millis(unix_ms().saturating_sub(state.shared_at_ms));
-        Some(state.snapshot.into_snapshot(age))
-    }
-
-    /// A shared state received from another node: (user id, snapshot), `None` for this
-    /// node's own.
-    pub(super) fn decode_published(&self, json: &str) -> Option<(String, Snapshot)> {
-        let state: SharedState = serde_json::from_str(json)
-            .inspect_err(|err| tracing::warn!(error = %err, "unreadable now-playing message"))
-            .ok()?;
         if state.origin == self.inner.owner {
+            return None;
+        }
+        let order = (state.fence, state.shared_at_ms);
+        let mut newer = true;
+        self.inner
+            .shown
+            .entry_by_ref(&state.user_id)
+            .and_upsert_with(|seen| match seen {
+                Some(seen) if *seen.value() > order => {
+                    newer = false;
+                    *seen.value()
+                }
+                _ => order,
+            });
+        if !newer {
             return None;
         }
         let age = Duration::from_millis(unix_ms().saturating_sub(state.shared_at_ms));
@@ -188,7 +195,10 @@ impl PollCoordinator for Cluster {
             Ok((_, wait_ms, state)) => {
                 let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or_default());
                 Claim::Follow {
-                    latest: state.as_deref().and_then(|json| self.decode_state(json)),
+                    latest: state
+                        .as_deref()
+                        .and_then(|json| self.decode_state(json))
+                        .map(|(_, snapshot)| snapshot),
                     retry_in: wait.clamp(MIN_RETRY, self.inner.interval.saturating_mul(2)),
                 }
             }
@@ -204,6 +214,7 @@ impl PollCoordinator for Cluster {
         let state = SharedState {
             user_id: user_id.to_owned(),
             origin: self.inner.owner.clone(),
+            fence: lease.fence,
             shared_at_ms: unix_ms(),
             snapshot: wire,
         };

@@ -31,6 +31,8 @@ use crate::config::SecretString;
 
 /// The longest any Redis call may take; beyond it the call counts as failed.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Users whose newest shared state is remembered (see `ClusterInner::shown`).
+const SHOWN_ENTRIES: u64 = 100_000;
 /// How long the subscriber waits before connecting again after losing Redis.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(250);
 
@@ -86,6 +88,9 @@ struct ClusterInner {
     redis_up: AtomicBool,
     redis_failures: AtomicU64,
     leases_taken: AtomicU64,
+    /// The order (fence, then time shared) of the newest shared state shown of each user, so
+    /// that an older one arriving late is not shown over it.
+    shown: moka::sync::Cache<String, (u64, u64)>,
 }
 
 /// What `/health` and `/metrics` show of the cluster.
@@ -131,6 +136,10 @@ impl Cluster {
                 redis_up: AtomicBool::new(true),
                 redis_failures: AtomicU64::new(0),
                 leases_taken: AtomicU64::new(0),
+                shown: moka::sync::Cache::builder()
+                    .max_capacity(SHOWN_ENTRIES)
+                    .time_to_idle(interval.saturating_mul(10).max(Duration::from_secs(60)))
+                    .build(),
             }),
         })
     }

@@ -19,6 +19,9 @@ pub(super) struct SharedState {
     pub user_id: String,
     /// The sending process (`Cluster`'s owner name), so that it skips its own messages.
     pub origin: String,
+    /// The lease's fencing token: states are ordered by it, then by `shared_at_ms` (one
+    /// holder's clock), never across the clocks of two nodes.
+    pub fence: u64,
     /// When it was shared, in milliseconds since the Unix epoch (ages the position).
     pub shared_at_ms: u64,
     /// What it shows.
