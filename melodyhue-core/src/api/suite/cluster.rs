@@ -376,6 +376,29 @@ pub async fn each_user_is_polled_once_per_interval_cluster_wide(h: &Harness) {
     }
 }
 
+/// A `429` holds for the whole cluster: while its `Retry-After` runs, no node polls the user,
+/// although the holder's lease (1.5 intervals) ran out long before.
+pub async fn a_rate_limit_holds_for_every_node(h: &Harness) {
+    let Some(cluster) = TestCluster::start(h, "0.5", &[]).await else {
+        return;
+    };
+    let users = [cluster.player("lea", "rt-lea", track("Lea")).await];
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(1)).await;
+    cluster.fake.set_scenario(
+        "rt-lea",
+        Scenario::RateLimited {
+            retry_after_secs: 4,
+        },
+    );
+    cluster.fake.reset_counters();
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(3)).await;
+    assert_eq!(
+        cluster.fake.currently_playing_calls_for("rt-lea"),
+        1,
+        "one 429, then nobody polls during its Retry-After"
+    );
+}
+
 /// A settings change through one node drops the other nodes' copies of the fallback color at
 /// once (the polling interval, 30 s, would otherwise keep them).
 pub async fn a_settings_change_reaches_every_node_within_100_ms(h: &Harness) {
@@ -730,6 +753,7 @@ macro_rules! cluster_suite {
         }
         $crate::__cluster_suite_cases!(
             each_user_is_polled_once_per_interval_cluster_wide,
+            a_rate_limit_holds_for_every_node,
             a_settings_change_reaches_every_node_within_100_ms,
             a_dead_nodes_users_are_polled_again_within_two_intervals,
             login_failures_over_three_nodes_are_throttled_as_on_one,
