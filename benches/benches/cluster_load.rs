@@ -79,7 +79,7 @@ async fn run_fake() {
     let covers: Vec<String> = (0..COVERS)
         .map(|i| fake.add_image(&format!("cover-{i}.png"), cover_png(i), "image/png"))
         .collect();
-    let track = |name: String, user: usize| {
+    let track = move |name: String, user: usize| {
         Scenario::Playing(FakeTrack {
             id: Some(format!("track-{}", user % 500)),
             name,
@@ -204,7 +204,7 @@ async fn run_load() {
     let fake = Arc::new(Mutex::new(fake));
     let prefix = format!(
         "melodyhue-bench-{}:",
-        melodyhue_core::model::new_id().get(..8).unwrap_or("x")
+        new_id().get(..8).unwrap_or("x")
     );
 
     eprintln!("creating {users} users with Spotify credentials...");
