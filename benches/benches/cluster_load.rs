@@ -207,10 +207,7 @@ async fn run_load() {
         .expect("MELODYHUE_TEST_POSTGRES_URL: a PostgreSQL server to measure on");
     let (fake, fake_url) = Worker::spawn("fake", &[("CLUSTER_LOAD_USERS", users.to_string())]);
     let fake = Arc::new(Mutex::new(fake));
-    let prefix = format!(
-        "melodyhue-bench-{}:",
-        new_id().get(..8).unwrap_or("x")
-    );
+    let prefix = format!("melodyhue-bench-{}:", new_id().get(..8).unwrap_or("x"));
 
     eprintln!("creating {users} users with Spotify credentials...");
     let store = melodyhue_core::store::open(database.url()).await.unwrap();
