@@ -13,6 +13,8 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::{AttemptBudget, InMemoryBudget, MAX_TRACKED_KEYS};
 use crate::auth::tokens::TokenIssuer;
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::Cluster;
+use crate::cluster::budgets::{RedisAttemptBudget, RedisMailBudget};
 use crate::config::{Config, ConfigError};
 use crate::mail::{
     DisabledMailer, LocalMailBudget, MailBudget, MailError, Mailer, Outbox, SmtpMailer,
@@ -48,6 +50,9 @@ pub enum StartError {
     /// The Spotify client could not be built.
     #[error("Spotify client: {0}")]
     Spotify(#[from] SpotifyError),
+    /// `REDIS_URL` cannot be used.
+    #[error("REDIS_URL: {0}")]
+    Cluster(#[from] redis::RedisError),
 }
 
 /// A running MelodyHue: configuration, storage, clock and the services over them.
@@ -80,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) ws_sockets: Arc<SocketCounts>,
     /// Open `/infos/{user_id}/events` streams, per client IP and in all.
     pub(crate) event_streams: Arc<StreamCounts>,
+    /// The other nodes, when `REDIS_URL` is set.
+    pub(crate) cluster: Option<Cluster>,
 }
 
 impl std::fmt::Debug for App {
@@ -127,7 +134,8 @@ impl AppBuilder {
     }
 
     /// Finishes the app. The configuration must hold its secrets (see
-    /// [`Config::ensure_secrets`]).
+    /// [`Config::ensure_secrets`]). With `REDIS_URL` set, call it within a tokio runtime: it
+    /// starts the task that receives the other nodes' messages.
     pub fn build(self) -> Result<App, StartError> {
         let config = self.config;
         let jwt_key = config
@@ -158,11 +166,23 @@ impl AppBuilder {
             config.refresh_token_ttl,
         );
         let passwords = PasswordHasher::new(config.password_hashing, config.password_admission)?;
-        let throttle = self.attempt_budget.unwrap_or_else(|| {
-            Arc::new(InMemoryBudget::new(
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Cluster::new(
+                cluster,
+                &config.node_id,
+                config.spotify.polling_interval,
+            )?),
+            None => None,
+        };
+        let throttle = self.attempt_budget.unwrap_or_else(|| match &cluster {
+            Some(cluster) => Arc::new(RedisAttemptBudget::new(
+                cluster.clone(),
+                config.throttle.window,
+            )),
+            None => Arc::new(InMemoryBudget::new(
                 config.throttle.window,
                 MAX_TRACKED_KEYS,
-            ))
+            )),
         });
         let spotify = SpotifyClient::new(SpotifyEndpoints {
             accounts_url: config.spotify.accounts_url.clone(),
@@ -179,12 +199,16 @@ impl AppBuilder {
             },
             config.spotify.polling_interval,
         );
+        if let Some(cluster) = &cluster {
+            hub.coordinate(Arc::new(cluster.clone()));
+        }
         let hot_reads = HotReads::new(config.spotify.polling_interval);
         let connections = Arc::new(ConnectionCounts::default());
         let outbox = Outbox::new(mailer);
-        let mail_budget = self
-            .mail_budget
-            .unwrap_or_else(|| Arc::new(LocalMailBudget::new(config.mail_limits)));
+        let mail_budget = self.mail_budget.unwrap_or_else(|| match &cluster {
+            Some(cluster) => Arc::new(RedisMailBudget::new(cluster.clone(), config.mail_limits)),
+            None => Arc::new(LocalMailBudget::new(config.mail_limits)),
+        });
         let event_streams = Arc::<StreamCounts>::default();
         let metrics = config.metrics.then(|| {
             Metrics::new(
@@ -194,9 +218,11 @@ impl AppBuilder {
                 Arc::clone(&connections),
                 outbox.clone(),
                 Arc::clone(&event_streams),
+                config.node_id.clone(),
+                cluster.clone(),
             )
         });
-        Ok(App {
+        let app = App {
             inner: Arc::new(Inner {
                 config,
                 store: self.store,
@@ -215,8 +241,13 @@ impl AppBuilder {
                 connections,
                 ws_sockets: Arc::default(),
                 event_streams,
+                cluster,
             }),
-        })
+        };
+        if let Some(cluster) = &app.inner.cluster {
+            cluster.spawn_subscriber(Arc::downgrade(&app.inner));
+        }
+        Ok(app)
     }
 }
 
@@ -256,6 +287,11 @@ impl App {
             mail_budget: None,
             attempt_budget: None,
         }
+    }
+
+    /// This node's link to the others, when `REDIS_URL` is set.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     /// The metrics registry, when `METRICS=true`.

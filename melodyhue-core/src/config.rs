@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::admission::AdmissionLimits;
 use crate::auth::password::{HashParams, default_workers};
+use crate::cluster::ClusterConfig;
 use crate::mail::MailLimits;
 use crate::spotify::{AllowedHost, ImagePolicy};
 
@@ -307,6 +308,12 @@ pub struct Config {
     /// `METRICS_TOKEN`: `/metrics` wants `Authorization: Bearer <token>`; without it, only
     /// clients on the loopback interface may read it.
     pub metrics_token: Option<SecretString>,
+    /// `NODE_ID` (host name and process id): this node's name in logs, `/metrics`, `/health`
+    /// and the cluster's leases.
+    pub node_id: String,
+    /// `REDIS_URL` and `REDIS_KEY_PREFIX`: set, this node is one of several sharing that Redis
+    /// and one PostgreSQL or MariaDB database (see [`crate::cluster`]); unset, a single node.
+    pub cluster: Option<ClusterConfig>,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `LOG_LEVEL` (info), an `EnvFilter` directive.
@@ -556,6 +563,7 @@ impl Config {
         if environment == Environment::Production {
             check_production_secrets(&vars, &database_url)?;
         }
+        let cluster = cluster(&vars, &database_url)?;
         Ok(Config {
             environment,
             host: vars.string("HOST", "127.0.0.1"),
@@ -635,6 +643,10 @@ impl Config {
                 .unwrap_or(usize::MAX),
             metrics: vars.flag("METRICS", false)?,
             metrics_token: vars.secret("METRICS_TOKEN"),
+            node_id: vars
+                .get("NODE_ID")
+                .map_or_else(default_node_id, str::to_owned),
+            cluster,
             log_format,
             log_level: vars.string("LOG_LEVEL", "info"),
             password_hashing: HashParams::default(),
@@ -749,6 +761,43 @@ impl Config {
 }
 
 /// A positive count that fits a `u32`.
+/// `REDIS_URL` (a cluster), which needs a database every node reaches: not SQLite.
+fn cluster(vars: &Vars, database_url: &SecretString) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(redis_url) = vars.get("REDIS_URL") else {
+        return Ok(None);
+    };
+    if !(redis_url.starts_with("redis://") || redis_url.starts_with("redis+unix://")) {
+        return Err(invalid(
+            "REDIS_URL",
+            "expected redis://[:password@]host[:port][/db]".to_owned(),
+        ));
+    }
+    if database_url.expose().starts_with("sqlite:") {
+        return Err(invalid(
+            "REDIS_URL",
+            "several nodes need one shared PostgreSQL or MariaDB database, and the database is SQLite \
+             (a file of this node): set DATABASE_URL to postgres://… or mysql://…, or unset REDIS_URL \
+             to run a single node"
+                .to_owned(),
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        redis_url: SecretString::new(redis_url),
+        key_prefix: vars.string("REDIS_KEY_PREFIX", "melodyhue:"),
+    }))
+}
+
+/// The host name and process id: unique among the nodes of a cluster.
+fn default_node_id() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "melodyhue".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 fn count(vars: &Vars, name: &'static str, default: u32) -> Result<u32, ConfigError> {
     u32::try_from(vars.positive(name, u64::from(default))?)
         .map_err(|_| invalid(name, "too large".into()))

@@ -7,6 +7,7 @@ pub mod spotify;
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 mod metrics;
 pub mod model;

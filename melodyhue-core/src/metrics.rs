@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::events::StreamCounts;
+use crate::cluster::Cluster;
 use crate::mail::Outbox;
 use crate::spotify::{NowPlayingHub, SpotifyClient};
 use crate::store::Store;
@@ -139,6 +140,8 @@ impl Metrics {
         connections: Arc<ConnectionCounts>,
         outbox: Outbox,
         event_streams: Arc<StreamCounts>,
+        node_id: String,
+        cluster: Option<Cluster>,
     ) -> Self {
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -162,6 +165,7 @@ impl Metrics {
         }));
         registry.register_collector(Box::new(MailCollector { outbox }));
         registry.register_collector(Box::new(EventStreamCollector { event_streams }));
+        registry.register_collector(Box::new(NodeCollector { node_id, cluster }));
         Metrics {
             registry,
             requests,
@@ -245,6 +249,54 @@ impl Collector for EventStreamCollector {
             "Server-Sent Event streams (/infos/{user_id}/events) open now",
             self.event_streams.open() as u64,
         )
+    }
+}
+
+/// This node's name, and its view of the cluster when there is one.
+#[derive(Debug)]
+struct NodeCollector {
+    node_id: String,
+    cluster: Option<Cluster>,
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let info = ConstGauge::new(1);
+        info.encode(
+            encoder
+                .encode_descriptor(
+                    "node_info",
+                    "This node (always 1), labelled with its NODE_ID",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_family(&[("node_id", self.node_id.as_str())])?,
+        )?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let status = cluster.status();
+        gauge(
+            &mut encoder,
+            "cluster_redis_up",
+            "Whether the last call to the cluster's Redis succeeded (1) or failed (0)",
+            u64::from(status.redis_up),
+        )?;
+        let failures = ConstCounter::new(status.redis_failures);
+        failures.encode(encoder.encode_descriptor(
+            "cluster_redis_failures",
+            "Calls to Redis that failed or timed out",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let taken = ConstCounter::new(status.leases_taken);
+        taken.encode(encoder.encode_descriptor(
+            "cluster_leases_taken",
+            "Users whose polling this node took over (a lease taken in Redis)",
+            None,
+            MetricType::Counter,
+        )?)?;
+        Ok(())
     }
 }
 

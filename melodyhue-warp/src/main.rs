@@ -208,7 +208,13 @@ async fn serve(config: Config, frontend: Frontend) -> ExitCode {
     let address = listener
         .local_addr()
         .map_or(address, |bound| bound.to_string());
-    tracing::info!(%address, ?frontend, "MelodyHue listening");
+    tracing::info!(
+        %address,
+        ?frontend,
+        node_id = %app.config().node_id,
+        cluster = app.cluster().is_some(),
+        "MelodyHue listening"
+    );
     let _jobs = app.spawn_background_jobs();
     match frontend {
         Frontend::Warp => melodyhue_warp::serve(app, listener, shutdown_signal()).await,

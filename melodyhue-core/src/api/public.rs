@@ -34,7 +34,16 @@ fn mark_stale(cx: &Ctx<'_>, response: &mut Response<Bytes>, stale: Option<Stale>
 
 pub(super) async fn health(cx: &Ctx<'_>) -> Reply {
     match cx.app.store().ping().await {
-        Ok(()) => Ok(ok(&serde_json::json!({"status": "ok"}))),
+        // A node of several also says whether it reaches Redis: without it the node still
+        // serves (from its own copies), so it stays `ok` for load balancers.
+        Ok(()) => Ok(ok(&match cx.app.cluster() {
+            None => serde_json::json!({"status": "ok"}),
+            Some(cluster) => serde_json::json!({
+                "status": "ok",
+                "node_id": cluster.node_id(),
+                "redis": if cluster.redis_up() { "ok" } else { "unavailable" },
+            }),
+        })),
         Err(err) => {
             // Logged once per outage by the store; every probe of a monitor is not news.
             tracing::debug!(error = %err, "health check: database unavailable");

@@ -10,6 +10,7 @@ use crate::App;
 use crate::auth::password::{HashingSlot, same_computation_for};
 use crate::auth::token_hash;
 use crate::auth::tokens::TokenError;
+use crate::cluster::changes::Change;
 use crate::mail::templates;
 use crate::model::{EmailRevert, Role, User, canonical_email, new_id};
 use crate::store::StoreError;
@@ -533,9 +534,9 @@ impl App {
     /// Deletes the caller's account and everything that is theirs.
     pub async fn delete_account(&self, user: &User) -> Result<()> {
         self.inner().store.delete_user(&user.id).await?;
-        self.inner().hot_reads.user_deleted(&user.id);
-        // Open event streams look again, find the user gone and end.
-        self.inner().hub.display_changed(&user.id);
+        self.announce(Change::UserDeleted {
+            user_id: user.id.clone(),
+        });
         Ok(())
     }
 

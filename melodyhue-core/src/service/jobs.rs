@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::Result;
 use crate::App;
+use crate::cluster::changes::Change;
 
 /// A permanently banned account is deleted, with all its data, once its ban is this old.
 pub const PURGE_BANNED_AFTER: TimeDelta = TimeDelta::days(180);
@@ -70,8 +71,9 @@ impl App {
             }
             match store.delete_user(&user_id).await {
                 Ok(true) => {
-                    self.inner().hot_reads.user_deleted(&user_id);
-                    self.inner().hub.display_changed(&user_id);
+                    self.announce(Change::UserDeleted {
+                        user_id: user_id.clone(),
+                    });
                     purged += 1;
                     tracing::info!(%user_id, "purge: banned account deleted");
                 }

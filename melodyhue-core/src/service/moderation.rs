@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Error, Result};
 use crate::App;
+use crate::cluster::changes::Change;
 use crate::model::{
     Ban, Overlay, OverlayPatch, OwnedOverlay, Role, Stats, User, UserWithBan, Warning, WarningView,
     canonical_email, new_id,
@@ -278,8 +279,7 @@ impl App {
         match self.inner().store.ban_user(&ban, now).await? {
             BanOutcome::Banned { revoked_sessions } => {
                 tracing::info!(moderator_id = %actor.id, user_id = %ban.user_id, ban_id = %ban.id, revoked_sessions, "user banned");
-                // Nobody listening (no realtime layer, no open socket) is fine.
-                let _ = self.inner().account_events.send(AccountEvent::Banned {
+                self.announce(Change::Banned {
                     user_id: ban.user_id,
                 });
                 Ok(BanReceipt {

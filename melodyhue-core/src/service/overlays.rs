@@ -2,6 +2,7 @@
 
 use super::{Error, Result, Stale};
 use crate::App;
+use crate::cluster::changes::Change;
 use crate::model::{Overlay, OverlayPatch, User, new_id};
 
 const NOT_FOUND: &str = "Overlay not found";
@@ -89,7 +90,9 @@ impl App {
             .store
             .update_overlay(id, patch, self.now())
             .await;
-        self.inner().hot_reads.overlay_changed(id);
+        self.announce(Change::Overlay {
+            overlay_id: id.to_owned(),
+        });
         updated?.ok_or(Error::NotFound(NOT_FOUND))
     }
 
@@ -102,7 +105,9 @@ impl App {
     /// Deletes any overlay.
     pub(crate) async fn delete_overlay(&self, id: &str) -> Result<()> {
         let deleted = self.inner().store.delete_overlay(id).await;
-        self.inner().hot_reads.overlay_changed(id);
+        self.announce(Change::Overlay {
+            overlay_id: id.to_owned(),
+        });
         if deleted? {
             Ok(())
         } else {

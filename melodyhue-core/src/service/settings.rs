@@ -2,6 +2,7 @@
 
 use super::Result;
 use crate::App;
+use crate::cluster::changes::Change;
 use crate::model::{Settings, SettingsPatch, User};
 
 impl App {
@@ -18,9 +19,9 @@ impl App {
     /// Changes some of the caller's settings atomically.
     pub async fn update_settings(&self, user: &User, patch: &SettingsPatch) -> Result<Settings> {
         let settings = self.inner().store.update_settings(&user.id, patch).await?;
-        self.inner().hot_reads.settings_changed(&user.id);
-        // The fallback color may be on screen: `/ws` shows the new one.
-        self.inner().hub.display_changed(&user.id);
+        self.announce(Change::Settings {
+            user_id: user.id.clone(),
+        });
         Ok(settings)
     }
 }

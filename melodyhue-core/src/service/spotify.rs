@@ -13,6 +13,7 @@ use chrono::TimeDelta;
 use super::{Error, Result};
 use crate::App;
 use crate::auth::token_hash;
+use crate::cluster::changes::Change;
 use crate::model::{
     SpotifyAuthorization, SpotifyCredentials, SpotifyCredentialsPatch, User, random_bytes,
 };
@@ -87,7 +88,9 @@ impl App {
             .store
             .update_spotify_credentials(&user.id, &patch, self.now())
             .await?;
-        inner.hub.credentials_changed(&user.id);
+        self.announce(Change::Credentials {
+            user_id: user.id.clone(),
+        });
         Ok(SpotifyStatus::from(&credentials))
     }
 

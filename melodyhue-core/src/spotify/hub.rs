@@ -18,16 +18,21 @@
 //!   otherwise the stored one is tried.
 //! - Covers are downloaded and analysed once per image URL for all users, through a bounded
 //!   cache; failures are remembered briefly so a broken cover is not fetched every poll.
+//! - Several nodes ([`NowPlayingHub::coordinate`]): before each poll the feed asks the
+//!   [`PollCoordinator`] whether this node polls the user; if another does, the feed shows what
+//!   that node shares ([`NowPlayingHub::apply_remote`]), and subscribers are woken exactly as
+//!   by a poll of this node.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
 use tokio::sync::{Notify, watch};
 
+use super::coordination::{Claim, PollCoordinator, PollLease};
 use super::{
     AppCredentials, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyError,
 };
@@ -263,6 +268,8 @@ struct HubInner {
     backoffs: Mutex<HashMap<String, Backoff>>,
     covers: Cache<String, CoverOutcome>,
     counters: Counters,
+    /// Set when several nodes share the users (`crate::cluster`).
+    coordinator: OnceLock<Arc<dyn PollCoordinator>>,
 }
 
 /// The now-playing hub. Cheap to clone.
@@ -318,6 +325,7 @@ impl NowPlayingHub {
                     .expire_after(CoverExpiry)
                     .build(),
                 counters: Counters::default(),
+                coordinator: OnceLock::new(),
             }),
         }
     }
@@ -393,6 +401,21 @@ impl NowPlayingHub {
         }
     }
 
+    /// Shares the polling of users with other nodes through `coordinator` (once; later calls
+    /// are ignored). Feeds started before keep polling on their own until their next claim.
+    pub fn coordinate(&self, coordinator: Arc<dyn PollCoordinator>) {
+        let _ = self.inner.coordinator.set(coordinator);
+    }
+
+    /// Another node polled `user_id` and shared `snapshot`: shown at once to this node's
+    /// viewers and subscribers, when anyone here watches the user (otherwise ignored).
+    pub fn apply_remote(&self, user_id: &str, snapshot: Snapshot) {
+        let feed = lock(&self.inner.feeds).get(user_id).cloned();
+        if let Some(feed) = feed {
+            publish(&feed, snapshot);
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> HubStats {
         let c = &self.inner.counters;
@@ -445,8 +468,11 @@ enum PollFailure {
     Transient,
 }
 
-/// The feed task of one user: polls while watched, then removes itself.
+/// The feed task of one user: polls while watched (or follows the node that polls them),
+/// then removes itself.
 async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
+    // The lease this node polls under, and when it last polled.
+    let mut lease: Option<(PollLease, Instant)> = None;
     loop {
         let retry_at = lock(&hub.backoffs)
             .get(&feed.user_id)
@@ -456,35 +482,22 @@ async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                 publish(&feed, Snapshot::Idle);
                 at - Instant::now()
             }
-            None => match poll(&hub, &feed).await {
-                Ok(snapshot) => {
-                    lock(&hub.backoffs).remove(&feed.user_id);
-                    publish(&feed, snapshot);
-                    hub.interval
+            None => match claim(&hub, &feed.user_id).await {
+                Claim::Follow { latest, retry_in } => {
+                    lease = None;
+                    if let Some(latest) = latest {
+                        publish(&feed, latest);
+                    }
+                    retry_in
                 }
-                Err(PollFailure::Gone) => {
-                    lock(&hub.connections).remove(&feed.user_id);
-                    lock(&hub.backoffs).remove(&feed.user_id);
-                    break;
-                }
-                Err(PollFailure::Disconnected) => {
-                    lock(&hub.backoffs).remove(&feed.user_id);
-                    publish(&feed, Snapshot::Disconnected);
-                    hub.interval.max(Duration::from_secs(30))
-                }
-                Err(PollFailure::RateLimited(retry_after)) => {
-                    let wait = retry_after.max(hub.interval);
-                    back_off(&hub, &feed.user_id, |failures| (failures, wait));
-                    publish(&feed, Snapshot::Idle);
-                    wait
-                }
-                Err(PollFailure::Transient) => {
-                    let wait = back_off(&hub, &feed.user_id, |failures| {
-                        let failures = failures.saturating_add(1);
-                        (failures, backoff(hub.interval, failures))
-                    });
-                    publish(&feed, Snapshot::Idle);
-                    wait
+                Claim::Poll(granted) => {
+                    lease = granted.map(|granted| (granted, Instant::now()));
+                    let granted = lease.map(|(granted, _)| granted);
+                    let outcome = poll(&hub, &feed).await;
+                    let Some(delay) = settle(&hub, &feed, granted, outcome).await else {
+                        break;
+                    };
+                    delay
                 }
             },
         };
@@ -504,10 +517,86 @@ async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
             }
         }
         if stop_if_unwatched(&hub, &feed) {
+            release(&hub, &feed.user_id, lease).await;
             return;
         }
     }
     remove(&hub, &feed);
+    release(&hub, &feed.user_id, lease).await;
+}
+
+/// Asks the coordinator, if any, whether this node polls `user_id` now.
+async fn claim(hub: &HubInner, user_id: &str) -> Claim {
+    match hub.coordinator.get() {
+        Some(coordinator) => coordinator.claim(user_id).await,
+        None => Claim::Poll(None),
+    }
+}
+
+/// Hands the user's polling over once nobody watches here.
+async fn release(hub: &HubInner, user_id: &str, lease: Option<(PollLease, Instant)>) {
+    if let (Some(coordinator), Some((lease, polled_at))) = (hub.coordinator.get(), lease) {
+        let due_in = hub.interval.saturating_sub(polled_at.elapsed());
+        coordinator.release(user_id, lease, due_in).await;
+    }
+}
+
+/// Shows (and shares, under `lease`) what a poll found; the wait before the next one, or
+/// `None` when the user is gone.
+async fn settle(
+    hub: &HubInner,
+    feed: &Feed,
+    lease: Option<PollLease>,
+    outcome: Result<Snapshot, PollFailure>,
+) -> Option<Duration> {
+    let (snapshot, delay) = match outcome {
+        Ok(snapshot) => {
+            lock(&hub.backoffs).remove(&feed.user_id);
+            (snapshot, hub.interval)
+        }
+        Err(PollFailure::Gone) => {
+            lock(&hub.connections).remove(&feed.user_id);
+            lock(&hub.backoffs).remove(&feed.user_id);
+            return None;
+        }
+        Err(PollFailure::Disconnected) => {
+            lock(&hub.backoffs).remove(&feed.user_id);
+            if let Some(coordinator) = hub.coordinator.get() {
+                coordinator.disconnected(&feed.user_id);
+            }
+            (
+                Snapshot::Disconnected,
+                hub.interval.max(Duration::from_secs(30)),
+            )
+        }
+        Err(PollFailure::RateLimited(retry_after)) => {
+            let wait = retry_after.max(hub.interval);
+            back_off(hub, &feed.user_id, |failures| (failures, wait));
+            if let (Some(coordinator), Some(lease)) = (hub.coordinator.get(), lease) {
+                coordinator.hold(&feed.user_id, lease, wait).await;
+            }
+            (Snapshot::Idle, wait)
+        }
+        Err(PollFailure::Transient) => {
+            let wait = back_off(hub, &feed.user_id, |failures| {
+                let failures = failures.saturating_add(1);
+                (failures, backoff(hub.interval, failures))
+            });
+            (Snapshot::Idle, wait)
+        }
+    };
+    match (hub.coordinator.get(), lease) {
+        (Some(coordinator), Some(lease)) => {
+            let changed = publish(feed, snapshot.clone());
+            coordinator
+                .share(&feed.user_id, lease, &snapshot, changed)
+                .await;
+        }
+        _ => {
+            publish(feed, snapshot);
+        }
+    }
+    Some(delay)
 }
 
 /// Records a failure of the user's polls: `next` turns the failures so far into the new count
@@ -557,13 +646,13 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
-/// Stores the new snapshot, waking subscribers only when what they show changed.
-fn publish(feed: &Feed, next: Snapshot) {
+/// Stores the new snapshot, waking subscribers only when what they show changed (returned).
+fn publish(feed: &Feed, next: Snapshot) -> bool {
     feed.snapshot.send_if_modified(|current| {
         let changed = !current.shows_same(&next);
         *current = next;
         changed
-    });
+    })
 }
 
 /// The user's connection as the hub knows it, with the generation it was read at.

@@ -1,6 +1,7 @@
 //! Spotify: the Web API client and the now-playing hub.
 
 mod client;
+pub mod coordination;
 pub mod hub;
 
 pub use client::{

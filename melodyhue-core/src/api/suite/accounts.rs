@@ -13,7 +13,7 @@ use super::{Harness, Reply, TEST_PASSWORD, TestServer, TestUser};
 use crate::model::Role;
 use crate::testing::smtp::{CaughtMessage, SmtpCatcher};
 
-async fn register_as(server: &TestServer, username: &str, email: &str) -> super::Reply {
+async fn register_as(server: &TestServer, username: &str, email: &str) -> Reply {
     server
         .post(
             "/auth/register",

@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod conventions;
 pub mod docs;
 pub mod events;

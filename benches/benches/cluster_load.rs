@@ -1,0 +1,480 @@
+//! Three nodes over one Redis and one PostgreSQL database, 10,000 watched users, viewers spread
+//! round-robin over the nodes (each round moves every user's viewer to the next node, so every
+//! node watches every user).
+//!
+//! ```text
+//! MELODYHUE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//! MELODYHUE_TEST_REDIS_URL=redis://127.0.0.1:6379 \
+//!     cargo bench -p melodyhue-benches --bench cluster_load
+//! CLUSTER_LOAD_USERS=2000 cargo bench -p melodyhue-benches --bench cluster_load
+//! ```
+//!
+//! The fake Spotify and each node run in child processes (this same program), so the memory
+//! measured is each node's own. Reported: Spotify currently-playing calls per user per polling
+//! interval (cluster-wide), `/color` latency per node, the time from a change at the fake
+//! Spotify to the `/ws` message on a node that does not poll the user, and resident memory per
+//! node.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement program: fail loudly
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use melodyhue_core::App;
+use melodyhue_core::config::Config;
+use melodyhue_core::model::{Role, SpotifyCredentialsPatch, User, new_id};
+use melodyhue_core::secrets::SecretBox;
+use melodyhue_core::testing::database::{ScratchDatabase, Server};
+use melodyhue_core::testing::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
+use tokio_tungstenite::tungstenite::Message;
+
+const MODE: &str = "MELODYHUE_CLUSTER_LOAD_MODE";
+const ENCRYPTION_KEY: &str = "cluster-load-encryption-key";
+const JWT_SECRET: &str = "cluster-load-jwt-secret-0123456789abcdef";
+const CLIENT_ID: &str = "load-client";
+const CLIENT_SECRET: &str = "load-secret";
+const COVERS: usize = 50;
+const INTERVAL_SECS: u64 = 3;
+const NODES: usize = 3;
+/// Users whose change latency is measured over `/ws`.
+const PROBES: usize = 30;
+/// How often every user is asked for again (by the next node each time).
+const WATCH_REFRESH: Duration = Duration::from_secs(5);
+
+/// Watcher requests not answered `200`.
+static WATCH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Measured `/color` requests not answered `200`.
+static PROBE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match std::env::var(MODE).as_deref() {
+        Ok("fake") => runtime.block_on(run_fake()),
+        Ok("node") => runtime.block_on(run_node()),
+        _ => runtime.block_on(run_load()),
+    }
+}
+
+fn users() -> usize {
+    std::env::var("CLUSTER_LOAD_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn cover_png(i: usize) -> Vec<u8> {
+    let mut png = Vec::new();
+    let shade = u8::try_from(i * 5).unwrap_or(u8::MAX);
+    image::RgbImage::from_pixel(64, 64, image::Rgb([shade, 255 - shade, 120]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+/// Child: the fake Spotify. Prints its URL, then answers stdin: `count` → the currently-playing
+/// calls so far; `play <refresh token> <track name>` → sets what that account plays.
+async fn run_fake() {
+    let fake = FakeSpotify::start().await.expect("fake Spotify");
+    fake.add_app(CLIENT_ID, CLIENT_SECRET);
+    let covers: Vec<String> = (0..COVERS)
+        .map(|i| fake.add_image(&format!("cover-{i}.png"), cover_png(i), "image/png"))
+        .collect();
+    let track = move |name: String, user: usize| {
+        Scenario::Playing(FakeTrack {
+            id: Some(format!("track-{}", user % 500)),
+            name,
+            cover_url: Some(covers[user % COVERS].clone()),
+            ..FakeTrack::default()
+        })
+    };
+    for user in 0..users() {
+        fake.set_scenario(&format!("rt-{user}"), track("Song".into(), user));
+    }
+    for probe in 0..PROBES {
+        fake.set_scenario(&format!("rt-probe-{probe}"), track("Probe".into(), probe));
+    }
+    println!("{}", fake.url());
+    std::io::stdout().flush().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(std::io::stdin()).lines();
+        while let Some(Ok(line)) = lines.next() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["play", token, name] => {
+                    let probe = token
+                        .rsplit('-')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    fake.set_scenario(token, track((*name).to_owned(), probe));
+                    println!("ok");
+                }
+                _ => println!("{}", fake.calls(Endpoint::CurrentlyPlaying)),
+            }
+            std::io::stdout().flush().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Child: one node, configured by the environment. Prints its URL; stops when stdin closes.
+async fn run_node() {
+    let config = Config::from_env().expect("node configuration");
+    let app = App::connect(config).await.expect("node app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("http://{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let closed = tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+    });
+    melodyhue_warp::serve(app, listener, async {
+        let _ = closed.await;
+    })
+    .await;
+}
+
+/// A child process speaking lines over stdin/stdout.
+struct Worker {
+    child: Child,
+    input: ChildStdin,
+    output: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Worker {
+    fn spawn(mode: &str, env: &[(&str, String)]) -> (Worker, String) {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .env(MODE, mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("child process");
+        let input = child.stdin.take().unwrap();
+        let mut output = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = output.next().unwrap().unwrap();
+        (
+            Worker {
+                child,
+                input,
+                output,
+            },
+            first,
+        )
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.input, "{line}").unwrap();
+        self.output.next().unwrap().unwrap()
+    }
+
+    fn resident_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+async fn run_load() {
+    let users = users();
+    let redis_url = std::env::var("MELODYHUE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let database = ScratchDatabase::create(Server::Postgres)
+        .await
+        .expect("MELODYHUE_TEST_POSTGRES_URL: a PostgreSQL server to measure on");
+    let (fake, fake_url) = Worker::spawn("fake", &[("CLUSTER_LOAD_USERS", users.to_string())]);
+    let fake = Arc::new(Mutex::new(fake));
+    let prefix = format!("melodyhue-bench-{}:", new_id().get(..8).unwrap_or("x"));
+
+    eprintln!("creating {users} users with Spotify credentials...");
+    let store = melodyhue_core::store::open(database.url()).await.unwrap();
+    let secrets = SecretBox::new(ENCRYPTION_KEY);
+    let now = chrono::Utc::now();
+    let mut ids = Vec::with_capacity(users);
+    for chunk in (0..users).collect::<Vec<_>>().chunks(100) {
+        let inserts = chunk.iter().map(|&user| {
+            let (store, secrets) = (Arc::clone(&store), secrets.clone());
+            async move {
+                let id = new_id();
+                store
+                    .insert_user(&User {
+                        id: id.clone(),
+                        username: format!("user{user}"),
+                        email: format!("user{user}@example.com"),
+                        password_hash: "unused".into(),
+                        role: Role::User,
+                        created_at: now,
+                        updated_at: now,
+                        last_login_at: None,
+                    })
+                    .await
+                    .unwrap();
+                let patch = SpotifyCredentialsPatch {
+                    client_id: Some(Some(CLIENT_ID.into())),
+                    client_secret_encrypted: Some(Some(secrets.encrypt(CLIENT_SECRET))),
+                    refresh_token_encrypted: Some(Some(secrets.encrypt(&format!("rt-{user}")))),
+                };
+                store
+                    .update_spotify_credentials(&id, &patch, now)
+                    .await
+                    .unwrap();
+                id
+            }
+        });
+        ids.extend(futures_util::future::join_all(inserts).await);
+    }
+
+    let env = |node: usize| {
+        vec![
+            ("DATABASE_URL", database.url().to_owned()),
+            ("REDIS_URL", redis_url.clone()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+            ("NODE_ID", format!("node-{node}")),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("ENCRYPTION_KEY", ENCRYPTION_KEY.to_owned()),
+            ("SPOTIFY_ACCOUNTS_URL", fake_url.clone()),
+            ("SPOTIFY_API_URL", fake_url.clone()),
+            ("SPOTIFY_IMAGE_HOSTS", "http://127.0.0.1".to_owned()),
+            ("SPOTIFY_POLLING_INTERVAL", INTERVAL_SECS.to_string()),
+            ("LOG_LEVEL", "warn".to_owned()),
+            (
+                "MELODYHUE_DATA_DIR",
+                std::env::temp_dir().display().to_string(),
+            ),
+        ]
+    };
+    let mut nodes = Vec::new();
+    let mut bases = Vec::new();
+    for node in 0..NODES {
+        let (worker, base) = Worker::spawn("node", &env(node));
+        nodes.push(worker);
+        bases.push(base);
+    }
+    let bases = Arc::new(bases);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+
+    eprintln!("registering {PROBES} probe users...");
+    let mut probes = Vec::new();
+    for probe in 0..PROBES {
+        let reply: serde_json::Value = http
+            .post(format!("{}/auth/register", bases[probe % NODES]))
+            .json(&serde_json::json!({"username": format!("probe{probe}"), "email": format!("probe{probe}@example.com"), "password": "cluster-load-password-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = reply["user_id"].as_str().unwrap().to_owned();
+        let token = reply["access_token"].as_str().unwrap().to_owned();
+        let patch = SpotifyCredentialsPatch {
+            client_id: Some(Some(CLIENT_ID.into())),
+            client_secret_encrypted: Some(Some(secrets.encrypt(CLIENT_SECRET))),
+            refresh_token_encrypted: Some(Some(secrets.encrypt(&format!("rt-probe-{probe}")))),
+        };
+        store
+            .update_spotify_credentials(&id, &patch, now)
+            .await
+            .unwrap();
+        ids.push(id.clone());
+        probes.push((id, token));
+    }
+    let ids = Arc::new(ids);
+
+    eprintln!("watching every user, round-robin over the nodes...");
+    let started = Instant::now();
+    let watcher = {
+        let (http, ids, bases) = (http.clone(), Arc::clone(&ids), Arc::clone(&bases));
+        tokio::spawn(async move {
+            for round in 0.. {
+                let began = Instant::now();
+                for (c, chunk) in ids.chunks(200).enumerate() {
+                    let asks = chunk.iter().enumerate().map(|(i, id)| {
+                        let node = (c * 200 + i + round) % NODES;
+                        http.get(format!("{}/color/{id}", bases[node])).send()
+                    });
+                    for answer in futures_util::future::join_all(asks).await {
+                        // A cold node reads every user's fallback color once: under this burst
+                        // the database pool may refuse some (503); they are counted, not fatal.
+                        if !answer.is_ok_and(|a| a.status() == 200) {
+                            WATCH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                tokio::time::sleep(WATCH_REFRESH.saturating_sub(began.elapsed())).await;
+            }
+        })
+    };
+    // Every node has watched every user, and the leases have settled.
+    tokio::time::sleep(Duration::from_secs(40).saturating_sub(started.elapsed())).await;
+
+    eprintln!("counting Spotify calls over 30 s and measuring /color on every node...");
+    let calls_before: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
+    let window = Instant::now();
+    let mut probers = Vec::new();
+    for prober in 0..30 {
+        let (http, ids, bases) = (http.clone(), Arc::clone(&ids), Arc::clone(&bases));
+        probers.push(tokio::spawn(async move {
+            let node = prober % NODES;
+            let mut latencies = Vec::new();
+            let mut next = prober;
+            while window.elapsed() < Duration::from_secs(30) {
+                let id = &ids[next % ids.len()];
+                next += 7919;
+                let asked = Instant::now();
+                let response = http
+                    .get(format!("{}/color/{id}", bases[node]))
+                    .send()
+                    .await
+                    .unwrap();
+                let ok = response.status() == 200;
+                response.bytes().await.unwrap();
+                if ok {
+                    latencies.push(asked.elapsed());
+                } else {
+                    PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            (node, latencies)
+        }));
+    }
+    let mut per_node: Vec<Vec<Duration>> = vec![Vec::new(); NODES];
+    for prober in probers {
+        let (node, latencies) = prober.await.unwrap();
+        per_node[node].extend(latencies);
+    }
+    let elapsed = window.elapsed().as_secs_f64();
+    let calls_after: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
+    let memory: Vec<u64> = nodes.iter().map(Worker::resident_kib).collect();
+
+    eprintln!("measuring change-to-/ws latency on nodes that do not poll the user...");
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+    let mut sockets = Vec::new();
+    for (probe, (id, token)) in probes.iter().enumerate() {
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(format!("{prefix}lease:{id}"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let holder = holder.and_then(|h| {
+            h.strip_prefix("node-")
+                .and_then(|h| h.get(..1))
+                .and_then(|n| n.parse::<usize>().ok())
+        });
+        let node = holder.map_or(probe % NODES, |h| (h + 1) % NODES);
+        let url = format!(
+            "{}/ws?token={token}",
+            bases[node].replacen("http://", "ws://", 1)
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        socket.next().await.unwrap().unwrap();
+        sockets.push(socket);
+    }
+    let mut waits = Vec::new();
+    for (probe, mut socket) in sockets.into_iter().enumerate() {
+        let name = format!("Changed{probe}");
+        let changed = Instant::now();
+        assert_eq!(
+            fake.lock()
+                .unwrap()
+                .ask(&format!("play rt-probe-{probe} {name}")),
+            "ok"
+        );
+        waits.push(tokio::spawn(async move {
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+                    .await
+                    .expect("a /ws message within 20 s")
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(text) = message {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    if value["track"]["name"] == name.as_str() {
+                        return changed.elapsed();
+                    }
+                }
+            }
+        }));
+    }
+    let mut change_latencies = Vec::new();
+    for wait in waits {
+        change_latencies.push(wait.await.unwrap());
+    }
+    change_latencies.sort();
+    watcher.abort();
+
+    let intervals = elapsed / INTERVAL_SECS as f64;
+    let total_users = ids.len();
+    println!(
+        "users: {total_users} watched, viewers round-robin over {NODES} nodes (interval {INTERVAL_SECS} s)"
+    );
+    println!(
+        "currently-playing calls: {} in {elapsed:.1} s = {:.3} per user per interval (cluster-wide)",
+        calls_after - calls_before,
+        (calls_after - calls_before) as f64 / intervals / total_users as f64
+    );
+    for (node, latencies) in per_node.iter_mut().enumerate() {
+        latencies.sort();
+        println!(
+            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; resident memory {} MiB",
+            latencies.len(),
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            percentile(latencies, 1.0),
+            memory[node] / 1024
+        );
+    }
+    println!(
+        "non-200 answers: {} of the watchers' requests, {} of the measured /color requests",
+        WATCH_ERRORS.load(std::sync::atomic::Ordering::Relaxed),
+        PROBE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "change at Spotify -> /ws message on a node not polling the user ({} users): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (the polling interval is {} ms)",
+        change_latencies.len(),
+        percentile(&change_latencies, 0.5),
+        percentile(&change_latencies, 0.99),
+        percentile(&change_latencies, 1.0),
+        INTERVAL_SECS * 1000
+    );
+    drop(nodes);
+    // Best effort: this run's keys.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<i64, _> = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await;
+    }
+}

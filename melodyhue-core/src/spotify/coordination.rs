@@ -1,0 +1,57 @@
+//! How the now-playing hub shares its work with other nodes: which node polls a user, and how
+//! the others learn what it saw. The hub alone (one node) needs none of it; `crate::cluster`
+//! implements it over Redis.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::hub::Snapshot;
+
+/// Proof that this node holds the right to poll one user, for as long as the coordinator
+/// says; what it shares is checked against it (a fencing token: a node that lost the right
+/// while paused cannot overwrite the state of the node that took it over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollLease {
+    /// The fencing token: strictly increasing each time a user's right to poll changes hands.
+    pub fence: u64,
+}
+
+/// The answer of [`PollCoordinator::claim`].
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// This node polls now; `None` when the coordinator cannot be reached (the node then polls
+    /// on its own, and shares nothing).
+    Poll(Option<PollLease>),
+    /// Another node polls the user (or the whole cluster waits out a `429`): show `latest`
+    /// when known, and claim again after `retry_in`.
+    Follow {
+        /// The latest snapshot the polling node shared, if any.
+        latest: Option<Snapshot>,
+        /// When to claim again.
+        retry_in: Duration,
+    },
+}
+
+/// Coordinates the hubs of several nodes. Every method bounds its own time: a coordinator that
+/// cannot be reached answers at once (see [`Claim::Poll`]`(None)`), never an error.
+#[async_trait]
+pub trait PollCoordinator: Send + Sync + 'static {
+    /// Before a poll of `user_id`: whether this node polls now.
+    async fn claim(&self, user_id: &str) -> Claim;
+
+    /// After a poll under `lease`: shares `snapshot` with the other nodes (`changed`: whether
+    /// it shows something new, which is announced; otherwise only kept).
+    async fn share(&self, user_id: &str, lease: PollLease, snapshot: &Snapshot, changed: bool);
+
+    /// Spotify asked to wait `wait` (a `429`'s `Retry-After`): no node polls the user before.
+    async fn hold(&self, user_id: &str, lease: PollLease, wait: Duration);
+
+    /// This node stops polling the user (nobody watches here any more): another node may take
+    /// over once `due_in` (the time left until the next poll was due) has passed.
+    async fn release(&self, user_id: &str, lease: PollLease, due_in: Duration);
+
+    /// The user's Spotify connection was found refused (`invalid_grant`, unknown app): the other
+    /// nodes drop their copy of it.
+    fn disconnected(&self, user_id: &str);
+}

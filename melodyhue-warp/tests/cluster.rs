@@ -1,0 +1,11 @@
+//! Three nodes served by warp over one Redis and one PostgreSQL database (skipped without
+//! `MELODYHUE_TEST_REDIS_URL` and `MELODYHUE_TEST_POSTGRES_URL`, except under `CI=true`).
+
+use melodyhue_core::App;
+use melodyhue_core::api::suite::ServeFuture;
+
+fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
+    Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))
+}
+
+melodyhue_core::cluster_suite!(serve);
