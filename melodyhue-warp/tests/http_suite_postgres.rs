@@ -1,5 +1,5 @@
 //! The core HTTP suite, served by warp, on PostgreSQL (a fresh database per case on the server
-//! of `MELODYHUE_TEST_POSTGRES_URL`; skipped without it, except under `CI=true`).
+//! of `MELODYHUE_TEST_POSTGRES_URL`; ignored without it, failed under `CI=true`).
 
 use melodyhue_core::App;
 use melodyhue_core::api::suite::{Backend, ServeFuture};

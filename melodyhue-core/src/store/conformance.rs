@@ -3,20 +3,26 @@
 //! Each check is a free `async fn(&dyn Store)` that exercises some trait methods with their edge
 //! cases and panics (like an `assert!`) on the first behaviour that differs from the traits'
 //! documentation. Every check expects a fresh, empty store. A backend runs them all with one
-//! line in a test file, one `#[tokio::test]` per check:
+//! line in a test target declared with `harness = false`, one test per check ([`trials`]):
 //!
 //! ```ignore
-//! /// A fresh store per check; `None` skips the check (say why on stderr).
-//! async fn fresh_store() -> Option<std::sync::Arc<dyn melodyhue_core::store::Store>> {
-//!     Some(std::sync::Arc::new(my_crate::MyStore::default()))
+//! /// A fresh store per check.
+//! async fn fresh_store() -> std::sync::Arc<dyn melodyhue_core::store::Store> {
+//!     std::sync::Arc::new(my_crate::MyStore::default())
 //! }
 //! melodyhue_core::store_conformance!(fresh_store);
 //! ```
 //!
 //! The factory may return anything that dereferences to `dyn Store` (for instance a value that
-//! also drops a scratch database), wrapped in `Option`. The checks use fixed times, not the clock.
+//! also drops a scratch database). A backend on a server names what it needs
+//! (`store_conformance!(fresh_store, needs = vec![Server::Postgres.need()])`): without it every
+//! check is reported as ignored with the reason, and fails under `CI=true`. The checks use fixed
+//! times, not the clock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::ops::Deref;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::future::join_all;
@@ -27,72 +33,87 @@ use crate::model::{
     Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
     SpotifyCredentialsPatch, TokenPurpose, User, Warning, new_id,
 };
+use crate::testing::{Need, Trial, trial};
 
-/// Defines one `#[tokio::test]` per check of the kit, each on a fresh store from `$factory`,
-/// an `async fn() -> Option<S>` where `S: Deref<Target = dyn Store>` (`None` skips).
+/// Defines the `main` of a test target (`harness = false`) that runs every check of the kit
+/// ([`trials`]), each on a fresh store from `$factory`, an `async fn() -> S` where
+/// `S: Deref<Target = dyn Store>`; `needs = ...` names what the store needs from outside.
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
-        $crate::__store_conformance_checks!(
-            $factory;
-            ping_answers,
-            users_round_trip,
-            emails_are_unique_case_insensitively,
-            concurrent_inserts_of_one_email_let_exactly_one_win,
-            update_profile_changes_only_given_fields,
-            update_password_keeps_only_the_given_family,
-            replace_password_hash_is_compare_and_set,
-            record_login_sets_last_login,
-            set_role_never_demotes_the_last_admin,
-            concurrent_demotions_keep_one_admin,
-            delete_user_cascades_and_keeps_moderator_actions,
-            list_users_pages_newest_first_with_exact_totals,
-            list_users_search_is_literal_and_case_insensitive,
-            list_users_filters_by_active_ban,
-            stats_count_everything,
-            sessions_round_trip,
-            rotate_session_replaces_once,
-            concurrent_rotations_leave_one_live_session,
-            session_families_and_users_are_revoked_together,
-            expired_sessions_are_deleted,
-            settings_start_absent_and_patch_from_defaults,
-            concurrent_settings_patches_both_apply,
-            overlays_round_trip,
-            list_overlays_pages_and_searches,
-            two_factor_lifecycle,
-            totp_steps_are_claimed_once_and_in_order,
-            login_challenges_are_consumed_once_and_count_attempts,
-            concurrent_challenge_attempts_never_pass_the_limit,
-            password_reset_tokens_redeem_once,
-            two_factor_disable_tokens_redeem_once,
-            spotify_patches_keep_clear_and_set,
-            spotify_refresh_tokens_compare_and_set,
-            spotify_authorizations_are_taken_once,
-            spotify_authorizations_expire_and_are_capped,
-            warnings_list_search_and_delete,
-            bans_active_expired_revoked,
-            purgeable_users_are_old_permanent_active_bans,
-            emails_compare_by_their_canonical_form,
-            using_a_token_or_changing_the_password_invalidates_mailed_tokens,
-            email_changes_are_undone_by_their_revert,
-            expired_tokens_are_deleted,
-        );
+        $crate::store_conformance!($factory, needs = Vec::new());
+    };
+    ($factory:path, needs = $needs:expr) => {
+        fn main() -> std::process::ExitCode {
+            $crate::testing::run($crate::store::conformance::trials($factory, $needs))
+        }
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_conformance_checks {
-    ($factory:path; $($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                if let Some(store) = $factory().await {
-                    $crate::store::conformance::$check(&*store).await;
-                }
-            }
-        )*
+/// The tests of [`trials`], one per check.
+macro_rules! checks {
+    ($factory:ident, $needs:ident; $($check:ident),* $(,)?) => {
+        vec![$(
+            trial(stringify!($check), $needs.clone(), move || async move {
+                let store = $factory().await;
+                $check(&*store).await;
+            }),
+        )*]
     };
+}
+
+/// Every check of the kit, named after its function, each on a fresh store from `factory`,
+/// with `needs`.
+pub fn trials<F, Fut, S>(factory: F, needs: Vec<Need>) -> Vec<Trial>
+where
+    F: Fn() -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = S>,
+    S: Deref<Target = dyn Store>,
+{
+    checks!(
+    factory, needs;
+        ping_answers,
+        users_round_trip,
+        emails_are_unique_case_insensitively,
+        concurrent_inserts_of_one_email_let_exactly_one_win,
+        update_profile_changes_only_given_fields,
+        update_password_keeps_only_the_given_family,
+        replace_password_hash_is_compare_and_set,
+        record_login_sets_last_login,
+        set_role_never_demotes_the_last_admin,
+        concurrent_demotions_keep_one_admin,
+        delete_user_cascades_and_keeps_moderator_actions,
+        list_users_pages_newest_first_with_exact_totals,
+        list_users_search_is_literal_and_case_insensitive,
+        list_users_filters_by_active_ban,
+        stats_count_everything,
+        sessions_round_trip,
+        rotate_session_replaces_once,
+        concurrent_rotations_leave_one_live_session,
+        session_families_and_users_are_revoked_together,
+        expired_sessions_are_deleted,
+        settings_start_absent_and_patch_from_defaults,
+        concurrent_settings_patches_both_apply,
+        overlays_round_trip,
+        list_overlays_pages_and_searches,
+        two_factor_lifecycle,
+        totp_steps_are_claimed_once_and_in_order,
+        login_challenges_are_consumed_once_and_count_attempts,
+        concurrent_challenge_attempts_never_pass_the_limit,
+        password_reset_tokens_redeem_once,
+        two_factor_disable_tokens_redeem_once,
+        spotify_patches_keep_clear_and_set,
+        spotify_refresh_tokens_compare_and_set,
+        spotify_authorizations_are_taken_once,
+        spotify_authorizations_expire_and_are_capped,
+        warnings_list_search_and_delete,
+        bans_active_expired_revoked,
+        purgeable_users_are_old_permanent_active_bans,
+        emails_compare_by_their_canonical_form,
+        using_a_token_or_changing_the_password_invalidates_mailed_tokens,
+        email_changes_are_undone_by_their_revert,
+        expired_tokens_are_deleted,
+    )
 }
 
 /// A fixed instant plus `seconds` (whole milliseconds, as every backend keeps them).

@@ -10,7 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::is_ci;
+use super::Need;
+
+/// What [`PostgresCluster::start`] needs installed.
+const POSTGRES_BINARIES: &str = "PostgreSQL's initdb and pg_ctl (under /usr/lib/postgresql/*/bin)";
+/// What [`MariaDbServer::start`] needs installed.
+const MARIADB_BINARIES: &str = "MariaDB's mariadbd and mariadb-install-db";
 
 /// A PostgreSQL cluster of one's own, stopped (immediately) when dropped.
 pub struct PostgresCluster {
@@ -23,17 +28,17 @@ pub struct PostgresCluster {
 }
 
 impl PostgresCluster {
-    /// Creates and starts a cluster; `None` (after saying why) when PostgreSQL is not installed.
-    pub fn start() -> Option<PostgresCluster> {
-        let Some(bin) = postgres_bin() else {
-            assert!(
-                !is_ci(),
-                "a PostgreSQL cluster of its own needs PostgreSQL's server binaries (initdb, pg_ctl) under \
-                 /usr/lib/postgresql/*/bin, and CI=true"
-            );
-            eprintln!("skipped: PostgreSQL's initdb/pg_ctl are not installed");
-            return None;
-        };
+    /// What a test of a cluster of its own needs: PostgreSQL's server binaries.
+    pub fn need() -> Need {
+        Need::found(POSTGRES_BINARIES, postgres_bin().is_some())
+    }
+
+    /// Creates and starts a cluster.
+    ///
+    /// # Panics
+    /// When PostgreSQL's server binaries are not installed (see [`PostgresCluster::need`]).
+    pub fn start() -> PostgresCluster {
+        let bin = postgres_bin().unwrap_or_else(|| panic!("not installed: {POSTGRES_BINARIES}"));
         let dir = tempfile::tempdir().expect("temporary directory");
         let run_as = running_as_root().then_some("postgres");
         if run_as.is_some() {
@@ -67,7 +72,7 @@ impl PostgresCluster {
             ],
         );
         cluster.pg_ctl_start();
-        Some(cluster)
+        cluster
     }
 
     /// Its URL, as user `postgres` on database `postgres`.
@@ -172,6 +177,14 @@ fn postgres_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
+/// The installed MariaDB (or MySQL) server binary.
+fn mariadb_server() -> Option<PathBuf> {
+    ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -199,21 +212,18 @@ pub struct MariaDbServer {
 }
 
 impl MariaDbServer {
-    /// Creates a data directory, starts the server and creates the database `melodyhue`;
-    /// `None` (after saying why) when MariaDB's server is not installed.
-    pub fn start() -> Option<MariaDbServer> {
-        let Some(server) = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|path| path.exists())
-        else {
-            assert!(
-                !is_ci(),
-                "a MariaDB server of its own needs mariadbd (and mariadb-install-db), and CI=true"
-            );
-            eprintln!("skipped: MariaDB's server (mariadbd) is not installed");
-            return None;
-        };
+    /// What a test of a server of its own needs: MariaDB's server binaries.
+    pub fn need() -> Need {
+        Need::found(MARIADB_BINARIES, mariadb_server().is_some())
+    }
+
+    /// Creates a data directory, starts the server and creates the database `melodyhue`.
+    ///
+    /// # Panics
+    /// When MariaDB's server is not installed (see [`MariaDbServer::need`]).
+    pub fn start() -> MariaDbServer {
+        let server =
+            mariadb_server().unwrap_or_else(|| panic!("not installed: {MARIADB_BINARIES}"));
         let dir = tempfile::tempdir().expect("temporary directory");
         let run_as = running_as_root().then_some("mysql");
         if let Some(user) = run_as {
@@ -249,7 +259,7 @@ impl MariaDbServer {
         };
         mariadb.start_server();
         mariadb.client(&["-e", "CREATE DATABASE melodyhue"]);
-        Some(mariadb)
+        mariadb
     }
 
     /// Its URL, as `root` on database `melodyhue`.
@@ -354,14 +364,14 @@ pub enum Scratch {
 }
 
 impl Scratch {
-    /// A PostgreSQL cluster, or `None` (after saying why) without PostgreSQL.
-    pub fn postgres() -> Option<Scratch> {
-        PostgresCluster::start().map(Scratch::Postgres)
+    /// A PostgreSQL cluster (see [`PostgresCluster::start`]).
+    pub fn postgres() -> Scratch {
+        Scratch::Postgres(PostgresCluster::start())
     }
 
-    /// A MariaDB server, or `None` (after saying why) without MariaDB.
-    pub fn mariadb() -> Option<Scratch> {
-        MariaDbServer::start().map(Scratch::MariaDb)
+    /// A MariaDB server (see [`MariaDbServer::start`]).
+    pub fn mariadb() -> Scratch {
+        Scratch::MariaDb(MariaDbServer::start())
     }
 
     /// Its URL.

@@ -1,9 +1,10 @@
 //! Scratch databases on the machine's PostgreSQL and MariaDB/MySQL servers, for tests.
 //!
 //! A test names the server it needs; the admin connection comes from an environment variable
-//! ([`Server::env_var`]). Each [`ScratchDatabase`] is a fresh database with a unique name, dropped
-//! again when the value is dropped. Without the variable a test is skipped with a message on
-//! stderr, except under `CI=true`, where a missing server is a failure, not a silent skip.
+//! ([`Server::env_var`]) and is declared with [`Server::need`]: without the variable the test is
+//! reported as ignored, and fails under `CI=true` (see [`super::trial`]). Each
+//! [`ScratchDatabase`] is a fresh database with a unique name, dropped again when the value is
+//! dropped.
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection as _};
 
+use super::Need;
 use crate::store::{Store, StoreError};
 
 /// A database server tests may run against.
@@ -32,6 +34,16 @@ impl Server {
             Server::MySql => "MELODYHUE_TEST_MYSQL_URL",
         }
     }
+
+    /// What a test on this server needs: its [`Server::env_var`].
+    pub fn need(self) -> Need {
+        Need::var(self.env_var())
+    }
+
+    /// The admin URL of this server, if this run has one.
+    pub fn admin_url(self) -> Option<String> {
+        super::var(self.env_var())
+    }
 }
 
 impl fmt::Display for Server {
@@ -41,17 +53,6 @@ impl fmt::Display for Server {
             Server::MySql => "MariaDB/MySQL",
         })
     }
-}
-
-/// The admin URL of `server`, or `None` after printing why the test is skipped.
-///
-/// # Panics
-/// Under `CI=true` when the variable is unset: CI must run every test.
-pub fn admin_url(server: Server) -> Option<String> {
-    super::external(
-        server.env_var(),
-        &format!("an admin URL of a {server} server to test against"),
-    )
 }
 
 /// A fresh, uniquely named database, dropped when this value is dropped.
@@ -72,13 +73,12 @@ impl fmt::Debug for ScratchDatabase {
 }
 
 impl ScratchDatabase {
-    /// Creates an empty database on `server`; `None` when the test is skipped (see
-    /// [`admin_url`]).
+    /// Creates an empty database on `server`, whose test declared [`Server::need`].
     ///
     /// # Panics
-    /// When the server is configured but refuses (a broken set-up fails the test).
-    pub async fn create(server: Server) -> Option<ScratchDatabase> {
-        let admin_url = admin_url(server)?;
+    /// When the server is not configured, or refuses (a broken set-up fails the test).
+    pub async fn create(server: Server) -> ScratchDatabase {
+        let admin_url = super::needed_var(server.env_var());
         let name = format!(
             "melodyhue_test_{}",
             hex::encode(crate::model::random_bytes::<8>())
@@ -98,12 +98,12 @@ impl ScratchDatabase {
                 server.env_var()
             );
         }
-        Some(ScratchDatabase {
+        ScratchDatabase {
             server,
             admin_url,
             name,
             url: url.to_string(),
-        })
+        }
     }
 
     /// The URL of this database, for [`crate::store::open`] or `DATABASE_URL`.
@@ -208,16 +208,16 @@ pub struct ScratchStore {
 }
 
 impl ScratchStore {
-    /// Opens a migrated store on a fresh database of `server`; `None` when skipped.
+    /// Opens a migrated store on a fresh database of `server` (see [`ScratchDatabase::create`]).
     ///
     /// # Panics
-    /// When the server is configured but the database cannot be opened.
-    pub async fn open(server: Server) -> Option<ScratchStore> {
-        let database = ScratchDatabase::create(server).await?;
+    /// When the server is not configured, or the database cannot be opened.
+    pub async fn open(server: Server) -> ScratchStore {
+        let database = ScratchDatabase::create(server).await;
         let store = crate::store::open(database.url())
             .await
             .unwrap_or_else(|err: StoreError| panic!("cannot open {database:?}: {err:?}"));
-        Some(ScratchStore { store, database })
+        ScratchStore { store, database }
     }
 
     /// The database under the store.

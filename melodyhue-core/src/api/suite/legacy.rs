@@ -12,8 +12,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, MySqlConnection};
 
-use super::{Harness, Reply, TestServer};
+use super::{Harness, Reply, TestServer, case};
 use crate::secrets::SecretBox;
+use crate::testing::Trial;
 use crate::testing::database::{ScratchDatabase, Server};
 
 /// The dump of the earlier service's database.
@@ -47,6 +48,24 @@ const LEGACY_TABLES: [&str; 12] = [
     "api_user_bans",
 ];
 
+/// The adoption checks on `harness` (whose backend must be [`super::Backend::MySql`]): a
+/// database made by the earlier Python service is adopted in place, and rows of it that collide
+/// under the canonical e-mail form are adopted without a loss.
+pub fn trials(harness: Harness) -> Vec<Trial> {
+    vec![
+        case("legacy_database_is_adopted", harness, |h| async move {
+            adopts_the_legacy_database(&h).await;
+        }),
+        case(
+            "legacy_email_collisions_keep_the_oldest",
+            harness,
+            |h| async move {
+                adoption_keeps_the_oldest_of_colliding_emails(&h).await;
+            },
+        ),
+    ]
+}
+
 /// A server running on the adopted database.
 pub struct Adopted {
     /// The server (the old service's secrets, the adopted database).
@@ -56,11 +75,9 @@ pub struct Adopted {
 }
 
 /// Loads the dump, starts a server on it, and checks everything the earlier service's users
-/// must find again. Skipped without a MariaDB/MySQL server (failed under `CI=true`).
+/// must find again. Needs a MariaDB/MySQL server (see [`trials`]).
 pub async fn adopts_the_legacy_database(h: &Harness) {
-    let Some(database) = ScratchDatabase::create(Server::MySql).await else {
-        return;
-    };
+    let database = ScratchDatabase::create(Server::MySql).await;
     database
         .execute_script(LEGACY_DUMP)
         .await
@@ -335,9 +352,7 @@ fn jwt_expiry(token: &str) -> i64 {
 /// account keeps the address, the later one still logs in by username. Addresses that the old
 /// collation merged (accents) become distinct accounts.
 pub async fn adoption_keeps_the_oldest_of_colliding_emails(h: &Harness) {
-    let Some(database) = ScratchDatabase::create(Server::MySql).await else {
-        return;
-    };
+    let database = ScratchDatabase::create(Server::MySql).await;
     database
         .execute_script(LEGACY_DUMP)
         .await

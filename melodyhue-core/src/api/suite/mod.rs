@@ -1,7 +1,8 @@
 //! The black-box HTTP suite every frontend adapter runs over a real socket (feature
 //! `http-suite`).
 //!
-//! An adapter crate runs the whole suite with one line in a test file:
+//! An adapter crate runs the whole suite with one line in a test target declared with
+//! `harness = false`:
 //!
 //! ```ignore
 //! fn serve(app: melodyhue_core::App, listener: tokio::net::TcpListener) -> melodyhue_core::api::suite::ServeFuture {
@@ -10,8 +11,10 @@
 //! melodyhue_core::http_suite!(serve);
 //! ```
 //!
-//! Each case is a `#[tokio::test]` of its own: it starts a fresh app on a fresh database,
-//! serves it on `127.0.0.1:0` with the adapter, and talks HTTP to it.
+//! Each case is a test of its own ([`trials`], `module::case`): it starts a fresh app on a fresh
+//! database, serves it on `127.0.0.1:0` with the adapter, and talks HTTP to it. On a backend
+//! whose server is not configured, every case is reported as ignored with the reason (and fails
+//! under `CI=true`; see [`crate::testing::trial`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -42,7 +45,8 @@ use crate::App;
 use crate::auth::password::HashParams;
 use crate::clock::OffsetClock;
 use crate::config::Config;
-use crate::testing::database::{ScratchDatabase, Server, admin_url};
+use crate::testing::database::{ScratchDatabase, Server};
+use crate::testing::{Need, Trial, trial};
 
 /// A server future an adapter returns; it serves until dropped.
 pub type ServeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -72,11 +76,9 @@ impl Backend {
         }
     }
 
-    /// Whether the suite can run on this backend here. When it cannot, this prints why the
-    /// test is skipped, and under `CI=true` it panics instead (see [`admin_url`]).
-    pub fn available(self) -> bool {
-        self.server()
-            .is_none_or(|server| admin_url(server).is_some())
+    /// What a test on this backend needs from outside: its server, if any.
+    pub fn needs(self) -> Vec<Need> {
+        self.server().map(Server::need).into_iter().collect()
     }
 }
 
@@ -178,11 +180,7 @@ impl TestServer {
         let data_dir = data.path().display().to_string();
         let given_url = vars.iter().any(|(name, _)| *name == "DATABASE_URL");
         let database = match harness.backend.server() {
-            Some(server) if !given_url => Some(
-                ScratchDatabase::create(server)
-                    .await
-                    .unwrap_or_else(|| panic!("no {server} server to test against")),
-            ),
+            Some(server) if !given_url => Some(ScratchDatabase::create(server).await),
             _ => None,
         };
         let database_url = match &database {
@@ -377,22 +375,49 @@ pub fn sign_claims(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -
     .unwrap()
 }
 
-/// Defines one `#[tokio::test]` per suite case, for an adapter's `serve` function and an
-/// optional [`Backend`] (SQLite by default). On a backend without its server, each case says
-/// it is skipped (and fails under `CI=true`).
+/// Defines the `main` of a test target (`harness = false`) that runs every suite case ([`trials`])
+/// for an adapter's `serve` function and an optional [`Backend`] (SQLite by default).
 #[macro_export]
 macro_rules! http_suite {
     ($serve:expr) => {
         $crate::http_suite!($serve, $crate::api::suite::Backend::Sqlite);
     };
     ($serve:expr, $backend:expr) => {
-        fn __melodyhue_suite_harness() -> $crate::api::suite::Harness {
-            $crate::api::suite::Harness {
+        fn main() -> std::process::ExitCode {
+            $crate::testing::run($crate::api::suite::trials($crate::api::suite::Harness {
                 serve: $serve,
                 backend: $backend,
-            }
+            }))
         }
-        $crate::__http_suite_cases!(
+    };
+}
+
+/// A test named `name` that runs `case` on `harness`, with the needs of its backend.
+pub fn case<F, Fut>(name: impl Into<String>, harness: Harness, test: F) -> Trial
+where
+    F: FnOnce(Harness) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    trial(name, harness.backend.needs(), move || test(harness))
+}
+
+/// The [`case`]s of [`trials`], listed module by module.
+macro_rules! suite_cases {
+    ($harness:ident; $($module:ident { $($case:ident),* $(,)? })*) => {
+        vec![$($(
+            case(
+                concat!(stringify!($module), "::", stringify!($case)),
+                $harness,
+                |harness| async move { $module::$case(&harness).await },
+            ),
+        )*)*]
+    };
+}
+
+/// Every case of the suite for `harness`, named `module::case`.
+pub fn trials(harness: Harness) -> Vec<Trial> {
+    suite_cases!(
+        harness;
             conventions {
                 health_answers_ok,
                 unknown_path_is_404,
@@ -583,26 +608,5 @@ macro_rules! http_suite {
                 racing_links_work_once,
                 concurrent_resets_let_one_link_win,
             }
-        );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __http_suite_cases {
-    ($($module:ident { $($case:ident),* $(,)? })*) => {
-        $(
-            mod $module {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        let harness = super::__melodyhue_suite_harness();
-                        if harness.backend.available() {
-                            $crate::api::suite::$module::$case(&harness).await;
-                        }
-                    }
-                )*
-            }
-        )*
-    };
+    )
 }
