@@ -9,4 +9,4 @@ async fn fresh_store() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
 }
 
-melodyhue_core::store_conformance!(fresh_store);
+melodyhue_testkit::store_conformance!(fresh_store);

@@ -31,4 +31,4 @@ async fn fresh_store() -> FileStore {
     }
 }
 
-melodyhue_core::store_conformance!(fresh_store);
+melodyhue_testkit::store_conformance!(fresh_store);

@@ -21,7 +21,7 @@ use melodyhue_core::auth::password::{HashParams, PasswordHasher};
 use melodyhue_core::auth::totp;
 use melodyhue_core::config::Config;
 use melodyhue_core::model::{Role, User, new_id};
-use melodyhue_core::testing::database::{ScratchDatabase, Server as DatabaseServer};
+use melodyhue_testkit::database::{ScratchDatabase, Server as DatabaseServer};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct-horse-42";

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use melodyhue_core::App;
 use melodyhue_core::config::Config;
-use melodyhue_core::testing::cluster::{MariaDbServer, PostgresCluster, Scratch};
+use melodyhue_testkit::cluster::{MariaDbServer, PostgresCluster, Scratch};
 
 /// What one request got.
 struct Answer {

@@ -547,6 +547,3 @@ where
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
-
-#[cfg(feature = "http-suite")]
-pub mod suite;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::admin::{column, keys, register_with_role};
 use super::{Harness, Reply, TEST_PASSWORD, TestServer, TestUser};
-use crate::model::Role;
-use crate::service::{AccountEvent, PURGE_BANNED_AFTER};
+use melodyhue_core::model::Role;
+use melodyhue_core::service::{AccountEvent, PURGE_BANNED_AFTER};
 
 #[track_caller]
 fn assert_banned(reply: &Reply, what: &str) {
@@ -442,7 +442,7 @@ pub async fn ban_revokes_sessions_and_blocks_every_route(h: &Harness) {
             "cookie",
             format!(
                 "{}={}",
-                crate::api::REFRESH_COOKIE,
+                melodyhue_core::api::REFRESH_COOKIE,
                 second_login.body["refresh_token"].as_str().unwrap()
             ),
         ))

@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use sqlx::{Connection as _, MySqlConnection};
 
 use super::{Harness, Reply, TestServer, case};
-use crate::secrets::SecretBox;
-use crate::testing::Trial;
-use crate::testing::database::{ScratchDatabase, Server};
+use melodyhue_core::secrets::SecretBox;
+use crate::Trial;
+use crate::database::{ScratchDatabase, Server};
 
 /// The dump of the earlier service's database.
-pub const LEGACY_DUMP: &str = include_str!("../../../tests/fixtures/legacy-mariadb.sql");
+pub const LEGACY_DUMP: &str = include_str!("../../fixtures/legacy-mariadb.sql");
 /// The earlier service's `JWT_SECRET`.
 pub const LEGACY_JWT_SECRET: &str = "legacy-jwt-secret-0123456789abcdef";
 /// The earlier service's `SECRET_KEY`.
@@ -151,7 +151,7 @@ async fn snapshot(url: &str) -> Snapshot {
 /// Opening the store again (as a restart does) runs no migration and changes no table.
 async fn migrations_run_twice_change_nothing(adopted: &Adopted, migrated: &Snapshot) {
     assert!(!migrated.migrations.is_empty(), "migrations were recorded");
-    let again = crate::store::open(adopted.database.url())
+    let again = melodyhue_core::store::open(adopted.database.url())
         .await
         .expect("open the adopted database again");
     again.ping().await.expect("ping");
@@ -211,7 +211,7 @@ async fn bob_logs_in(server: &TestServer) {
         );
         ticket = reply.body["ticket"].as_str().expect("ticket").to_owned();
     }
-    let code = crate::auth::totp::code_at(BOB_TOTP_SECRET, server.app.now()).expect("code");
+    let code = melodyhue_core::auth::totp::code_at(BOB_TOTP_SECRET, server.app.now()).expect("code");
     let reply = server
         .post(
             "/auth/login/2fa",

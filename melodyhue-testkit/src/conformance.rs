@@ -1,4 +1,4 @@
-//! The storage conformance kit (feature `conformance`): what every [`Store`] must do.
+//! The storage conformance kit: what every [`Store`] must do.
 //!
 //! Each check is a free `async fn(&dyn Store)` that exercises some trait methods with their edge
 //! cases and panics (like an `assert!`) on the first behaviour that differs from the traits'
@@ -10,7 +10,7 @@
 //! async fn fresh_store() -> std::sync::Arc<dyn melodyhue_core::store::Store> {
 //!     std::sync::Arc::new(my_crate::MyStore::default())
 //! }
-//! melodyhue_core::store_conformance!(fresh_store);
+//! melodyhue_testkit::store_conformance!(fresh_store);
 //! ```
 //!
 //! The factory may return anything that dereferences to `dyn Store` (for instance a value that
@@ -27,13 +27,13 @@ use std::ops::Deref;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use futures_util::future::join_all;
 
-use super::{BanOutcome, ListQuery, RoleChange, Store, StoreError, UserListQuery};
-use crate::model::{
+use melodyhue_core::store::{BanOutcome, ListQuery, RoleChange, Store, StoreError, UserListQuery};
+use melodyhue_core::model::{
     Ban, EmailRevert, EmailRevertOutcome, LoginChallenge, OneTimeToken, Overlay, OverlayPatch,
     Role, Session, Settings, SettingsPatch, SpotifyAuthorization, SpotifyCredentials,
     SpotifyCredentialsPatch, TokenPurpose, User, Warning, new_id,
 };
-use crate::testing::{Need, Trial, trial};
+use crate::{Need, Trial, trial};
 
 /// Defines the `main` of a test target (`harness = false`) that runs every check of the kit
 /// ([`trials`]), each on a fresh store from `$factory`, an `async fn() -> S` where
@@ -45,7 +45,7 @@ macro_rules! store_conformance {
     };
     ($factory:path, needs = $needs:expr) => {
         fn main() -> std::process::ExitCode {
-            $crate::testing::run($crate::store::conformance::trials($factory, $needs))
+            $crate::run($crate::conformance::trials($factory, $needs))
         }
     };
 }
@@ -154,7 +154,7 @@ fn session(user_id: &str, family_id: &str, expires: i64) -> Session {
 
 /// A unique 64-hex-digit stand-in for a SHA-256.
 fn hex_hash() -> String {
-    hex::encode(crate::model::random_bytes::<32>())
+    hex::encode(melodyhue_core::model::random_bytes::<32>())
 }
 
 fn overlay(owner_id: &str, name: &str, template: &str, created: i64) -> Overlay {
@@ -1111,7 +1111,7 @@ pub async fn settings_start_absent_and_patch_from_defaults(store: &dyn Store) {
     assert_eq!(store.fallback_color("no-such-user").await.unwrap(), None);
     assert_eq!(
         store.fallback_color(&alice.id).await.unwrap().as_deref(),
-        Some(crate::model::DEFAULT_OVERLAY_COLOR)
+        Some(melodyhue_core::model::DEFAULT_OVERLAY_COLOR)
     );
     let first = store
         .update_settings(

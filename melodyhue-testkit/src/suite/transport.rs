@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use super::operations::scrape;
 use super::spotify::{close_code, next_json, ws_url};
 use super::{Harness, TestServer};
-use crate::api::ws::{CLOSE_PING_TIMEOUT, CLOSE_TOO_MANY_SOCKETS, MAX_MESSAGE_BYTES};
+use melodyhue_core::api::ws::{CLOSE_PING_TIMEOUT, CLOSE_TOO_MANY_SOCKETS, MAX_MESSAGE_BYTES};
 
 /// Bounds every wait below, so a server that never closes fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{Harness, TEST_PASSWORD, TestServer};
-use crate::auth::token_hash;
+use melodyhue_core::auth::token_hash;
 
 pub async fn me_shows_the_account(h: &Harness) {
     let server = TestServer::start(h).await;

@@ -2,7 +2,7 @@
 //!
 //! A test names the server it needs; the admin connection comes from an environment variable
 //! ([`Server::env_var`]) and is declared with [`Server::need`]: without the variable the test is
-//! reported as ignored, and fails under `CI=true` (see [`super::trial`]). Each
+//! reported as ignored, and fails under `CI=true` (see [`crate::trial`]). Each
 //! [`ScratchDatabase`] is a fresh database with a unique name, dropped again when the value is
 //! dropped.
 
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection as _};
 
-use super::Need;
-use crate::store::{Store, StoreError};
+use crate::Need;
+use melodyhue_core::store::{Store, StoreError};
 
 /// A database server tests may run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Server {
 
     /// The admin URL of this server, if this run has one.
     pub fn admin_url(self) -> Option<String> {
-        super::var(self.env_var())
+        crate::var(self.env_var())
     }
 }
 
@@ -78,10 +78,10 @@ impl ScratchDatabase {
     /// # Panics
     /// When the server is not configured, or refuses (a broken set-up fails the test).
     pub async fn create(server: Server) -> ScratchDatabase {
-        let admin_url = super::needed_var(server.env_var());
+        let admin_url = crate::needed_var(server.env_var());
         let name = format!(
             "melodyhue_test_{}",
-            hex::encode(crate::model::random_bytes::<8>())
+            hex::encode(melodyhue_core::model::random_bytes::<8>())
         );
         let mut url = url::Url::parse(&admin_url)
             .unwrap_or_else(|err| panic!("{} is not a URL: {err}", server.env_var()));
@@ -106,7 +106,7 @@ impl ScratchDatabase {
         }
     }
 
-    /// The URL of this database, for [`crate::store::open`] or `DATABASE_URL`.
+    /// The URL of this database, for [`melodyhue_core::store::open`] or `DATABASE_URL`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -214,7 +214,7 @@ impl ScratchStore {
     /// When the server is not configured, or the database cannot be opened.
     pub async fn open(server: Server) -> ScratchStore {
         let database = ScratchDatabase::create(server).await;
-        let store = crate::store::open(database.url())
+        let store = melodyhue_core::store::open(database.url())
             .await
             .unwrap_or_else(|err: StoreError| panic!("cannot open {database:?}: {err:?}"));
         ScratchStore { store, database }

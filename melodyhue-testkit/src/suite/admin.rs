@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::{Value, json};
 
 use super::{Harness, Reply, TestServer, TestUser};
-use crate::model::Role;
+use melodyhue_core::model::Role;
 
 /// Registers `name` and gives the account `role` directly in the store.
 pub async fn register_with_role(server: &TestServer, name: &str, role: Role) -> TestUser {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{Harness, TestServer};
-use crate::api::openapi::documented_operations;
+use melodyhue_core::api::openapi::documented_operations;
 
 /// Sends `method` to a documented `path`, its parameters filled with unknown ids; the status
 /// and the body.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::Need;
+use crate::Need;
 
 /// What [`PostgresCluster::start`] needs installed.
 const POSTGRES_BINARIES: &str = "PostgreSQL's initdb and pg_ctl (under /usr/lib/postgresql/*/bin)";

@@ -1,20 +1,19 @@
-//! The black-box HTTP suite every frontend adapter runs over a real socket (feature
-//! `http-suite`).
+//! The black-box HTTP suite every frontend adapter runs over a real socket.
 //!
 //! An adapter crate runs the whole suite with one line in a test target declared with
 //! `harness = false`:
 //!
 //! ```ignore
-//! fn serve(app: melodyhue_core::App, listener: tokio::net::TcpListener) -> melodyhue_core::api::suite::ServeFuture {
+//! fn serve(app: melodyhue_core::App, listener: tokio::net::TcpListener) -> melodyhue_testkit::suite::ServeFuture {
 //!     Box::pin(my_adapter::serve(app, listener, std::future::pending()))
 //! }
-//! melodyhue_core::http_suite!(serve);
+//! melodyhue_testkit::http_suite!(serve);
 //! ```
 //!
 //! Each case is a test of its own ([`trials`], `module::case`): it starts a fresh app on a fresh
 //! database, serves it on `127.0.0.1:0` with the adapter, and talks HTTP to it. On a backend
 //! whose server is not configured, every case is reported as ignored with the reason (and fails
-//! under `CI=true`; see [`crate::testing::trial`]).
+//! under `CI=true`; see [`crate::trial`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -41,12 +40,12 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
-use crate::App;
-use crate::auth::password::HashParams;
-use crate::clock::OffsetClock;
-use crate::config::Config;
-use crate::testing::database::{ScratchDatabase, Server};
-use crate::testing::{Need, Trial, trial};
+use melodyhue_core::App;
+use melodyhue_core::auth::password::HashParams;
+use melodyhue_core::clock::OffsetClock;
+use melodyhue_core::config::Config;
+use crate::database::{ScratchDatabase, Server};
+use crate::{Need, Trial, trial};
 
 /// A server future an adapter returns; it serves until dropped.
 pub type ServeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -197,7 +196,7 @@ impl TestServer {
         let mut config = Config::from_vars(all).expect("test configuration");
         config.password_hashing = HashParams::insecure_fast_for_tests();
         let clock = OffsetClock::new();
-        let store = crate::store::open(config.database_url.expose())
+        let store = melodyhue_core::store::open(config.database_url.expose())
             .await
             .expect("test database");
         let app = App::builder(config, store)
@@ -380,11 +379,11 @@ pub fn sign_claims(claims: &Value, secret: &str, alg: jsonwebtoken::Algorithm) -
 #[macro_export]
 macro_rules! http_suite {
     ($serve:expr) => {
-        $crate::http_suite!($serve, $crate::api::suite::Backend::Sqlite);
+        $crate::http_suite!($serve, $crate::suite::Backend::Sqlite);
     };
     ($serve:expr, $backend:expr) => {
         fn main() -> std::process::ExitCode {
-            $crate::testing::run($crate::api::suite::trials($crate::api::suite::Harness {
+            $crate::run($crate::suite::trials($crate::suite::Harness {
                 serve: $serve,
                 backend: $backend,
             }))

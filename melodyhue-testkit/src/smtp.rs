@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use melodyhue_core::testing::smtp::SmtpCatcher;
+//! use melodyhue_testkit::smtp::SmtpCatcher;
 //!
 //! let catcher = SmtpCatcher::start().await?;
 //! // ... point SMTP_HOST=127.0.0.1, SMTP_PORT=catcher.port() at it and trigger a mail ...

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::spotify::{close_code, next_json, ws_url};
 use super::{Harness, Reply, TestServer};
-use crate::api::ACCESS_COOKIE;
-use crate::api::ws::CLOSE_UNAUTHORIZED;
-use crate::model::Role;
+use melodyhue_core::api::ACCESS_COOKIE;
+use melodyhue_core::api::ws::CLOSE_UNAUTHORIZED;
+use melodyhue_core::model::Role;
 
 /// A NUL in a path id is an unknown id, in a query or body string a `422`, on every route and
 /// backend (PostgreSQL cannot store or even compare it).

@@ -38,7 +38,7 @@
 //!
 //! ```
 //! # async fn demo() -> std::io::Result<()> {
-//! use melodyhue_core::testing::fake_spotify::{FakeSpotify, FakeTrack, Scenario};
+//! use melodyhue_testkit::fake_spotify::{FakeSpotify, FakeTrack, Scenario};
 //!
 //! let fake = FakeSpotify::start().await?;
 //! fake.add_app("client-id", "client-secret");

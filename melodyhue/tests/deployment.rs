@@ -49,11 +49,11 @@ fn configuration_variables() -> BTreeSet<String> {
 #[test]
 fn dockerfile_builds_and_runs_this_workspaces_binary() {
     let dockerfile = workspace_file("Dockerfile");
-    let manifest = workspace_file("melodyhue-warp/Cargo.toml");
+    let manifest = workspace_file("melodyhue/Cargo.toml");
     assert!(manifest.contains("[[bin]]\nname = \"melodyhue\""));
-    assert!(manifest.contains("name = \"melodyhue-warp\""));
+    assert!(manifest.contains("name = \"melodyhue\"\n"));
     for expected in [
-        "RUN cargo build --release --locked -p melodyhue-warp --bin melodyhue",
+        "RUN cargo build --release --locked -p melodyhue --bin melodyhue",
         "COPY --from=build /src/target/release/melodyhue /usr/local/bin/melodyhue",
         "EXPOSE 8494",
         "PORT=8494",

@@ -1,16 +1,11 @@
-//! Real test doubles for what MelodyHue talks to over the network: a fake Spotify
-//! (an HTTP server on loopback) and an SMTP catcher (an SMTP server on loopback that
-//! keeps the messages), plus scratch databases on the machine's database servers.
-//! Behind the `testing` feature; the HTTP suite uses them.
-//!
-//! Tests that need something from outside (a database server, a tool) are [`trial`]s, run by
-//! [`run`] in test targets with `harness = false`: a test whose [`Need`] is missing is reported
-//! as ignored with the reason, never as passed, and fails under `CI=true`.
+#![doc = include_str!("../README.md")]
 
 pub mod cluster;
+pub mod conformance;
 pub mod database;
 pub mod fake_spotify;
 pub mod smtp;
+pub mod suite;
 
 use std::future::Future;
 

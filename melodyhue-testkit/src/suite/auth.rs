@@ -5,7 +5,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use super::{Harness, TEST_JWT_SECRET, TEST_PASSWORD, TestServer, sign_claims};
-use crate::api::{ACCESS_COOKIE, REFRESH_COOKIE};
+use melodyhue_core::api::{ACCESS_COOKIE, REFRESH_COOKIE};
 
 pub async fn register_returns_tokens_and_cookies(h: &Harness) {
     let server = TestServer::start(h).await;
@@ -463,7 +463,7 @@ pub async fn logout_never_fails(h: &Harness) {
     let session = server
         .app
         .store()
-        .session_by_token_hash(&crate::auth::token_hash(&user.refresh_token))
+        .session_by_token_hash(&melodyhue_core::auth::token_hash(&user.refresh_token))
         .await
         .unwrap();
     assert!(session.is_none());
@@ -641,7 +641,7 @@ pub async fn concurrent_refreshes_keep_one_branch(h: &Harness) {
     let session = server
         .app
         .store()
-        .session_by_token_hash(&crate::auth::token_hash(&current))
+        .session_by_token_hash(&melodyhue_core::auth::token_hash(&current))
         .await
         .unwrap()
         .unwrap();

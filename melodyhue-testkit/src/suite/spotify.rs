@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
 use super::{Harness, Reply, TEST_ENCRYPTION_KEY, TestServer, TestUser};
-use crate::color::{self, Rgb};
-use crate::secrets::SecretBox;
-use crate::testing::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
+use melodyhue_core::color::{self, Rgb};
+use melodyhue_core::secrets::SecretBox;
+use crate::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
 
 const CLIENT_ID: &str = "test-client-id";
 const CLIENT_SECRET: &str = "test-client-secret";
@@ -948,9 +948,9 @@ pub async fn a_refused_old_token_never_clears_a_newer_one(h: &Harness) {
     s.server.get(&path, None).await.assert_status(200);
     // Another server completes a new connection: the database holds a newer token.
     s.fake.set_scenario("rt-new", playing(Some(cover)));
-    let patch = crate::model::SpotifyCredentialsPatch {
+    let patch = melodyhue_core::model::SpotifyCredentialsPatch {
         refresh_token_encrypted: Some(Some(SecretBox::new(TEST_ENCRYPTION_KEY).encrypt("rt-new"))),
-        ..crate::model::SpotifyCredentialsPatch::default()
+        ..melodyhue_core::model::SpotifyCredentialsPatch::default()
     };
     s.server
         .app
@@ -1542,7 +1542,7 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
     assert!(waited < Duration::from_millis(700), "waited {waited:?}");
     // Nobody watches for the watch window; the poll times out meanwhile and the feed stops.
     eventually(Duration::from_secs(45), "the feed stopped", || async {
-        s.server.app.inner().hub.stats().watched_users == 0
+        s.server.app.hub_stats().watched_users == 0
     })
     .await;
     let (waited, color) = timed(&s.server).await;
@@ -1560,7 +1560,7 @@ pub async fn banning_kicks_open_websockets(h: &Harness) {
     s.server
         .app
         .store()
-        .set_role(&admin.id, crate::model::Role::Admin, s.server.app.now())
+        .set_role(&admin.id, melodyhue_core::model::Role::Admin, s.server.app.now())
         .await
         .unwrap();
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(

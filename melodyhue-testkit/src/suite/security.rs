@@ -7,11 +7,11 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::{Harness, Reply, TEST_ENCRYPTION_KEY, TEST_PASSWORD, TestServer, TestUser};
-use crate::api::{ACCESS_COOKIE, REFRESH_COOKIE};
-use crate::auth::totp;
-use crate::model::{Ban, new_id};
-use crate::secrets::SecretBox;
-use crate::testing::smtp::SmtpCatcher;
+use melodyhue_core::api::{ACCESS_COOKIE, REFRESH_COOKIE};
+use melodyhue_core::auth::totp;
+use melodyhue_core::model::{Ban, new_id};
+use melodyhue_core::secrets::SecretBox;
+use crate::smtp::SmtpCatcher;
 
 /// The code of `secret` at the server's clock, shifted by `steps` of 30 s.
 fn code(server: &TestServer, secret: &str, steps: i64) -> String {
@@ -723,7 +723,7 @@ pub async fn trusted_proxy_hops_count_from_the_right(h: &Harness) {
 
 /// The argon2 computations the server made so far.
 fn computations(server: &TestServer) -> u64 {
-    server.app.inner().passwords.computations()
+    server.app.password_hasher().computations()
 }
 
 /// A login request on `client`.
@@ -950,8 +950,7 @@ pub async fn every_hashing_route_is_admitted_per_client(h: &Harness) {
     // Another request of this client is hashing: every route that hashes refuses at once.
     let hashing = server
         .app
-        .inner()
-        .passwords
+        .password_hasher()
         .admit(Some("127.0.0.1".parse().unwrap()))
         .unwrap();
     let computed = computations(&server);
@@ -1016,7 +1015,7 @@ pub async fn a_full_hash_queue_answers_503_and_light_clients_go_first(h: &Harnes
     )
     .await;
     server.register("queued").await;
-    let passwords = &server.app.inner().passwords;
+    let passwords = &server.app.password_hasher();
     let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
     // One request hashes (it holds the only worker), one waits: the queue is full.
     let holder = passwords.admit(ip("192.0.2.1")).unwrap();
@@ -1107,15 +1106,15 @@ pub async fn shared_usernames_cost_one_hash_per_failed_login(h: &Harness) {
     // Accounts that do not share their username's salt yet (the earlier service's, or renamed
     // ones) cost one computation per salt until each logs in once.
     let store = server.app.store();
-    let slot = server.app.inner().passwords.admit(None).unwrap();
+    let slot = server.app.password_hasher().admit(None).unwrap();
     for (i, password) in ["one", "two", "three"].iter().enumerate() {
         let now = server.app.now();
-        let legacy = crate::model::User {
+        let legacy = melodyhue_core::model::User {
             id: new_id(),
             username: "legacy".into(),
             email: format!("legacy{i}@example.com"),
             password_hash: slot.hash(&format!("legacy-{password}")).await.unwrap(),
-            role: crate::model::Role::User,
+            role: melodyhue_core::model::Role::User,
             created_at: now + Duration::seconds(i as i64),
             updated_at: now,
             last_login_at: None,
