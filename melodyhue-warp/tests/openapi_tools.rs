@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use melodyhue_core::App;
-use melodyhue_testkit::suite::{Backend, Harness, ServeFuture, TestServer};
 use melodyhue_core::model::Role;
+use melodyhue_testkit::suite::{Backend, Harness, ServeFuture, TestServer};
 use melodyhue_testkit::{Need, needed_var, run as run_trials, trial};
 use tokio::process::Command;
 

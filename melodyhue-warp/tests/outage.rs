@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use melodyhue_core::App;
-use melodyhue_testkit::suite::{Backend, Harness, Reply, Serve, ServeFuture, TestServer};
 use melodyhue_core::api::ws::CLOSE_TRY_AGAIN_LATER;
 use melodyhue_testkit::cluster::{MariaDbServer, PostgresCluster, Scratch};
+use melodyhue_testkit::suite::{Backend, Harness, Reply, Serve, ServeFuture, TestServer};
 use melodyhue_testkit::{run, trial};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

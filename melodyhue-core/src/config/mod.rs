@@ -106,6 +106,7 @@ pub enum SameSite {
 
 /// How the auth cookies are set.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CookieConfig {
     /// `ACCESS_COOKIE_MAX_AGE` seconds (900).
     pub access_max_age: u64,
@@ -121,6 +122,7 @@ pub struct CookieConfig {
 
 /// Which origins may call the API from a browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CorsConfig {
     /// `CORS_ALLOW_ORIGINS`: `None` means `*` (any origin).
     pub origins: Option<Vec<String>>,
@@ -130,6 +132,7 @@ pub struct CorsConfig {
 
 /// Outgoing mail server.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SmtpConfig {
     /// `SMTP_HOST`.
     pub host: String,
@@ -151,6 +154,7 @@ pub struct SmtpConfig {
 
 /// Spotify endpoints and polling.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SpotifyConfig {
     /// `SPOTIFY_REDIRECT_URI` (`FRONTEND_URL` + `/spotify/callback`).
     pub redirect_uri: String,
@@ -168,6 +172,7 @@ pub struct SpotifyConfig {
 
 /// Login throttling.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ThrottleConfig {
     /// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5).
     pub max_failures_per_identifier: u32,
@@ -179,6 +184,7 @@ pub struct ThrottleConfig {
 
 /// What one client connection may hold, on both frontends (see `melodyhue_core::server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionLimits {
     /// `HTTP_HEADER_TIMEOUT` seconds (10): a new connection must deliver its first request's
     /// headers (for HTTP/2, its preface and first request) within this time of being accepted;
@@ -198,6 +204,7 @@ pub struct ConnectionLimits {
 
 /// Limits of the `/ws` channel (see [`crate::api::ws`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebSocketLimits {
     /// `WS_PING_INTERVAL` seconds (30): how often a socket is pinged. A socket that has sent
     /// nothing (not even the pong) since the previous ping is closed.
@@ -218,7 +225,12 @@ pub enum LogFormat {
 }
 
 /// Every setting of a MelodyHue server.
+///
+/// Built by [`Config::from_env`] or [`Config::from_vars`] (the variables of the README), never
+/// as a literal: it is `#[non_exhaustive]`, so a setting added later breaks no embedder. A
+/// field may still be changed after it is built.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// `MELODYHUE_ENV`.
     pub environment: Environment,

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::admin::register_with_role;
 use super::{Harness, TEST_PASSWORD, TestServer, TestUser};
-use melodyhue_core::model::Role;
 use crate::smtp::{CaughtMessage, SmtpCatcher};
+use melodyhue_core::model::Role;
 
 async fn register_as(server: &TestServer, username: &str, email: &str) -> super::Reply {
     server

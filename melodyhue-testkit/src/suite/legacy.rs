@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use sqlx::{Connection as _, MySqlConnection};
 
 use super::{Harness, Reply, TestServer, case};
-use melodyhue_core::secrets::SecretBox;
 use crate::Trial;
 use crate::database::{ScratchDatabase, Server};
+use melodyhue_core::secrets::SecretBox;
 
 /// The dump of the earlier service's database.
 pub const LEGACY_DUMP: &str = include_str!("../../fixtures/legacy-mariadb.sql");
@@ -211,7 +211,8 @@ async fn bob_logs_in(server: &TestServer) {
         );
         ticket = reply.body["ticket"].as_str().expect("ticket").to_owned();
     }
-    let code = melodyhue_core::auth::totp::code_at(BOB_TOTP_SECRET, server.app.now()).expect("code");
+    let code =
+        melodyhue_core::auth::totp::code_at(BOB_TOTP_SECRET, server.app.now()).expect("code");
     let reply = server
         .post(
             "/auth/login/2fa",

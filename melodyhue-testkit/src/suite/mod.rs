@@ -40,12 +40,12 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
+use crate::database::{ScratchDatabase, Server};
+use crate::{Need, Trial, trial};
 use melodyhue_core::App;
 use melodyhue_core::auth::password::HashParams;
 use melodyhue_core::clock::OffsetClock;
 use melodyhue_core::config::Config;
-use crate::database::{ScratchDatabase, Server};
-use crate::{Need, Trial, trial};
 
 /// A server future an adapter returns; it serves until dropped.
 pub type ServeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -571,6 +571,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
                 bearer_requests_ignore_origin_and_content_type,
                 non_json_bodies_are_415_without_a_bearer_token,
                 websocket_cookies_count_only_from_allowed_origins,
+                websocket_upgrades_read_the_path_like_every_route,
             }
             admin {
                 admin_routes_are_for_admins_only,

@@ -422,6 +422,28 @@ pub async fn non_json_bodies_are_415_without_a_bearer_token(h: &Harness) {
         .assert_status(200);
 }
 
+/// An upgrade is taken on every spelling of `/ws` the route table reads as `/ws` (the core
+/// decides, for every adapter), and a plain request there is the route's `400`.
+pub async fn websocket_upgrades_read_the_path_like_every_route(h: &Harness) {
+    let server = TestServer::start(h).await;
+    let user = server.register("paths").await;
+    let base = server.base.replacen("http://", "ws://", 1);
+    for path in ["/ws", "/ws/", "/ws//", "//ws", "/%77s"] {
+        let url = format!("{base}{path}?token={}", user.access_token);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|err| panic!("{path}: {err}"));
+        assert_eq!(
+            next_json(&mut socket).await["type"],
+            "now_playing",
+            "{path}"
+        );
+        server.get(path, None).await.assert_status(400);
+    }
+    let other = format!("{base}/ws/x?token={}", user.access_token);
+    assert!(tokio_tungstenite::connect_async(other).await.is_err());
+}
+
 pub async fn websocket_cookies_count_only_from_allowed_origins(h: &Harness) {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let server = cookie_server(h).await;

@@ -7,11 +7,11 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::{Harness, Reply, TEST_ENCRYPTION_KEY, TEST_PASSWORD, TestServer, TestUser};
+use crate::smtp::SmtpCatcher;
 use melodyhue_core::api::{ACCESS_COOKIE, REFRESH_COOKIE};
 use melodyhue_core::auth::totp;
 use melodyhue_core::model::{Ban, new_id};
 use melodyhue_core::secrets::SecretBox;
-use crate::smtp::SmtpCatcher;
 
 /// The code of `secret` at the server's clock, shifted by `steps` of 30 s.
 fn code(server: &TestServer, secret: &str, steps: i64) -> String {

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
 
 use super::{Harness, Reply, TEST_ENCRYPTION_KEY, TestServer, TestUser};
+use crate::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
 use melodyhue_core::color::{self, Rgb};
 use melodyhue_core::secrets::SecretBox;
-use crate::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
 
 const CLIENT_ID: &str = "test-client-id";
 const CLIENT_SECRET: &str = "test-client-secret";
@@ -1560,7 +1560,11 @@ pub async fn banning_kicks_open_websockets(h: &Harness) {
     s.server
         .app
         .store()
-        .set_role(&admin.id, melodyhue_core::model::Role::Admin, s.server.app.now())
+        .set_role(
+            &admin.id,
+            melodyhue_core::model::Role::Admin,
+            s.server.app.now(),
+        )
         .await
         .unwrap();
     let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(
