@@ -655,7 +655,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    /// A configuration from `vars` only (the secrets' tests use it too).
+    pub(super) fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(vars.iter().copied())
     }
 

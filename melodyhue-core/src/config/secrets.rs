@@ -156,12 +156,8 @@ pub(super) fn write_secrets_file(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::config;
     use super::*;
-    use crate::config::Config;
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(vars.iter().copied())
-    }
 
     #[test]
     fn production_refuses_missing_secrets() {
