@@ -15,15 +15,20 @@ fn workspace_file(path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap_or_else(|err| panic!("{path}: {err}"))
 }
 
-/// Every variable the configuration parser reads: the upper-case string literals of
-/// `config.rs` outside its tests (JWT algorithm names aside), plus the frontend switch that
-/// the command line reads.
+/// Every variable the configuration parser reads: the upper-case string literals of the
+/// files of `config/` outside their tests (JWT algorithm names aside), plus the frontend switch
+/// that the command line reads.
 fn configuration_variables() -> BTreeSet<String> {
-    let source = workspace_file("melodyhue-core/src/config.rs");
-    let code = source
-        .split("#[cfg(test)]")
-        .next()
-        .expect("code before the tests");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../melodyhue-core/src/config");
+    let code: String = std::fs::read_dir(&dir)
+        .expect("the config folder")
+        .map(|entry| {
+            let source = std::fs::read_to_string(entry.expect("a config file").path())
+                .expect("a readable config file");
+            let code = source.split("#[cfg(test)]").next().map(str::to_owned);
+            code.expect("code before the tests")
+        })
+        .collect();
     let mut variables: BTreeSet<String> = code
         .split('"')
         .skip(1)
