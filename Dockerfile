@@ -11,7 +11,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p melodyhue-warp --bin melodyhue
+RUN cargo build --release --locked -p melodyhue --bin melodyhue
 
 FROM debian:bookworm-slim
 # CA certificates: Spotify, SMTP and PostgreSQL/MariaDB over TLS verify against the system roots.

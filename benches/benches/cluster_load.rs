@@ -26,8 +26,8 @@ use melodyhue_core::App;
 use melodyhue_core::config::Config;
 use melodyhue_core::model::{Role, SpotifyCredentialsPatch, User, new_id};
 use melodyhue_core::secrets::SecretBox;
-use melodyhue_core::testing::database::{ScratchDatabase, Server};
-use melodyhue_core::testing::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
+use melodyhue_testkit::database::{ScratchDatabase, Server};
+use melodyhue_testkit::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
 use tokio_tungstenite::tungstenite::Message;
 
 const MODE: &str = "MELODYHUE_CLUSTER_LOAD_MODE";
@@ -202,9 +202,8 @@ async fn run_load() {
     let users = users();
     let redis_url = std::env::var("MELODYHUE_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let database = ScratchDatabase::create(Server::Postgres)
-        .await
-        .expect("MELODYHUE_TEST_POSTGRES_URL: a PostgreSQL server to measure on");
+    // Panics, naming the variable, when MELODYHUE_TEST_POSTGRES_URL is unset.
+    let database = ScratchDatabase::create(Server::Postgres).await;
     let (fake, fake_url) = Worker::spawn("fake", &[("CLUSTER_LOAD_USERS", users.to_string())]);
     let fake = Arc::new(Mutex::new(fake));
     let prefix = format!("melodyhue-bench-{}:", new_id().get(..8).unwrap_or("x"));

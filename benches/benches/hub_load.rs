@@ -21,7 +21,7 @@ use melodyhue_core::auth::password::HashParams;
 use melodyhue_core::config::Config;
 use melodyhue_core::model::{Role, SpotifyCredentialsPatch, User, new_id};
 use melodyhue_core::secrets::SecretBox;
-use melodyhue_core::testing::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
+use melodyhue_testkit::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
 
 const FAKE_MODE: &str = "MELODYHUE_HUB_LOAD_FAKE";
 const ENCRYPTION_KEY: &str = "hub-load-encryption-key";

@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 source benches/load/common.sh
 
-cargo build --release -q -p melodyhue-warp --bin melodyhue
+cargo build --release -q -p melodyhue --bin melodyhue
 bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 DURATION=${DURATION:-10s}
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $name" postgres

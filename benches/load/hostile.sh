@@ -16,7 +16,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build --release -q -p melodyhue-benches --bin slow_clients --bin ws_hostile
 tools=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 if [ -z "${MELODYHUE_BIN:-}" ]; then
-    cargo build --release -q -p melodyhue-warp --bin melodyhue
+    cargo build --release -q -p melodyhue --bin melodyhue
     MELODYHUE_BIN=$tools/melodyhue
 fi
 seconds=${SECONDS_UNDER_ATTACK:-30}

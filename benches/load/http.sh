@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 source benches/load/common.sh
 
-cargo build --release -q -p melodyhue-warp --bin melodyhue -p melodyhue-benches --bin hello_warp
+cargo build --release -q -p melodyhue --bin melodyhue -p melodyhue-benches --bin hello_warp
 bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release
 DURATION=${DURATION:-10s}
 

@@ -5,8 +5,8 @@
 //! 1. implement [`UserStore`], [`SessionStore`], [`SettingsStore`], [`OverlayStore`],
 //!    [`TwoFactorStore`], [`OneTimeTokenStore`], [`SpotifyStore`], [`ModerationStore`] and
 //!    [`Store`] for one type, following each method's documentation;
-//! 2. run the conformance kit on it (`melodyhue_core::store_conformance!`, feature
-//!    `conformance`; see `tests/memory_store_conformance.rs`);
+//! 2. run the conformance kit on it (`melodyhue_testkit::store_conformance!`, a
+//!    dev-dependency; see `tests/memory_store_conformance.rs`);
 //! 3. hand it to [`melodyhue_core::App::builder`] (see `src/bin/serve_in_memory.rs`).
 //!
 //! Everything lives in one [`State`] behind one mutex. Each method takes the lock once, so every

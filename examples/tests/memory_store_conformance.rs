@@ -5,8 +5,8 @@ use std::sync::Arc;
 use melodyhue_core::store::Store;
 use melodyhue_examples::memory_store::MemoryStore;
 
-async fn fresh_store() -> Option<Arc<dyn Store>> {
-    Some(Arc::new(MemoryStore::new()))
+async fn fresh_store() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
 }
 
-melodyhue_core::store_conformance!(fresh_store);
+melodyhue_testkit::store_conformance!(fresh_store);

@@ -309,6 +309,24 @@ impl App {
         self.inner.store.as_ref()
     }
 
+    /// The password hasher, whose admission queue and computation count the test kit checks.
+    #[doc(hidden)]
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.inner.passwords
+    }
+
+    /// The now-playing hub's figures, which the test kit checks.
+    #[doc(hidden)]
+    pub fn hub_stats(&self) -> crate::spotify::hub::HubStats {
+        self.inner.hub.stats()
+    }
+
+    /// Open `/infos/{user_id}/events` streams, which the test kit checks.
+    #[doc(hidden)]
+    pub fn open_event_streams(&self) -> usize {
+        self.inner.event_streams.open()
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }

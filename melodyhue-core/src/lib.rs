@@ -15,8 +15,6 @@ pub mod model;
 pub mod server;
 pub mod service;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 mod app;
 pub use app::{App, AppBuilder, StartError};

@@ -1,10 +1,10 @@
 //! The storage conformance kit on PostgreSQL: a fresh database per check, on the server named
-//! by `MELODYHUE_TEST_POSTGRES_URL` (skipped without it, except under `CI=true`).
+//! by `MELODYHUE_TEST_POSTGRES_URL` (ignored without it, failed under `CI=true`).
 
-use melodyhue_core::testing::database::{ScratchStore, Server};
+use melodyhue_testkit::database::{ScratchStore, Server};
 
-async fn fresh_store() -> Option<ScratchStore> {
+async fn fresh_store() -> ScratchStore {
     ScratchStore::open(Server::Postgres).await
 }
 
-melodyhue_core::store_conformance!(fresh_store);
+melodyhue_testkit::store_conformance!(fresh_store, needs = vec![Server::Postgres.need()]);

@@ -21,14 +21,14 @@ impl Deref for FileStore {
     }
 }
 
-async fn fresh_store() -> Option<FileStore> {
+async fn fresh_store() -> FileStore {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite:{}", dir.path().join("melodyhue.db").display());
     let store = sqlite::open(&url).await.expect("open SQLite");
-    Some(FileStore {
+    FileStore {
         store: Arc::new(store),
         _dir: dir,
-    })
+    }
 }
 
-melodyhue_core::store_conformance!(fresh_store);
+melodyhue_testkit::store_conformance!(fresh_store);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use melodyhue_core::mail::{
     DisabledMailer, Email, MailError, Mailer, Outbox, SmtpMailer, SmtpSettings, templates,
 };
-use melodyhue_core::testing::smtp::SmtpCatcher;
+use melodyhue_testkit::smtp::SmtpCatcher;
 use tokio::net::TcpListener;
 use tracing_subscriber::fmt::MakeWriter;
 

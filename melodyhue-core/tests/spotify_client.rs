@@ -9,9 +9,7 @@ use melodyhue_core::spotify::{
     AppCredentials, DEFAULT_RETRY_AFTER, ImagePolicy, ItemKind, MAX_RETRY_AFTER, NowPlaying,
     Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
 };
-use melodyhue_core::testing::fake_spotify::{
-    Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario,
-};
+use melodyhue_testkit::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
 
 const REDIRECT_URI: &str = "http://localhost:4200/spotify/callback";
 /// Long enough never to fire in these tests unless something hangs.

@@ -47,7 +47,7 @@ where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if request.uri().path().trim_end_matches('/') == "/ws" {
+    if ws::is_socket_path(request.uri().path()) {
         // tungstenite checks the handshake (GET, Upgrade, version, key) and makes the 101.
         if let Ok(switching) =
             create_response_with_body(&request, || ResponseBody::from(Bytes::new()))

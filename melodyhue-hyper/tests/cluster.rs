@@ -1,8 +1,8 @@
-//! Three nodes served by hyper over one Redis and one PostgreSQL database (skipped without
-//! `MELODYHUE_TEST_REDIS_URL` and `MELODYHUE_TEST_POSTGRES_URL`, except under `CI=true`).
+//! Three nodes served by hyper over one Redis and one PostgreSQL database (ignored without
+//! `MELODYHUE_TEST_REDIS_URL` and `MELODYHUE_TEST_POSTGRES_URL`, failed under `CI=true`).
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::ServeFuture;
+use melodyhue_testkit::suite::ServeFuture;
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     Box::pin(melodyhue_hyper::serve(
@@ -12,4 +12,4 @@ fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     ))
 }
 
-melodyhue_core::cluster_suite!(serve);
+melodyhue_testkit::cluster_suite!(serve);

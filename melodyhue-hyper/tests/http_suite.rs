@@ -1,7 +1,7 @@
 //! The core HTTP suite, served by hyper over a real socket.
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::ServeFuture;
+use melodyhue_testkit::suite::ServeFuture;
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     Box::pin(melodyhue_hyper::serve(
@@ -11,4 +11,4 @@ fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     ))
 }
 
-melodyhue_core::http_suite!(serve);
+melodyhue_testkit::http_suite!(serve);

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::{TEST_ENCRYPTION_KEY, TEST_JWT_SECRET};
 use melodyhue_core::config::Config;
+use melodyhue_testkit::suite::{TEST_ENCRYPTION_KEY, TEST_JWT_SECRET};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;

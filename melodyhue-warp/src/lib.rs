@@ -28,8 +28,16 @@ pub fn routes(app: App) -> impl Filter<Extract = (Response,), Error = Rejection>
             .unify()
     };
     let ws_app = app.clone();
-    let websocket = warp::path("ws")
-        .and(warp::path::end())
+    // The core decides which paths are `/ws` (below where these routes are mounted).
+    let websocket = warp::path::tail()
+        .and_then(|tail: Tail| async move {
+            if ws::is_socket_path(tail.as_str()) {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
         .and(warp::ws())
         .and(warp::header::headers_cloned())
         .and(query())

@@ -1,10 +1,10 @@
 //! The core HTTP suite, served by warp over a real socket.
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::ServeFuture;
+use melodyhue_testkit::suite::ServeFuture;
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))
 }
 
-melodyhue_core::http_suite!(serve);
+melodyhue_testkit::http_suite!(serve);

@@ -1,11 +1,11 @@
 //! The core HTTP suite, served by warp, on PostgreSQL (a fresh database per case on the server
-//! of `MELODYHUE_TEST_POSTGRES_URL`; skipped without it, except under `CI=true`).
+//! of `MELODYHUE_TEST_POSTGRES_URL`; ignored without it, failed under `CI=true`).
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::{Backend, ServeFuture};
+use melodyhue_testkit::suite::{Backend, ServeFuture};
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))
 }
 
-melodyhue_core::http_suite!(serve, Backend::Postgres);
+melodyhue_testkit::http_suite!(serve, Backend::Postgres);

@@ -2,7 +2,7 @@
 //! binary: it installs a process-wide log subscriber.
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::{Backend, Harness, ServeFuture, transport};
+use melodyhue_testkit::suite::{Backend, Harness, ServeFuture, transport};
 
 fn serve(app: App, listener: tokio::net::TcpListener) -> ServeFuture {
     Box::pin(melodyhue_warp::serve(app, listener, std::future::pending()))

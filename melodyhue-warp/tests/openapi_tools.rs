@@ -4,17 +4,37 @@
 //!
 //! The tools come from PyPI; `.ci/run` installs them and names them in
 //! `MELODYHUE_TEST_OPENAPI_VALIDATOR` and `MELODYHUE_TEST_SCHEMATHESIS`. Without those
-//! variables the tests say they are skipped, except under `CI=true`, where that fails.
+//! variables the tests are reported as ignored, and fail under `CI=true`.
 // A test binary: a failed expect is a failed test.
 #![allow(clippy::expect_used)]
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use melodyhue_core::App;
-use melodyhue_core::api::suite::{Backend, Harness, ServeFuture, TestServer};
 use melodyhue_core::model::Role;
-use melodyhue_core::testing::external;
+use melodyhue_testkit::suite::{Backend, Harness, ServeFuture, TestServer};
+use melodyhue_testkit::{Need, needed_var, run as run_trials, trial};
 use tokio::process::Command;
+
+/// The variables naming the tools.
+const VALIDATOR: &str = "MELODYHUE_TEST_OPENAPI_VALIDATOR";
+const SCHEMATHESIS: &str = "MELODYHUE_TEST_SCHEMATHESIS";
+
+fn main() -> ExitCode {
+    run_trials(vec![
+        trial(
+            "openapi_spec_validator_accepts_the_document",
+            vec![Need::var(VALIDATOR)],
+            openapi_spec_validator_accepts_the_document,
+        ),
+        trial(
+            "schemathesis_finds_nothing_the_document_does_not_describe",
+            vec![Need::var(SCHEMATHESIS)],
+            schemathesis_finds_nothing_the_document_does_not_describe,
+        ),
+    ])
+}
 
 /// Bounds a tool's run so that a hang fails the test instead of the CI job.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -44,14 +64,9 @@ async fn run(command: &mut Command) -> (bool, String) {
     (output.status.success(), printed)
 }
 
-#[tokio::test]
+/// PyPI's openapi-spec-validator accepts the document as served.
 async fn openapi_spec_validator_accepts_the_document() {
-    let Some(validator) = external(
-        "MELODYHUE_TEST_OPENAPI_VALIDATOR",
-        "the path of PyPI's openapi-spec-validator",
-    ) else {
-        return;
-    };
+    let validator = needed_var(VALIDATOR);
     // The document as served, over the socket, into a file (the validator reads files).
     let server = TestServer::start(&harness()).await;
     let served = reqwest::get(server.url("/openapi.json"))
@@ -109,14 +124,9 @@ include-name = "PATCH /admin/users/{id}/role"
 parameters = { "path.id" = "{promoted}" }
 "#;
 
-#[tokio::test]
+/// PyPI's schemathesis (version 4) finds no answer the document does not describe.
 async fn schemathesis_finds_nothing_the_document_does_not_describe() {
-    let Some(schemathesis) = external(
-        "MELODYHUE_TEST_SCHEMATHESIS",
-        "the path of PyPI's schemathesis (version 4)",
-    ) else {
-        return;
-    };
+    let schemathesis = needed_var(SCHEMATHESIS);
     let server = TestServer::start(&harness()).await;
     // An admin, so that the staff routes are exercised beyond their 403.
     let user = server.register("schemathesis").await;

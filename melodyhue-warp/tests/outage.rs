@@ -2,18 +2,20 @@
 //! circuit is open), keeps answering what overlays poll from their last known values, marked
 //! stale, and recovers without a restart. On both frontends, over PostgreSQL and MariaDB. Each
 //! test runs a database server of its own (on a free port and a temporary data directory),
-//! never the machine's shared servers; skipped when the server binaries are not installed,
-//! except under `CI=true`.
+//! never the machine's shared servers; ignored when the server binaries are not installed,
+//! failed under `CI=true`.
 
 #![allow(clippy::expect_used)]
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use melodyhue_core::App;
-use melodyhue_core::api::suite::{Backend, Harness, Reply, Serve, ServeFuture, TestServer};
 use melodyhue_core::api::ws::CLOSE_TRY_AGAIN_LATER;
-use melodyhue_core::testing::cluster::Scratch;
+use melodyhue_testkit::cluster::{MariaDbServer, PostgresCluster, Scratch};
+use melodyhue_testkit::suite::{Backend, Harness, Reply, Serve, ServeFuture, TestServer};
+use melodyhue_testkit::{run, trial};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -68,30 +70,27 @@ async fn eventually(server: &TestServer, path: &str, status: u16) -> Reply {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_outage_on_warp() {
-    outage(warp, Scratch::postgres()).await;
+fn main() -> ExitCode {
+    let postgres = || vec![PostgresCluster::need()];
+    let mariadb = || vec![MariaDbServer::need()];
+    run(vec![
+        trial("postgres_outage_on_warp", postgres(), || {
+            outage(warp, Scratch::postgres)
+        }),
+        trial("postgres_outage_on_hyper", postgres(), || {
+            outage(hyper, Scratch::postgres)
+        }),
+        trial("mariadb_outage_on_warp", mariadb(), || {
+            outage(warp, Scratch::mariadb)
+        }),
+        trial("mariadb_outage_on_hyper", mariadb(), || {
+            outage(hyper, Scratch::mariadb)
+        }),
+    ])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_outage_on_hyper() {
-    outage(hyper, Scratch::postgres()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_outage_on_warp() {
-    outage(warp, Scratch::mariadb()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mariadb_outage_on_hyper() {
-    outage(hyper, Scratch::mariadb()).await;
-}
-
-async fn outage(serve: Serve, scratch: Option<Scratch>) {
-    let Some(cluster) = scratch else {
-        return;
-    };
+async fn outage(serve: Serve, scratch: fn() -> Scratch) {
+    let cluster = scratch();
     let backend = match cluster {
         Scratch::Postgres(_) => Backend::Postgres,
         Scratch::MariaDb(_) => Backend::MySql,

@@ -21,7 +21,7 @@ use melodyhue_core::auth::password::{HashParams, PasswordHasher};
 use melodyhue_core::auth::totp;
 use melodyhue_core::config::Config;
 use melodyhue_core::model::{Role, User, new_id};
-use melodyhue_core::testing::database::{ScratchDatabase, Server as DatabaseServer, admin_url};
+use melodyhue_testkit::database::{ScratchDatabase, Server as DatabaseServer};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct-horse-42";
@@ -64,11 +64,7 @@ impl Server {
     ) -> Result<Server, Failure> {
         let data = tempfile::tempdir()?;
         let database = match database {
-            Some(server) => Some(
-                ScratchDatabase::create(server)
-                    .await
-                    .ok_or("no scratch database")?,
-            ),
+            Some(server) => Some(ScratchDatabase::create(server).await),
             None => None,
         };
         let url = match &database {
@@ -544,7 +540,7 @@ async fn main() -> Result<(), Failure> {
             (DatabaseServer::Postgres, "PostgreSQL"),
             (DatabaseServer::MySql, "MariaDB"),
         ] {
-            if admin_url(server).is_some() {
+            if server.admin_url().is_some() {
                 item2(Some(server), label).await?;
             } else {
                 println!("{label}: skipped (no server URL)");

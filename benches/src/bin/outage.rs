@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use melodyhue_core::App;
 use melodyhue_core::config::Config;
-use melodyhue_core::testing::cluster::Scratch;
+use melodyhue_testkit::cluster::{MariaDbServer, PostgresCluster, Scratch};
 
 /// What one request got.
 struct Answer {
@@ -77,14 +77,16 @@ async fn main() {
     let frontend = args.get(1).map_or("warp", String::as_str).to_owned();
     let seconds: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(30);
     let database = args.get(3).map_or("postgres", String::as_str).to_owned();
-    let scratch = if database == "mariadb" {
-        Scratch::mariadb()
+    let (need, scratch): (_, fn() -> Scratch) = if database == "mariadb" {
+        (MariaDbServer::need(), Scratch::mariadb)
     } else {
-        Scratch::postgres()
+        (PostgresCluster::need(), Scratch::postgres)
     };
-    let Some(cluster) = scratch else {
+    if !need.is_met() {
+        eprintln!("{database}: needs {need}");
         std::process::exit(1);
-    };
+    }
+    let cluster = scratch();
     let data = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
     let config = Config::from_vars([
         ("DATABASE_URL", cluster.url()),

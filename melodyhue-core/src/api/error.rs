@@ -34,8 +34,10 @@ impl FieldError {
     }
 }
 
-/// Why a request failed. Bodies are always `{"detail": ...}`.
+/// Why a request failed. Bodies are always `{"detail": ...}`. New kinds of failure may be
+/// added (`#[non_exhaustive]`): a `match` outside this crate needs a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// 400: the request is understood but cannot be done (`detail` says why).
     #[error("{0}")]

@@ -183,18 +183,22 @@ macro_rules! methods {
     };
 }
 
-/// Finds the handler of a path; returns the route template (for logs) and the reply.
-async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
-    let decoded: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
+/// The segments of a request path as the route table reads them: percent-decoded, empty ones
+/// dropped (`/ws/`, `//ws` and `/%77s` are all `["ws"]`).
+fn path_segments(path: &str) -> Vec<String> {
+    path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()
         })
-        .collect();
+        .collect()
+}
+
+/// Finds the handler of a path; returns the route template (for logs) and the reply.
+async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
+    let decoded = path_segments(path);
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["health"] => ("/health", methods!(cx, GET => public::health(cx))),
@@ -559,6 +563,3 @@ where
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
-
-#[cfg(feature = "http-suite")]
-pub mod suite;

@@ -76,6 +76,13 @@ pub enum WsMessage {
     Close(Option<(u16, String)>),
 }
 
+/// Whether `path` is the `/ws` route, read as the route table reads every path (trailing and
+/// doubled slashes, percent-encoding). Both adapters take a WebSocket upgrade by this test, so
+/// a path that is `/ws` for one is `/ws` for the other.
+pub fn is_socket_path(path: &str) -> bool {
+    super::path_segments(path) == ["ws"]
+}
+
 /// The access token of an upgrade request: `Authorization: Bearer`, the `token` /
 /// `access_token` query parameter, or the access cookie. The cookie counts only when the
 /// upgrade comes from an allowed origin (see `DECISIONS.md`, cross-site requests): a foreign

@@ -219,8 +219,8 @@ impl HashingSlot<'_> {
 
     /// Waits for a worker like a hash does, and holds it until dropped (tests fill the queue
     /// with it).
-    #[cfg(feature = "http-suite")]
-    pub(crate) async fn hold_worker(&self) -> Result<super::admission::Worker, HashError> {
+    #[doc(hidden)]
+    pub async fn hold_worker(&self) -> Result<super::admission::Worker, HashError> {
         Ok(self.admission.worker().await?)
     }
 

@@ -3,10 +3,13 @@
 mod client;
 pub mod coordination;
 pub mod hub;
+mod images;
+mod wire;
 
 pub use client::{
-    AllowedHost, AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER,
-    DEFAULT_TIMEOUT, ImagePolicy, ItemKind, MAX_RETRY_AFTER, NowPlaying, Playback, SpotifyClient,
-    SpotifyEndpoints, SpotifyError, TokenGrant, retry_after_delay,
+    AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT,
+    ItemKind, MAX_RETRY_AFTER, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
+    TokenGrant, retry_after_delay,
 };
 pub use hub::NowPlayingHub;
+pub use images::{AllowedHost, ImagePolicy};

@@ -5,7 +5,7 @@
 //! backends), so a failure never leaves half a change behind.
 //!
 //! To write your own backend, implement every trait below for one type, plus [`Store::ping`].
-//! Check it with the conformance kit (feature `conformance`).
+//! Check it with the conformance kit (`melodyhue_testkit::conformance`).
 
 use std::sync::Arc;
 
@@ -20,8 +20,6 @@ use crate::model::{
 };
 
 mod circuit;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 pub mod mysql;
 pub mod postgres;
 mod sql;

@@ -1,0 +1,275 @@
+//! Secrets: what production refuses (short or published values), and the secrets file a
+//! development run generates and keeps.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::vars::Vars;
+use super::{ConfigError, SecretString};
+
+/// The secrets file a development run generates and then keeps using.
+pub(super) const SECRETS_FILE: &str = "secrets.env";
+
+/// The secrets a production run signs, encrypts or authenticates with: at least
+/// [`MIN_SECRET_BYTES`] bytes each, and none a published example.
+pub(super) const STRONG_SECRETS: [&str; 4] = [
+    "SECRET_KEY",
+    "JWT_SECRET",
+    "ENCRYPTION_KEY",
+    "METRICS_TOKEN",
+];
+/// Passwords for other services: their length is theirs to decide, but a published example is
+/// still refused.
+pub(super) const SERVICE_PASSWORDS: [&str; 2] = ["DB_PASSWORD", "SMTP_PASSWORD"];
+
+/// The shortest secret a production run accepts (an HMAC-SHA256 key of full strength).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Values published in this project's documentation, examples and test fixtures (and the
+/// earlier service's), which anyone can read: never secrets.
+pub(super) const PUBLISHED_EXAMPLES: [&str; 8] = [
+    "legacy-jwt-secret-0123456789abcdef",
+    "legacy-secret-key-0123456789abcdef",
+    "Wn2q0n7mCw3mYQ2Yf1pQ0v8lGk9cB3xJ5rT7uV9wX0E=",
+    "melodyhue-test-secret-0123456789abcdef",
+    "change-me-database-password",
+    "app-specific-password",
+    "app-password",
+    "correct-horse-42",
+];
+
+/// Words that mark a placeholder rather than a secret (compared case-insensitively).
+pub(super) const PLACEHOLDER_MARKERS: [&str; 7] = [
+    "change-me",
+    "changeme",
+    "change_me",
+    "your-secret",
+    "your_secret",
+    "placeholder",
+    "example",
+];
+
+/// Refuses, in production, a secret that is too short or a published example, naming the
+/// variable (never the value).
+pub(super) fn check_production_secrets(
+    vars: &Vars,
+    database_url: &SecretString,
+) -> Result<(), ConfigError> {
+    let weak = |variable, reason: String| ConfigError::WeakSecret { variable, reason };
+    for variable in STRONG_SECRETS.into_iter().chain(SERVICE_PASSWORDS) {
+        let Some(value) = vars.get(variable) else {
+            continue;
+        };
+        if is_published_example(value) {
+            return Err(weak(
+                variable,
+                "it is an example value published in documentation; generate a fresh one \
+                 (`melodyhue gen-keys` prints SECRET_KEY and ENCRYPTION_KEY)"
+                    .into(),
+            ));
+        }
+        if STRONG_SECRETS.contains(&variable) && value.len() < MIN_SECRET_BYTES {
+            return Err(weak(
+                variable,
+                format!(
+                    "it has {} bytes and at least {MIN_SECRET_BYTES} are needed; generate a \
+                     fresh one (`melodyhue gen-keys`)",
+                    value.len()
+                ),
+            ));
+        }
+    }
+    let url_password = url::Url::parse(database_url.expose())
+        .ok()
+        .and_then(|url| url.password().map(percent_decoded));
+    if url_password.as_deref().is_some_and(is_published_example) {
+        return Err(weak(
+            "DATABASE_URL",
+            "its password is an example value published in documentation".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn percent_decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether `value` is, or plainly contains, a published example or placeholder.
+pub(super) fn is_published_example(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    PUBLISHED_EXAMPLES
+        .iter()
+        .any(|example| value == *example || lower == example.to_ascii_lowercase())
+        || PLACEHOLDER_MARKERS
+            .iter()
+            .any(|marker| lower.contains(marker))
+}
+
+/// A fresh random `SECRET_KEY`: 32 random bytes in hex.
+pub fn generate_secret_key() -> String {
+    hex::encode(crate::model::random_bytes::<32>())
+}
+
+pub(super) fn read_secrets_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(source) => Err(ConfigError::SecretsFile {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+pub(super) fn write_secrets_file(
+    path: &Path,
+    secrets: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    let fail = |source| ConfigError::SecretsFile {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut text = String::from("# Generated by MelodyHue for development. Keep private.\n");
+    let mut keys: Vec<_> = secrets.keys().collect();
+    keys.sort();
+    for key in keys {
+        text.push_str(&format!("{key}={}\n", secrets[key]));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::config;
+    use super::*;
+
+    #[test]
+    fn production_refuses_missing_secrets() {
+        let mut config = config(&[("MELODYHUE_ENV", "production")]).unwrap();
+        let err = config.ensure_secrets().unwrap_err();
+        assert!(err.to_string().contains("SECRET_KEY"), "{err}");
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn production_refuses_short_secrets_naming_the_variable() {
+        for variable in STRONG_SECRETS {
+            for value in ["x", "0123456789abcdef0123456789abcde"] {
+                let err =
+                    config(&[("MELODYHUE_ENV", "production"), (variable, value)]).unwrap_err();
+                let message = err.to_string();
+                assert!(message.starts_with(variable), "{message}");
+                assert!(message.contains("at least 32"), "{message}");
+                assert!(
+                    !message.contains(value),
+                    "the value is never shown: {message}"
+                );
+            }
+            assert!(config(&[("MELODYHUE_ENV", "production"), (variable, STRONG)]).is_ok());
+        }
+        // Development takes any value.
+        assert!(config(&[("SECRET_KEY", "x")]).is_ok());
+    }
+
+    /// Every `NAME=value` (or compose `${NAME:-value}`) of a secret in the repository's
+    /// documentation, examples and fixtures.
+    fn documented_secret_values() -> Vec<(&'static str, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![
+            root.join(".env.example"),
+            root.join("README.md"),
+            root.join("docker-compose.yml"),
+            root.join("melodyhue-core/tests/fixtures/README.md"),
+        ];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for variable in STRONG_SECRETS.into_iter().chain(SERVICE_PASSWORDS) {
+                for marker in [format!("{variable}="), format!("{{{variable}:-")] {
+                    for (at, _) in text.match_indices(&marker) {
+                        let value: String = text[at + marker.len()..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && !"`'\"}|,".contains(*c))
+                            .collect();
+                        if !value.is_empty() && !value.starts_with('<') {
+                            found.push((variable, value));
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn production_refuses_every_published_example() {
+        let documented = documented_secret_values();
+        assert!(
+            documented.iter().any(|(v, _)| *v == "DB_PASSWORD"),
+            "the scan finds the examples: {documented:?}"
+        );
+        for (variable, value) in documented {
+            let err = config(&[("MELODYHUE_ENV", "production"), (variable, &value)])
+                .expect_err(&format!("{variable}={value} is refused"));
+            assert!(err.to_string().starts_with(variable), "{err}");
+        }
+        let err = config(&[
+            ("MELODYHUE_ENV", "production"),
+            (
+                "DATABASE_URL",
+                "postgres://melodyhue:change-me-database-password@db/melodyhue",
+            ),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        // A service password of its own length is fine.
+        assert!(
+            config(&[
+                ("MELODYHUE_ENV", "production"),
+                ("SMTP_PASSWORD", "abcd efgh ijkl mnop")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn development_generates_and_keeps_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let mut first = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
+        assert_eq!(
+            first.ensure_secrets().unwrap(),
+            vec!["SECRET_KEY", "ENCRYPTION_KEY"]
+        );
+        let mut second = config(&[("MELODYHUE_DATA_DIR", data)]).unwrap();
+        assert!(second.ensure_secrets().unwrap().is_empty());
+        assert_eq!(first.secret_key, second.secret_key);
+        assert_eq!(first.encryption_key, second.encryption_key);
+    }
+
+    #[test]
+    fn secrets_are_not_debug_printed() {
+        let config = config(&[("SECRET_KEY", "hunter2-hunter2")]).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

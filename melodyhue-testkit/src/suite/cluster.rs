@@ -1,0 +1,774 @@
+//! Several nodes over one Redis (`REDIS_URL`): three in-process nodes, each on its own port and
+//! its own runtime (stopping a node drops its runtime: its tasks die as a killed process's
+//! would), over one scratch PostgreSQL database and the machine's Redis
+//! (`MELODYHUE_TEST_REDIS_URL`), against the fake Spotify. Each test uses its own key prefix.
+//!
+//! Run by [`cluster_suite!`](crate::cluster_suite) in each frontend's `tests/cluster.rs`; each
+//! case needs `MELODYHUE_TEST_REDIS_URL` and `MELODYHUE_TEST_POSTGRES_URL` (the Redis outage
+//! case needs `redis-server` instead of the shared Redis), and is ignored without them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::spotify::{close_code, next_json};
+use super::{
+    Harness, Reply, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestUser, receive,
+};
+use crate::database::{ScratchDatabase, Server};
+use crate::fake_spotify::{FakeSpotify, FakeTrack, Scenario};
+use crate::{Need, Trial, needed_var, trial};
+use melodyhue_core::App;
+use melodyhue_core::auth::password::HashParams;
+use melodyhue_core::config::Config;
+use melodyhue_core::model::Role;
+use melodyhue_core::store::Store;
+
+const CLIENT_ID: &str = "cluster-client-id";
+const CLIENT_SECRET: &str = "cluster-client-secret";
+
+/// One node: a server on its own runtime and thread.
+pub struct Node {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Its `NODE_ID`.
+    pub node_id: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Kills the node: its runtime, and every task on it, is dropped at once.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three nodes, their database, their Redis and a fake Spotify.
+pub struct TestCluster {
+    /// The nodes (a stopped one stays in place).
+    pub nodes: Vec<Node>,
+    /// The Spotify they poll.
+    pub fake: FakeSpotify,
+    /// The database, opened by the test itself (to make admins).
+    pub store: Arc<dyn Store>,
+    /// A plain client.
+    pub http: reqwest::Client,
+    redis_url: String,
+    prefix: String,
+    _database: ScratchDatabase,
+}
+
+/// The variable naming the machine's Redis (redis://127.0.0.1:6379).
+const REDIS_VAR: &str = "MELODYHUE_TEST_REDIS_URL";
+
+/// The machine's Redis, which every case but the outage one declares as a [`Need`].
+fn shared_redis() -> String {
+    needed_var(REDIS_VAR)
+}
+
+impl TestCluster {
+    /// Three nodes on the machine's Redis polling every `interval` seconds.
+    pub async fn start(h: &Harness, interval: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(h, &shared_redis(), interval, extra).await
+    }
+
+    /// Three nodes on the Redis at `redis_url`.
+    pub async fn start_on(
+        h: &Harness,
+        redis_url: &str,
+        interval: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let database = ScratchDatabase::create(Server::Postgres).await;
+        let fake = FakeSpotify::start().await.expect("fake Spotify");
+        fake.add_app(CLIENT_ID, CLIENT_SECRET);
+        let prefix = format!(
+            "melodyhue-test-{}:",
+            hex::encode(melodyhue_core::model::random_bytes::<6>())
+        );
+        let fake_url = fake.url();
+        let mut vars: Vec<(String, String)> = [
+            ("DATABASE_URL", database.url()),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+            ("ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+            ("REDIS_URL", redis_url),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+            ("SPOTIFY_ACCOUNTS_URL", fake_url.as_str()),
+            ("SPOTIFY_API_URL", fake_url.as_str()),
+            ("SPOTIFY_IMAGE_HOSTS", "http://127.0.0.1"),
+            ("SPOTIFY_POLLING_INTERVAL", interval),
+            ("METRICS", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let mut nodes = Vec::new();
+        // One after the other: the first runs the migrations.
+        for i in 0..3 {
+            nodes.push(start_node(h, &vars, &format!("node-{i}")).await);
+        }
+        let store = melodyhue_core::store::open(database.url())
+            .await
+            .expect("the test database");
+        TestCluster {
+            nodes,
+            fake,
+            store,
+            http: reqwest::Client::new(),
+            redis_url: redis_url.to_owned(),
+            prefix,
+            _database: database,
+        }
+    }
+
+    /// `GET path` on node `i`.
+    pub async fn get(&self, i: usize, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.http.get(self.nodes[i].url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        receive(request).await
+    }
+
+    /// A request with a JSON body on node `i`.
+    pub async fn send(
+        &self,
+        i: usize,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, self.nodes[i].url(path))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        receive(request).await
+    }
+
+    /// Registers `name` through node `i`.
+    pub async fn register(&self, i: usize, name: &str) -> TestUser {
+        let email = format!("{name}@example.com");
+        let reply = self
+            .send(
+                i,
+                http::Method::POST,
+                "/auth/register",
+                None,
+                json!({"username": name, "email": email, "password": TEST_PASSWORD}),
+            )
+            .await;
+        reply.assert_status(200);
+        TestUser {
+            id: reply.body["user_id"].as_str().unwrap().to_owned(),
+            username: name.to_owned(),
+            email,
+            password: TEST_PASSWORD.to_owned(),
+            access_token: reply.body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: reply.body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A user registered through node 0 whose Spotify plays `track` (account `refresh_token`).
+    pub async fn player(&self, name: &str, refresh_token: &str, track: FakeTrack) -> TestUser {
+        let user = self.register(0, name).await;
+        self.fake
+            .set_scenario(refresh_token, Scenario::Playing(track));
+        self.send(
+            0,
+            http::Method::PATCH,
+            "/spotify/credentials",
+            Some(&user.access_token),
+            json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": refresh_token}),
+        )
+        .await
+        .assert_status(200);
+        user
+    }
+
+    /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.
+    pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("Redis URL");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis connection");
+        let value: Option<String> = redis::cmd("GET")
+            .arg(format!("{}lease:{user_id}", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("GET the lease");
+        value.and_then(|v| v.split('#').next().map(str::to_owned))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        // Best effort: the keys of this test's prefix.
+        let (url, pattern) = (self.redis_url.clone(), format!("{}*", self.prefix));
+        let _ = std::thread::spawn(move || {
+            let client = redis::Client::open(url.as_str()).ok()?;
+            let mut connection = client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .ok()?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query(&mut connection)
+                .ok()?;
+            if !keys.is_empty() {
+                let _: Option<i64> = redis::cmd("DEL").arg(keys).query(&mut connection).ok();
+            }
+            Some(())
+        })
+        .join();
+    }
+}
+
+async fn start_node(h: &Harness, vars: &[(String, String)], node_id: &str) -> Node {
+    let mut vars = vars.to_vec();
+    vars.push(("NODE_ID".to_owned(), node_id.to_owned()));
+    let data = tempfile::tempdir().expect("temporary directory");
+    vars.push((
+        "MELODYHUE_DATA_DIR".to_owned(),
+        data.path().display().to_string(),
+    ));
+    let serve = h.serve;
+    let (ready, started) = tokio::sync::oneshot::channel::<String>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let _data = data;
+            let mut config = Config::from_vars(vars).expect("node configuration");
+            config.password_hashing = HashParams::insecure_fast_for_tests();
+            let store = melodyhue_core::store::open(config.database_url.expose())
+                .await
+                .expect("node database");
+            let app = App::builder(config, store).build().expect("node app");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0");
+            let address = listener.local_addr().expect("local address");
+            let server = tokio::spawn(serve(app, listener));
+            let _ = ready.send(format!("http://{address}"));
+            let _ = stopped.await;
+            server.abort();
+        });
+        runtime.shutdown_background();
+    });
+    let base = started.await.expect("the node started");
+    Node {
+        base,
+        node_id: node_id.to_owned(),
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+fn track(name: &str) -> FakeTrack {
+    FakeTrack {
+        name: name.to_owned(),
+        ..FakeTrack::default()
+    }
+}
+
+/// Viewers of `users` on every node, each asking `/color` every 100 ms until `until`.
+async fn view_everywhere(cluster: &TestCluster, users: &[TestUser], until: Instant) {
+    let mut viewers = Vec::new();
+    for node in 0..cluster.nodes.len() {
+        if cluster.nodes[node].thread.is_none() {
+            continue;
+        }
+        for user in users {
+            let url = cluster.nodes[node].url(&format!("/color/{}", user.id));
+            let http = cluster.http.clone();
+            viewers.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let reply = receive(http.get(&url)).await;
+                    assert_eq!(reply.status, 200, "{url}: {:?}", reply.body);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }));
+        }
+    }
+    for viewer in viewers {
+        viewer.await.expect("a viewer");
+    }
+}
+
+/// Viewers on all three nodes: each user's Spotify is asked at most once per interval in the
+/// whole cluster, and a track change shows on every node's `/infos`.
+pub async fn each_user_is_polled_once_per_interval_cluster_wide(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [
+        cluster.player("ada", "rt-ada", track("Ada 1")).await,
+        cluster.player("bob", "rt-bob", track("Bob 1")).await,
+        cluster.player("cyd", "rt-cyd", track("Cyd 1")).await,
+    ];
+    cluster.fake.reset_counters();
+    let started = Instant::now();
+    view_everywhere(&cluster, &users, started + Duration::from_secs(4)).await;
+    let elapsed = started.elapsed();
+    let intervals = elapsed.as_secs_f64() / 0.5;
+    for token in ["rt-ada", "rt-bob", "rt-cyd"] {
+        let calls = cluster.fake.currently_playing_calls_for(token);
+        eprintln!("{token}: {calls} calls in {elapsed:?} ({intervals:.1} intervals)");
+        assert!(
+            calls >= 2 && (calls as f64) <= intervals.ceil() + 1.0,
+            "{token}: {calls} currently-playing calls in {elapsed:?} ({intervals:.1} intervals) with viewers on three nodes"
+        );
+    }
+    // A track change, seen on every node.
+    cluster
+        .fake
+        .set_scenario("rt-ada", Scenario::Playing(track("Ada 2")));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    for node in 0..3 {
+        loop {
+            let infos = cluster
+                .get(node, &format!("/infos/{}", users[0].id), None)
+                .await;
+            infos.assert_status(200);
+            if infos.body["track"]["name"] == "Ada 2" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} still shows {:?}",
+                infos.body["track"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A `429` holds for the whole cluster: while its `Retry-After` runs, no node polls the user,
+/// although the holder's lease (1.5 intervals) ran out long before.
+pub async fn a_rate_limit_holds_for_every_node(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [cluster.player("lea", "rt-lea", track("Lea")).await];
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(1)).await;
+    cluster.fake.set_scenario(
+        "rt-lea",
+        Scenario::RateLimited {
+            retry_after_secs: 4,
+        },
+    );
+    cluster.fake.reset_counters();
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(3)).await;
+    assert_eq!(
+        cluster.fake.currently_playing_calls_for("rt-lea"),
+        1,
+        "one 429, then nobody polls during its Retry-After"
+    );
+}
+
+/// A settings change through one node drops the other nodes' copies of the fallback color at
+/// once (the polling interval, 30 s, would otherwise keep them).
+pub async fn a_settings_change_reaches_every_node_within_100_ms(h: &Harness) {
+    let cluster = TestCluster::start(h, "30", &[]).await;
+    let user = cluster.register(0, "eve").await;
+    let path = format!("/color/{}", user.id);
+    for node in 0..3 {
+        let reply = cluster.get(node, &path, None).await;
+        assert_eq!(reply.body["color"]["hex"], "#25d865");
+    }
+    cluster
+        .send(
+            0,
+            http::Method::PATCH,
+            "/settings/me",
+            Some(&user.access_token),
+            json!({"default_overlay_color": "#123456"}),
+        )
+        .await
+        .assert_status(200);
+    let changed = Instant::now();
+    for node in 1..3 {
+        loop {
+            let reply = cluster.get(node, &path, None).await;
+            if reply.body["color"]["hex"] == "#123456" {
+                eprintln!(
+                    "node {node} shows the new color {:?} after the change",
+                    changed.elapsed()
+                );
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_millis(100),
+                "node {node} still shows {} after {:?}",
+                reply.body["color"]["hex"],
+                changed.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The node polling a user is killed: another takes the user over within two intervals.
+pub async fn a_dead_nodes_users_are_polled_again_within_two_intervals(h: &Harness) {
+    let mut cluster = TestCluster::start(h, "1", &[]).await;
+    let user = cluster.player("fay", "rt-fay", track("Fay")).await;
+    let users = [user];
+    view_everywhere(
+        &cluster,
+        &users,
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await;
+    let holder = cluster
+        .lease_holder(&users[0].id)
+        .await
+        .expect("a node holds the lease");
+    let dead = cluster
+        .nodes
+        .iter()
+        .position(|node| node.node_id == holder)
+        .expect("the holder is one of the nodes");
+    let before = cluster.fake.currently_playing_calls_for("rt-fay");
+    cluster.nodes[dead].stop();
+    let stopped = Instant::now();
+    // The viewers stay, on the two others.
+    let viewers = view_everywhere(&cluster, &users, stopped + Duration::from_secs(3));
+    let watch = async {
+        loop {
+            if cluster.fake.currently_playing_calls_for("rt-fay") > before {
+                return stopped.elapsed();
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(3),
+                "nobody polled the user within 3 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (_, took_over) = tokio::join!(viewers, watch);
+    eprintln!("polled again {took_over:?} after the polling node died (interval 1 s)");
+    assert!(
+        took_over < Duration::from_secs(2),
+        "polled again {took_over:?} after its node died (interval 1 s)"
+    );
+    let new_holder = cluster.lease_holder(&users[0].id).await;
+    assert!(new_holder.is_some_and(|h| h != holder));
+}
+
+/// `count` POSTs of `body` to `path`, spread round-robin over the nodes and sent at the same
+/// instant (each on its own connection, opened beforehand, released by one barrier): their
+/// statuses.
+async fn post_at_once(cluster: &TestCluster, count: usize, path: &str, body: Value) -> Vec<u16> {
+    let mut requests = Vec::with_capacity(count);
+    for i in 0..count {
+        let node = &cluster.nodes[i % cluster.nodes.len()];
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("HTTP client");
+        receive(client.get(node.url("/health")))
+            .await
+            .assert_status(200);
+        requests.push(client.post(node.url(path)).json(&body));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                receive(request).await
+            })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(count);
+    for task in tasks {
+        let reply = task.await.expect("request task");
+        if reply.status == 429 {
+            assert!(reply.headers.contains_key("retry-after"));
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    statuses
+}
+
+/// Wrong passwords sent at once over three nodes are throttled as on one node: of 15, exactly
+/// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5) are checked.
+pub async fn login_failures_over_three_nodes_are_throttled_as_on_one(h: &Harness) {
+    let cluster = TestCluster::start(h, "3", &[]).await;
+    let user = cluster.register(0, "gil").await;
+    let body = json!({"username_or_email": user.email, "password": "wrong-password-1"});
+    let mut statuses = post_at_once(&cluster, 15, "/auth/login", body.clone()).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[401; 5].as_slice(), &[429; 10]].concat());
+    // And afterwards, on every node.
+    for node in 0..3 {
+        cluster
+            .send(node, http::Method::POST, "/auth/login", None, body.clone())
+            .await
+            .assert_status(429);
+    }
+}
+
+/// Mail requests for one address sent at once over three nodes share one budget.
+pub async fn mail_budgets_hold_across_nodes(h: &Harness) {
+    let cluster = TestCluster::start(h, "3", &[("MAIL_MAX_PER_ADDRESS", "2")]).await;
+    let user = cluster.register(0, "kim").await;
+    let mut statuses =
+        post_at_once(&cluster, 12, "/auth/forgot", json!({"email": user.email})).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[200; 2].as_slice(), &[429; 10]].concat());
+}
+
+/// A ban through one node closes the user's `/ws` on another within a second.
+pub async fn a_ban_closes_websockets_on_every_node(h: &Harness) {
+    let cluster = TestCluster::start(h, "3", &[]).await;
+    let user = cluster.register(0, "hal").await;
+    let admin = cluster.register(0, "ida").await;
+    cluster
+        .store
+        .set_role(&admin.id, Role::Admin, chrono::Utc::now())
+        .await
+        .unwrap();
+    let ws = format!(
+        "{}/ws?token={}",
+        cluster.nodes[2].base.replacen("http://", "ws://", 1),
+        user.access_token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "now_playing");
+    cluster
+        .send(
+            0,
+            http::Method::POST,
+            &format!("/modo/users/{}/ban", user.id),
+            Some(&admin.access_token),
+            json!({"reason": "testing the cluster"}),
+        )
+        .await
+        .assert_status(200);
+    let banned = Instant::now();
+
+    let message = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            let message = next_json(&mut socket).await;
+            if message["type"] != "now_playing" {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("force_logout within 1 s");
+    eprintln!(
+        "force_logout reached another node's /ws {:?} after the ban",
+        banned.elapsed()
+    );
+    assert_eq!(message, json!({"type": "force_logout", "reason": "banned"}));
+    assert_eq!(close_code(&mut socket).await, 4401);
+}
+
+/// A Redis server of the test's own, on a free port, without persistence.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// What a test of a Redis of its own needs.
+    fn need() -> Need {
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        Need::found("redis-server", installed)
+    }
+
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = OwnRedis { port, child: None };
+        assert!(redis.resume(), "redis-server does not start");
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    fn resume(&mut self) -> bool {
+        let Ok(child) = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--bind",
+                "127.0.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not listen within 5 s");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Redis dies and comes back: `/color` answers on every node throughout, `/health` says so,
+/// and the nodes rejoin by themselves.
+pub async fn redis_going_away_is_no_outage(h: &Harness) {
+    let mut redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("jon", "rt-jon", track("Jon")).await];
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(1)).await;
+    redis.kill();
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(2)).await;
+    for node in 0..3 {
+        let health = cluster.get(node, "/health", None).await;
+        health.assert_status(200);
+        assert_eq!(health.body["redis"], "unavailable", "node {node}");
+        assert_eq!(health.body["node_id"], format!("node-{node}"));
+        let text = cluster
+            .http
+            .get(cluster.nodes[node].url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        assert!(
+            text.contains("melodyhue_cluster_redis_up 0"),
+            "node {node}: {text}"
+        );
+    }
+    assert!(redis.resume());
+    let back = Instant::now() + Duration::from_secs(10);
+    let viewers = view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(3));
+    let rejoined = async {
+        for node in 0..3 {
+            loop {
+                let health = cluster.get(node, "/health", None).await;
+                if health.body["redis"] == "ok" {
+                    break;
+                }
+                assert!(Instant::now() < back, "node {node} did not rejoin");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    tokio::join!(viewers, rejoined);
+    // Back in the cluster: one node polls again.
+    cluster.fake.reset_counters();
+    let started = Instant::now();
+    view_everywhere(&cluster, &users, started + Duration::from_secs(2)).await;
+    let calls = cluster.fake.currently_playing_calls_for("rt-jon");
+    let intervals = started.elapsed().as_secs_f64() / 0.5;
+    assert!(
+        (calls as f64) <= intervals.ceil() + 1.0,
+        "{calls} calls in {intervals:.1} intervals after Redis came back"
+    );
+}
+
+/// The cluster cases for `harness` (its backend is ignored: a cluster needs PostgreSQL),
+/// named `cluster::case`.
+pub fn trials(harness: Harness) -> Vec<Trial> {
+    let harness = Harness {
+        backend: super::Backend::Postgres,
+        ..harness
+    };
+    let with = |extra: Need| {
+        let mut needs = vec![extra];
+        needs.extend(harness.backend.needs());
+        needs
+    };
+    macro_rules! cases {
+        ($need:expr; $($case:ident),* $(,)?) => {
+            vec![$(
+                trial(concat!("cluster::", stringify!($case)), with($need), move || async move {
+                    $case(&harness).await
+                }),
+            )*]
+        };
+    }
+    let mut trials = cases!(
+        Need::var(REDIS_VAR);
+        each_user_is_polled_once_per_interval_cluster_wide,
+        a_rate_limit_holds_for_every_node,
+        a_settings_change_reaches_every_node_within_100_ms,
+        a_dead_nodes_users_are_polled_again_within_two_intervals,
+        login_failures_over_three_nodes_are_throttled_as_on_one,
+        mail_budgets_hold_across_nodes,
+        a_ban_closes_websockets_on_every_node,
+    );
+    trials.extend(cases!(OwnRedis::need(); redis_going_away_is_no_outage));
+    trials
+}
+
+/// Defines the `main` of a test target (`harness = false`) that runs the cluster cases
+/// ([`trials`]) on a frontend's `serve` function, as [`http_suite!`](crate::http_suite) does.
+#[macro_export]
+macro_rules! cluster_suite {
+    ($serve:expr) => {
+        fn main() -> std::process::ExitCode {
+            $crate::run($crate::suite::cluster::trials($crate::suite::Harness {
+                serve: $serve,
+                backend: $crate::suite::Backend::Postgres,
+            }))
+        }
+    };
+}
