@@ -374,6 +374,69 @@ pub async fn each_user_is_polled_once_per_interval_cluster_wide(h: &Harness) {
     }
 }
 
+/// The `/infos` JSON of each `data:` line of an event stream, as the stream goes on, until
+/// `wanted` accepts one; `false` when the stream ends or stays silent past `deadline`.
+async fn stream_shows(
+    response: &mut reqwest::Response,
+    deadline: Instant,
+    wanted: impl Fn(&Value) -> bool,
+) -> bool {
+    let mut text = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, response.chunk()).await else {
+            return false;
+        };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        // Whole lines only; the rest waits for the next chunk.
+        while let Some(end) = text.find('\n') {
+            let line: String = text.drain(..=end).collect();
+            let infos = line
+                .trim_end()
+                .strip_prefix("data: ")
+                .and_then(|data| serde_json::from_str::<Value>(data).ok());
+            if infos.is_some_and(|infos| wanted(&infos)) {
+                return true;
+            }
+        }
+    }
+}
+
+/// A track change at Spotify reaches the event streams (`/infos/{id}/events`) open on every
+/// node, though only one node polls the user.
+pub async fn a_track_change_reaches_event_streams_on_every_node(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let user = cluster.player("eve", "rt-eve", track("Eve 1")).await;
+    let mut streams = Vec::new();
+    for node in &cluster.nodes {
+        let response = cluster
+            .http
+            .get(node.url(&format!("/infos/{}/events", user.id)))
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (node, stream) in streams.iter_mut().enumerate() {
+        assert!(
+            stream_shows(stream, deadline, |infos| infos["track"]["name"] == "Eve 1").await,
+            "node {node} never showed the first track"
+        );
+    }
+    cluster
+        .fake
+        .set_scenario("rt-eve", Scenario::Playing(track("Eve 2")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (node, stream) in streams.iter_mut().enumerate() {
+        assert!(
+            stream_shows(stream, deadline, |infos| infos["track"]["name"] == "Eve 2").await,
+            "node {node}'s stream never showed the change"
+        );
+    }
+}
+
 /// A `429` holds for the whole cluster: while its `Retry-After` runs, no node polls the user,
 /// although the holder's lease (1.5 intervals) ran out long before.
 pub async fn a_rate_limit_holds_for_every_node(h: &Harness) {
@@ -748,6 +811,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
     let mut trials = cases!(
         Need::var(REDIS_VAR);
         each_user_is_polled_once_per_interval_cluster_wide,
+        a_track_change_reaches_event_streams_on_every_node,
         a_rate_limit_holds_for_every_node,
         a_settings_change_reaches_every_node_within_100_ms,
         a_dead_nodes_users_are_polled_again_within_two_intervals,
