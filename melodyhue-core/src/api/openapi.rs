@@ -334,6 +334,8 @@ struct Query(&'static str, QueryKind, bool, &'static str);
 enum Success {
     Json(&'static str),
     Text(&'static str),
+    /// `text/event-stream` whose events carry this JSON schema in their `data`.
+    EventStream(&'static str),
     Html,
     SwitchingProtocols,
 }
@@ -408,7 +410,7 @@ macro_rules! op {
     };
 }
 
-use Success::{Html, Json, SwitchingProtocols, Text};
+use Success::{EventStream, Html, Json, SwitchingProtocols, Text};
 
 /// Every operation the router serves.
 const OPERATIONS: &[Operation] = &[
@@ -448,7 +450,7 @@ const OPERATIONS: &[Operation] = &[
     op!(Get "/overlay/{id}", "overlays", "Any overlay, for its public page", Public, body: None, query: &[], Json("OverlayView"), errors: [404]),
     op!(Get "/color/{user_id}", "now playing", "The color of the user's playing cover, or their fallback color", Public, body: None, query: &[], Json("ColorResponse"), errors: [404]),
     op!(Get "/infos/{user_id}", "now playing", "The color, the track, the palette and a text color", Public, body: None, query: &[], Json("InfosResponse"), errors: [404]),
-    op!(Get "/infos/{user_id}/events", "now playing", "Server-Sent Events of `/infos`: the current JSON at once, then one event per change; ids are state fingerprints (`Last-Event-ID` equal to the current one skips the first event); a comment every 15 s", Public, body: None, query: &[], Text("text/event-stream"), errors: [404, 429]),
+    op!(Get "/infos/{user_id}/events", "now playing", "Server-Sent Events of `/infos`: the current JSON at once, then one event per change; ids are state fingerprints (`Last-Event-ID` equal to the current one skips the first event); a comment every 15 s", Public, body: None, query: &[], EventStream("InfosResponse"), errors: [404, 429]),
     op!(Get "/ws", "now playing", "WebSocket of now-playing changes (token: header, cookie or `token` query)", Public, body: None, query: &[Query("token", QueryKind::AnyText, OPTIONAL, "An access token.")], SwitchingProtocols, errors: [400]),
     op!(Get "/spotify/credentials/status", "spotify", "Which Spotify credentials are stored", User, body: None, query: &[], Json("CredentialsStatusView"), errors: []),
     op!(Patch "/spotify/credentials", "spotify", "Store Spotify credentials (blank clears)", User, body: Some(Body("SpotifyCredentialsBody", Reading::Required)), query: &[], Json("CredentialsStatusView"), errors: []),
@@ -660,6 +662,17 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
                 ContentBuilder::new().schema(Some(String::schema())).build(),
             ),
         ),
+        EventStream(data_schema) => builder.response(
+            "200",
+            ResponseBuilder::new()
+                .description(format!(
+                    "Server-Sent Events; each event's `data` is the JSON of `{data_schema}`"
+                ))
+                .content(
+                    "text/event-stream",
+                    ContentBuilder::new().schema(Some(event_schema())).build(),
+                ),
+        ),
         Html => builder.response(
             "200",
             ResponseBuilder::new().description("Success").content(
@@ -835,6 +848,19 @@ fn document() -> OpenApi {
 /// The document as JSON, for tests and tools.
 pub fn document_json() -> Value {
     serde_json::from_slice(&DOCUMENT).unwrap_or(Value::Null)
+}
+
+/// One Server-Sent Event as the WHATWG HTML standard's parser sees it (section 9.2.6): the
+/// schema of a `text/event-stream` response describes each event, not the stream's text.
+fn event_schema() -> ObjectBuilder {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("data", text())
+        .property("event", text())
+        .property("id", text())
+        .property("retry", ObjectBuilder::new().schema_type(Type::Integer))
+        .required("data")
 }
 
 #[cfg(test)]
