@@ -20,7 +20,7 @@ use crate::mail::{
     DisabledMailer, LocalMailBudget, MailBudget, MailError, Mailer, Outbox, SmtpMailer,
     SmtpSettings,
 };
-use crate::metrics::{ConnectionCounts, Metrics};
+use crate::metrics::{ConnectionCounts, MetricSources, Metrics};
 use crate::secrets::SecretBox;
 use crate::service::{AccountEvent, HotReads};
 use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
@@ -211,16 +211,16 @@ impl AppBuilder {
         });
         let event_streams = Arc::<StreamCounts>::default();
         let metrics = config.metrics.then(|| {
-            Metrics::new(
-                hub.clone(),
-                spotify.clone(),
-                Arc::clone(&self.store),
-                Arc::clone(&connections),
-                outbox.clone(),
-                Arc::clone(&event_streams),
-                config.node_id.clone(),
-                cluster.clone(),
-            )
+            Metrics::new(MetricSources {
+                hub: hub.clone(),
+                spotify: spotify.clone(),
+                store: Arc::clone(&self.store),
+                connections: Arc::clone(&connections),
+                outbox: outbox.clone(),
+                event_streams: Arc::clone(&event_streams),
+                node_id: config.node_id.clone(),
+                cluster: cluster.clone(),
+            })
         });
         let app = App {
             inner: Arc::new(Inner {

@@ -132,17 +132,31 @@ pub(crate) struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
 }
 
+/// What the metrics read the live state from at each scrape.
+pub(crate) struct MetricSources {
+    pub(crate) hub: NowPlayingHub,
+    pub(crate) spotify: SpotifyClient,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) connections: Arc<ConnectionCounts>,
+    pub(crate) outbox: Outbox,
+    pub(crate) event_streams: Arc<StreamCounts>,
+    /// This node's `NODE_ID`.
+    pub(crate) node_id: String,
+    pub(crate) cluster: Option<Cluster>,
+}
+
 impl Metrics {
-    pub(crate) fn new(
-        hub: NowPlayingHub,
-        spotify: SpotifyClient,
-        store: Arc<dyn Store>,
-        connections: Arc<ConnectionCounts>,
-        outbox: Outbox,
-        event_streams: Arc<StreamCounts>,
-        node_id: String,
-        cluster: Option<Cluster>,
-    ) -> Self {
+    pub(crate) fn new(sources: MetricSources) -> Self {
+        let MetricSources {
+            hub,
+            spotify,
+            store,
+            connections,
+            outbox,
+            event_streams,
+            node_id,
+            cluster,
+        } = sources;
         let mut registry = Registry::with_prefix("melodyhue");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
