@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::spotify::{close_code, next_json};
 use super::{
     Harness, Reply, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, TEST_PASSWORD, TestUser, receive,
+    release_together,
 };
 use crate::database::{ScratchDatabase, Server};
 use crate::fake_spotify::{FakeSpotify, FakeTrack, Scenario};
@@ -563,20 +564,8 @@ async fn post_at_once(cluster: &TestCluster, count: usize, path: &str, body: Val
             .assert_status(200);
         requests.push(client.post(node.url(path)).json(&body));
     }
-    let barrier = Arc::new(tokio::sync::Barrier::new(count));
-    let tasks: Vec<_> = requests
-        .into_iter()
-        .map(|request| {
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                receive(request).await
-            })
-        })
-        .collect();
     let mut statuses = Vec::with_capacity(count);
-    for task in tasks {
-        let reply = task.await.expect("request task");
+    for reply in release_together(requests).await {
         if reply.status == 429 {
             assert!(reply.headers.contains_key("retry-after"));
         }

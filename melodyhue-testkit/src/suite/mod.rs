@@ -265,22 +265,7 @@ impl TestServer {
             .enumerate()
             .map(|(i, client)| request(i, client))
             .collect();
-        let barrier = Arc::new(tokio::sync::Barrier::new(count));
-        let tasks: Vec<_> = requests
-            .into_iter()
-            .map(|request| {
-                let barrier = Arc::clone(&barrier);
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    receive(request).await
-                })
-            })
-            .collect();
-        let mut replies = Vec::with_capacity(count);
-        for task in tasks {
-            replies.push(task.await.expect("request task"));
-        }
-        replies
+        release_together(requests).await
     }
 
     /// A request with an optional bearer token and JSON body.
@@ -347,6 +332,27 @@ impl TestServer {
         )
         .await
     }
+}
+
+/// Sends `requests` at the same instant, each from its own task, all released by one barrier
+/// (each on the connection its client already holds); the replies in the order given.
+pub async fn release_together(requests: Vec<reqwest::RequestBuilder>) -> Vec<Reply> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                receive(request).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        replies.push(task.await.expect("request task"));
+    }
+    replies
 }
 
 /// Sends a request and reads the reply.
