@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::Change;
 use crate::color::{ColorReport, Palette, Rgb};
-use crate::spotify::hub::{PlayingItem, Snapshot};
+use crate::service::now_playing::hub::{PlayingItem, Snapshot};
 use crate::spotify::{ItemKind, NowPlaying};
 
 /// A user's state as the polling node saw it.

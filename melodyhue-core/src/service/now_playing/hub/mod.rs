@@ -33,7 +33,7 @@ use moka::future::Cache;
 use tokio::sync::{Notify, watch};
 
 use super::coordination::{Claim, PollCoordinator, PollLease};
-use super::{
+use crate::spotify::{
     AppCredentials, ImagePolicy, ItemKind, NowPlaying, Playback, SpotifyClient, SpotifyError,
 };
 use crate::color::{self, ColorReport};
