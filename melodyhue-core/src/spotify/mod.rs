@@ -9,8 +9,8 @@ mod images;
 mod wire;
 
 pub use client::{
-    AppCredentials, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL, DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT,
-    ItemKind, MAX_RETRY_AFTER, NowPlaying, Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
-    TokenGrant, retry_after_delay,
+    AppCredentials, CurrentlyPlaying, CurrentlyPlayingType, DEFAULT_ACCOUNTS_URL, DEFAULT_API_URL,
+    DEFAULT_RETRY_AFTER, DEFAULT_TIMEOUT, MAX_RETRY_AFTER, Playback, SpotifyClient,
+    SpotifyEndpoints, SpotifyError, TokenGrant, retry_after_delay,
 };
 pub use images::{AllowedHost, ImagePolicy};

@@ -41,7 +41,7 @@ use self::polling::{Backoff, run_feed};
 use super::coordination::PollCoordinator;
 use crate::color::ColorReport;
 use crate::secrets::SecretBox;
-use crate::spotify::{ImagePolicy, NowPlaying, SpotifyClient};
+use crate::spotify::{CurrentlyPlaying, ImagePolicy, SpotifyClient};
 use crate::store::Store;
 
 /// How long a `/color` or `/infos` request keeps a user watched.
@@ -54,7 +54,7 @@ pub const VIEWER_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlayingItem {
     /// What Spotify reported.
-    pub item: NowPlaying,
+    pub item: CurrentlyPlaying,
     /// The cover's colors, when the cover could be analysed.
     pub cover: Option<Arc<ColorReport>>,
     /// When Spotify reported it (progress advances from here while playing).
@@ -83,7 +83,7 @@ impl PlayingItem {
     /// Whether both show the same: every detail of the item and the cover's colors. The
     /// position is left out: it moves all the time.
     fn shows_same(&self, other: &PlayingItem) -> bool {
-        let without_progress = |item: &NowPlaying| NowPlaying {
+        let without_progress = |item: &CurrentlyPlaying| CurrentlyPlaying {
             progress_ms: None,
             ..item.clone()
         };
@@ -359,12 +359,12 @@ impl NowPlayingHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spotify::ItemKind;
+    use crate::spotify::CurrentlyPlayingType;
 
     fn playing(progress_ms: Option<u64>, duration_ms: Option<u64>, ago: Duration) -> PlayingItem {
         PlayingItem {
-            item: NowPlaying {
-                kind: ItemKind::Track,
+            item: CurrentlyPlaying {
+                currently_playing_type: CurrentlyPlayingType::Track,
                 is_playing: true,
                 progress_ms,
                 id: None,
@@ -404,7 +404,7 @@ mod tests {
         let base = playing(Some(1_000), Some(10_000), Duration::ZERO);
         let moved = playing(Some(4_000), Some(10_000), Duration::from_secs(3));
         assert!(shown(base.clone()).shows_same(&shown(moved)));
-        let changes: [fn(&mut NowPlaying); 8] = [
+        let changes: [fn(&mut CurrentlyPlaying); 8] = [
             |item| item.name = Some("Other".into()),
             |item| item.uri = Some("spotify:local:A:B:D:10".into()),
             |item| item.id = Some("x".into()),

@@ -7,7 +7,7 @@ use super::connection::access_token;
 use super::covers::cover;
 use super::{Feed, HubInner, PlayingItem, Snapshot, lock, publish};
 use crate::service::now_playing::coordination::{Claim, PollLease};
-use crate::spotify::{ItemKind, Playback, SpotifyError};
+use crate::spotify::{CurrentlyPlayingType, Playback, SpotifyError};
 
 /// Longest wait between two polls after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -235,7 +235,14 @@ async fn poll(hub: &HubInner, feed: &Feed) -> Result<Snapshot, PollFailure> {
     }
     .map_err(classify)?;
     let item = match playback {
-        Playback::Item(item) if matches!(item.kind, ItemKind::Track | ItemKind::Episode) => item,
+        Playback::Item(item)
+            if matches!(
+                item.currently_playing_type,
+                CurrentlyPlayingType::Track | CurrentlyPlayingType::Episode
+            ) =>
+        {
+            item
+        }
         // Ads, unknown items and silence all show the fallback color.
         Playback::Item(_) | Playback::Nothing => return Ok(Snapshot::Idle),
     };
