@@ -22,15 +22,18 @@
 //!   [`PollCoordinator`] whether this node polls the user; if another does, the feed shows what
 //!   that node shares ([`NowPlayingHub::apply_remote`]), and subscribers are woken exactly as
 //!   by a poll of this node.
+//!
+//! This module holds what viewers and subscribers use; the feed task and its polls are in
+//! `polling`, the copy of each user's connection in `connection`, the cover cache in `covers`.
+
+mod connection;
+mod covers;
+mod polling;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-
-mod connection;
-mod covers;
-mod polling;
 
 use moka::future::Cache;
 use tokio::sync::{Notify, watch};
