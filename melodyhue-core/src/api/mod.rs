@@ -14,10 +14,11 @@
 //!
 //! **Adding an endpoint:** write the handler, `async fn(cx: &Ctx<'_>) -> Reply` (or
 //! `(cx, id: &str)` for a template with a `{parameter}`), next to its kind; add its row to
-//! `ROUTES`, before any row whose template would take its path through a parameter; add its
-//! case to the HTTP suite (`melodyhue-testkit/src/suite/`). The suite's coverage case then
-//! finds it documented and routed, and, for a `User` or `Staff` row, answering `401` without a
-//! token.
+//! `ROUTES`, before any row whose template would take its path through a parameter (a schema
+//! the row names that the document lacks goes into `openapi::document`'s components; a unit
+//! test finds it missing); add its case to the HTTP suite (`melodyhue-testkit/src/suite/`).
+//! The suite's coverage case then finds it documented and routed, and, for a `User` or `Staff`
+//! row, answering `401` without a token.
 //!
 //! ```no_run
 //! # async fn example(app: melodyhue_core::App) {
