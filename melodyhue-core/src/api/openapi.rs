@@ -4,7 +4,7 @@
 //! Schemas come from the Rust types: the response types of the handlers derive
 //! [`utoipa::ToSchema`], and so do the request bodies below, which exist only to describe
 //! what the handlers read field by field. The operations are the rows of the route table
-//! ([`super::routes`]), the one the dispatcher serves, so the document cannot miss a route; a
+//! (`api::routes`), the one the dispatcher serves, so the document cannot miss a route; a
 //! suite case asks a running server every documented operation (routed) and every other
 //! method on those paths (`405`).
 
