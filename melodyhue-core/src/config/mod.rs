@@ -2,7 +2,8 @@
 //!
 //! [`Config::from_env`] reads the process environment (and a `.env` file when present), checks
 //! every value, and reports the first bad one as a [`ConfigError`] naming the variable.
-//! [`Config::from_vars`] does the same from any list of pairs, without touching files.
+//! [`Config::from_vars`] does the same from any list of pairs, without touching files, and
+//! [`Config::builder`] from setters in code.
 //!
 //! Each section's settings and the reading of its variables live in a file of their own:
 //! `browser` (cookies, CORS), `mail`, `spotify`, `limits` (throttling, connections, `/ws`,
@@ -109,9 +110,9 @@ pub enum LogFormat {
 
 /// Every setting of a MelodyHue server.
 ///
-/// Built by [`Config::from_env`] or [`Config::from_vars`] (the variables of the README), never
-/// as a literal: it is `#[non_exhaustive]`, so a setting added later breaks no embedder. A
-/// field may still be changed after it is built.
+/// Built by [`Config::from_env`], [`Config::from_vars`] (the variables of the README) or
+/// [`Config::builder`], never as a literal: it is `#[non_exhaustive]`, so a setting added later
+/// breaks no embedder. A field may still be changed after it is built.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -201,6 +202,7 @@ pub struct Config {
 }
 
 mod browser;
+mod builder;
 mod cluster;
 mod limits;
 mod mail;
@@ -209,6 +211,7 @@ mod spotify;
 mod vars;
 
 pub use browser::{CookieConfig, CorsConfig, SameSite};
+pub use builder::ConfigBuilder;
 use cluster::{cluster, default_node_id};
 use limits::password_admission;
 pub use limits::{ConnectionLimits, EventStreamLimits, ThrottleConfig, WebSocketLimits};
