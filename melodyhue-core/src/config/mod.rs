@@ -2,17 +2,22 @@
 //!
 //! [`Config::from_env`] reads the process environment (and a `.env` file when present), checks
 //! every value, and reports the first bad one as a [`ConfigError`] naming the variable.
-//! [`Config::from_vars`] does the same from any list of pairs, without touching files.
+//! [`Config::from_vars`] does the same from any list of pairs, without touching files, and
+//! [`Config::builder`] from setters in code.
+//!
+//! Each section's settings and the reading of its variables live in a file of their own:
+//! `browser` (cookies, CORS), `mail`, `spotify`, `limits` (throttling, connections, `/ws`,
+//! event streams, password hashing) and `cluster`; `secrets` keeps the secrets' checks and
+//! `vars` the typed getters.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::admission::AdmissionLimits;
-use crate::auth::password::{HashParams, default_workers};
+use crate::auth::password::HashParams;
 use crate::cluster::ClusterConfig;
 use crate::mail::MailLimits;
-use crate::spotify::{AllowedHost, ImagePolicy};
 
 /// A bad or missing setting, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -93,146 +98,6 @@ pub enum JwtAlgorithm {
     HS512,
 }
 
-/// The `SameSite` attribute of the auth cookies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameSite {
-    /// `Lax` (default).
-    #[default]
-    Lax,
-    /// `Strict`.
-    Strict,
-    /// `None` (needs `COOKIE_SECURE=true` in browsers).
-    None,
-}
-
-/// How the auth cookies are set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CookieConfig {
-    /// `ACCESS_COOKIE_MAX_AGE` seconds (900).
-    pub access_max_age: u64,
-    /// `REFRESH_COOKIE_MAX_AGE` seconds (2592000).
-    pub refresh_max_age: u64,
-    /// `COOKIE_SAMESITE` (lax).
-    pub same_site: SameSite,
-    /// `COOKIE_SECURE` (false).
-    pub secure: bool,
-    /// `COOKIE_DOMAIN` (unset).
-    pub domain: Option<String>,
-}
-
-/// Which origins may call the API from a browser.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CorsConfig {
-    /// `CORS_ALLOW_ORIGINS`: `None` means `*` (any origin).
-    pub origins: Option<Vec<String>>,
-    /// `CORS_ALLOW_CREDENTIALS`, forced off with `*`.
-    pub allow_credentials: bool,
-}
-
-/// Outgoing mail server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SmtpConfig {
-    /// `SMTP_HOST`.
-    pub host: String,
-    /// `SMTP_PORT` (587).
-    pub port: u16,
-    /// `SMTP_USER`.
-    pub username: Option<String>,
-    /// `SMTP_PASSWORD`.
-    pub password: Option<SecretString>,
-    /// `SMTP_STARTTLS` (true unless `SMTP_SSL`).
-    pub starttls: bool,
-    /// `SMTP_SSL`: implicit TLS (false).
-    pub implicit_tls: bool,
-    /// `SMTP_FROM` (no-reply@localhost).
-    pub from: String,
-    /// `SMTP_FROM_NAME` (MelodyHue).
-    pub from_name: Option<String>,
-}
-
-/// Spotify endpoints and polling.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SpotifyConfig {
-    /// `SPOTIFY_REDIRECT_URI` (`FRONTEND_URL` + `/spotify/callback`).
-    pub redirect_uri: String,
-    /// `SPOTIFY_ACCOUNTS_URL` (<https://accounts.spotify.com>).
-    pub accounts_url: String,
-    /// `SPOTIFY_API_URL` (<https://api.spotify.com>).
-    pub api_url: String,
-    /// `SPOTIFY_POLLING_INTERVAL` seconds (3).
-    pub polling_interval: Duration,
-    /// `SPOTIFY_IMAGE_HOSTS`: hosts cover images may come from (default: Spotify's own).
-    pub image_hosts: Vec<AllowedHost>,
-    /// Timeout of every call to Spotify (`SPOTIFY_TIMEOUT`, 5 s).
-    pub timeout: Duration,
-}
-
-/// Login throttling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ThrottleConfig {
-    /// `LOGIN_MAX_FAILURES_PER_IDENTIFIER` (5).
-    pub max_failures_per_identifier: u32,
-    /// `LOGIN_MAX_FAILURES_PER_IP` (20): failures per client network; `0` turns this budget
-    /// off, for a deployment behind a proxy that does not say whose request it forwards (every
-    /// client would share the proxy's budget).
-    pub max_failures_per_ip: u32,
-    /// `LOGIN_THROTTLE_WINDOW_SECONDS` (900).
-    pub window: Duration,
-}
-
-/// What one client connection may hold, on both frontends (see `melodyhue_core::server`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConnectionLimits {
-    /// `HTTP_HEADER_TIMEOUT` seconds (10): a new connection must deliver its first request's
-    /// headers (for HTTP/2, its preface and first request) within this time of being accepted;
-    /// on a kept-alive HTTP/1.1 connection, each later request's headers within this time of
-    /// their first byte.
-    pub header_timeout: Duration,
-    /// `HTTP_BODY_TIMEOUT` seconds (30): a request's body must arrive whole within this time of
-    /// its headers (`408` otherwise).
-    pub body_timeout: Duration,
-    /// `HTTP_KEEP_ALIVE_TIMEOUT` seconds (60): a connection with no request in flight is closed
-    /// after this long.
-    pub keep_alive_timeout: Duration,
-    /// `HTTP_WRITE_TIMEOUT` seconds (10): a connection whose writes make no progress for this
-    /// long (a client that stopped reading, e.g. an event stream's) is closed.
-    pub write_timeout: Duration,
-    /// `HTTP_MAX_CONNECTIONS`: open connections (WebSockets included) at most; `None` derives
-    /// it from the process's file-descriptor limit.
-    pub max_connections: Option<usize>,
-}
-
-/// Limits of the `/ws` channel (see [`crate::api::ws`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WebSocketLimits {
-    /// `WS_PING_INTERVAL` seconds (30): how often a socket is pinged. A socket that has sent
-    /// nothing (not even the pong) since the previous ping is closed.
-    pub ping_interval: Duration,
-    /// `WS_MAX_SOCKETS_PER_USER` (20): open sockets per user; one more is closed at once with
-    /// code 4429.
-    pub max_sockets_per_user: usize,
-}
-
-/// Limits of the `/infos/{user_id}/events` streams (see `melodyhue_core::api::events`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventStreamLimits {
-    /// `SSE_MAX_STREAMS_PER_IP` (20): open streams per client IP (see `TRUST_PROXY`); one
-    /// more is answered `429`.
-    pub max_streams_per_ip: usize,
-    /// `SSE_MAX_STREAMS` (1000): open streams in all; one more is answered `503`.
-    pub max_streams: usize,
-    /// `SSE_KEEP_ALIVE_INTERVAL` seconds (15): how often an idle stream sends a comment line,
-    /// so that proxies keep it open.
-    pub keep_alive_interval: Duration,
-}
-
 /// Log output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -245,9 +110,9 @@ pub enum LogFormat {
 
 /// Every setting of a MelodyHue server.
 ///
-/// Built by [`Config::from_env`] or [`Config::from_vars`] (the variables of the README), never
-/// as a literal: it is `#[non_exhaustive]`, so a setting added later breaks no embedder. A
-/// field may still be changed after it is built.
+/// Built by [`Config::from_env`], [`Config::from_vars`] (the variables of the README) or
+/// [`Config::builder`], never as a literal: it is `#[non_exhaustive]`, so a setting added later
+/// breaks no embedder. A field may still be changed after it is built.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -336,12 +201,26 @@ pub struct Config {
     pub password_admission: AdmissionLimits,
 }
 
+mod browser;
+mod builder;
+mod cluster;
+mod limits;
+mod mail;
 mod secrets;
+mod spotify;
 mod vars;
 
+pub use browser::{CookieConfig, CorsConfig, SameSite};
+pub use builder::ConfigBuilder;
+use cluster::{cluster, default_node_id};
+use limits::password_admission;
+pub use limits::{ConnectionLimits, EventStreamLimits, ThrottleConfig, WebSocketLimits};
+pub use mail::SmtpConfig;
+use mail::mail_limits;
 pub use secrets::{MIN_SECRET_BYTES, generate_secret_key};
 use secrets::{SECRETS_FILE, check_production_secrets, read_secrets_file, write_secrets_file};
-use vars::{Vars, count, database_url, invalid, reuse_interval};
+pub use spotify::SpotifyConfig;
+use vars::{Vars, database_url, invalid, reuse_interval};
 
 impl Config {
     /// Reads `.env` (when present, without overriding the real environment), then the process
@@ -396,61 +275,10 @@ impl Config {
                 ));
             }
         };
-        let same_site = match vars
-            .get("COOKIE_SAMESITE")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("lax") => SameSite::Lax,
-            Some("strict") => SameSite::Strict,
-            Some("none") => SameSite::None,
-            Some(other) => {
-                return Err(invalid(
-                    "COOKIE_SAMESITE",
-                    format!("expected lax, strict or none, got {other:?}"),
-                ));
-            }
-        };
-        let cors = if vars.flag("ENABLE_CORS", false)? {
-            let list: Vec<String> = vars
-                .string("CORS_ALLOW_ORIGINS", "*")
-                .split(',')
-                .map(|o| o.trim().trim_end_matches('/').to_owned())
-                .filter(|o| !o.is_empty())
-                .collect();
-            let any = list.is_empty() || list.iter().any(|o| o == "*");
-            Some(CorsConfig {
-                origins: (!any).then_some(list),
-                allow_credentials: !any && vars.flag("CORS_ALLOW_CREDENTIALS", false)?,
-            })
-        } else {
-            None
-        };
+        let cookies = CookieConfig::read(&vars)?;
+        let cors = CorsConfig::read(&vars)?;
         let frontend_url = vars.url("FRONTEND_URL", "http://localhost:4200")?;
-        let smtp = match vars.get("SMTP_HOST") {
-            None => None,
-            Some(host) => {
-                let implicit_tls = vars.flag("SMTP_SSL", false)?;
-                Some(SmtpConfig {
-                    host: host.to_owned(),
-                    port: vars.number("SMTP_PORT", if implicit_tls { 465 } else { 587 })?,
-                    username: vars.get("SMTP_USER").map(str::to_owned),
-                    password: vars.secret("SMTP_PASSWORD"),
-                    starttls: vars.flag("SMTP_STARTTLS", !implicit_tls)?,
-                    implicit_tls,
-                    from: vars.string("SMTP_FROM", "no-reply@localhost"),
-                    from_name: Some(vars.string("SMTP_FROM_NAME", "MelodyHue")),
-                })
-            }
-        };
-        if let Some(smtp) = &smtp {
-            if smtp.starttls && smtp.implicit_tls {
-                return Err(invalid(
-                    "SMTP_STARTTLS",
-                    "cannot be combined with SMTP_SSL (implicit TLS)".into(),
-                ));
-            }
-        }
+        let smtp = SmtpConfig::read(&vars)?;
         let email_debug = vars.flag("EMAIL_DEBUG", false)?;
         if email_debug && environment == Environment::Production {
             return Err(invalid(
@@ -458,21 +286,7 @@ impl Config {
                 "returns secret tokens in responses and is refused in production".into(),
             ));
         }
-        let spotify = SpotifyConfig {
-            redirect_uri: vars.url(
-                "SPOTIFY_REDIRECT_URI",
-                &format!("{frontend_url}/spotify/callback"),
-            )?,
-            accounts_url: vars.url("SPOTIFY_ACCOUNTS_URL", "https://accounts.spotify.com")?,
-            api_url: vars.url("SPOTIFY_API_URL", "https://api.spotify.com")?,
-            polling_interval: vars.seconds("SPOTIFY_POLLING_INTERVAL", 3.0)?,
-            image_hosts: ImagePolicy::parse_hosts(
-                vars.get("SPOTIFY_IMAGE_HOSTS")
-                    .unwrap_or(ImagePolicy::DEFAULT_HOSTS),
-            )
-            .map_err(|reason| invalid("SPOTIFY_IMAGE_HOSTS", reason))?,
-            timeout: vars.seconds("SPOTIFY_TIMEOUT", 5.0)?,
-        };
+        let spotify = SpotifyConfig::read(&vars, &frontend_url)?;
         let log_format = match vars
             .get("LOG_FORMAT")
             .map(str::to_ascii_lowercase)
@@ -509,62 +323,21 @@ impl Config {
                 86_400 * vars.positive("REFRESH_TOKEN_EXPIRE_DAYS", 30)?,
             ),
             refresh_token_reuse_interval: reuse_interval(&vars)?,
-            cookies: CookieConfig {
-                access_max_age: vars.number("ACCESS_COOKIE_MAX_AGE", 900)?,
-                refresh_max_age: vars.number("REFRESH_COOKIE_MAX_AGE", 2_592_000)?,
-                same_site,
-                secure: vars.flag("COOKIE_SECURE", false)?,
-                domain: vars.get("COOKIE_DOMAIN").map(str::to_owned),
-            },
+            cookies,
             cors,
             frontend_url,
             password_reset_url_base: vars.get("PASSWORD_RESET_URL_BASE").map(str::to_owned),
             twofa_disable_url_base: vars.get("TWOFA_DISABLE_URL_BASE").map(str::to_owned),
             email_revert_url_base: vars.get("EMAIL_REVERT_URL_BASE").map(str::to_owned),
-            mail_limits: MailLimits {
-                per_address: count(&vars, "MAIL_MAX_PER_ADDRESS", 5)?,
-                per_ip: vars.number("MAIL_MAX_PER_IP", 20)?,
-                window: Duration::from_secs(vars.positive("MAIL_LIMIT_WINDOW_SECONDS", 3600)?),
-            },
+            mail_limits: mail_limits(&vars)?,
             smtp,
             email_debug,
             spotify,
-            throttle: ThrottleConfig {
-                max_failures_per_identifier: vars
-                    .positive("LOGIN_MAX_FAILURES_PER_IDENTIFIER", 5)?
-                    .try_into()
-                    .unwrap_or(u32::MAX),
-                max_failures_per_ip: vars.number("LOGIN_MAX_FAILURES_PER_IP", 20)?,
-                window: Duration::from_secs(vars.positive("LOGIN_THROTTLE_WINDOW_SECONDS", 900)?),
-            },
+            throttle: ThrottleConfig::read(&vars)?,
             trust_proxy: vars.flag("TRUST_PROXY", false)?,
-            connections: ConnectionLimits {
-                header_timeout: vars.seconds("HTTP_HEADER_TIMEOUT", 10.0)?,
-                body_timeout: vars.seconds("HTTP_BODY_TIMEOUT", 30.0)?,
-                keep_alive_timeout: vars.seconds("HTTP_KEEP_ALIVE_TIMEOUT", 60.0)?,
-                write_timeout: vars.seconds("HTTP_WRITE_TIMEOUT", 10.0)?,
-                max_connections: match vars.get("HTTP_MAX_CONNECTIONS") {
-                    None => None,
-                    Some(_) => Some(
-                        usize::try_from(vars.positive("HTTP_MAX_CONNECTIONS", 1)?)
-                            .unwrap_or(usize::MAX),
-                    ),
-                },
-            },
-            websocket: WebSocketLimits {
-                ping_interval: vars.seconds("WS_PING_INTERVAL", 30.0)?,
-                max_sockets_per_user: usize::try_from(
-                    vars.positive("WS_MAX_SOCKETS_PER_USER", 20)?,
-                )
-                .unwrap_or(usize::MAX),
-            },
-            events: EventStreamLimits {
-                max_streams_per_ip: usize::try_from(vars.positive("SSE_MAX_STREAMS_PER_IP", 20)?)
-                    .unwrap_or(usize::MAX),
-                max_streams: usize::try_from(vars.positive("SSE_MAX_STREAMS", 1000)?)
-                    .unwrap_or(usize::MAX),
-                keep_alive_interval: vars.seconds("SSE_KEEP_ALIVE_INTERVAL", 15.0)?,
-            },
+            connections: ConnectionLimits::read(&vars)?,
+            websocket: WebSocketLimits::read(&vars)?,
+            events: EventStreamLimits::read(&vars)?,
             trusted_proxy_hops: vars
                 .positive("TRUSTED_PROXY_HOPS", 1)?
                 .try_into()
@@ -578,20 +351,7 @@ impl Config {
             log_format,
             log_level: vars.string("LOG_LEVEL", "info"),
             password_hashing: HashParams::default(),
-            password_admission: AdmissionLimits {
-                workers: vars
-                    .positive("PASSWORD_HASH_WORKERS", default_workers() as u64)?
-                    .try_into()
-                    .unwrap_or(usize::MAX),
-                queue: vars
-                    .positive("PASSWORD_HASH_QUEUE", 8)?
-                    .try_into()
-                    .unwrap_or(usize::MAX),
-                per_client: vars
-                    .positive("PASSWORD_HASH_PER_CLIENT", 4)?
-                    .try_into()
-                    .unwrap_or(u32::MAX),
-            },
+            password_admission: password_admission(&vars)?,
         })
     }
 
@@ -686,43 +446,6 @@ impl Config {
             None => format!("{}/auth/2fa/disable?token={token}", self.frontend_url),
         }
     }
-}
-
-/// `REDIS_URL` (a cluster), which needs a database every node reaches: not SQLite.
-fn cluster(vars: &Vars, database_url: &SecretString) -> Result<Option<ClusterConfig>, ConfigError> {
-    let Some(redis_url) = vars.get("REDIS_URL") else {
-        return Ok(None);
-    };
-    if !(redis_url.starts_with("redis://") || redis_url.starts_with("redis+unix://")) {
-        return Err(invalid(
-            "REDIS_URL",
-            "expected redis://[:password@]host[:port][/db]".to_owned(),
-        ));
-    }
-    if database_url.expose().starts_with("sqlite:") {
-        return Err(invalid(
-            "REDIS_URL",
-            "several nodes need one shared PostgreSQL or MariaDB database, and the database is SQLite \
-             (a file of this node): set DATABASE_URL to postgres://… or mysql://…, or unset REDIS_URL \
-             to run a single node"
-                .to_owned(),
-        ));
-    }
-    Ok(Some(ClusterConfig {
-        redis_url: SecretString::new(redis_url),
-        key_prefix: vars.string("REDIS_KEY_PREFIX", "melodyhue:"),
-    }))
-}
-
-/// The host name and process id: unique among the nodes of a cluster.
-fn default_node_id() -> String {
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .into_iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "melodyhue".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]
