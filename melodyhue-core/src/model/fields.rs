@@ -392,7 +392,8 @@ mod tests {
 
     #[test]
     fn lengths_count_characters_at_both_ends() {
-        let cases: [(fn(String) -> Result<(), InvalidValue>, usize, usize); 11] = [
+        type Parse = fn(String) -> Result<(), InvalidValue>;
+        let cases: [(Parse, usize, usize); 11] = [
             (|t| Username::parse(t).map(drop), 3, 80),
             (|t| Password::parse(t).map(drop), 8, 128),
             (|t| LoginPassword::parse(t).map(drop), 1, 1024),
