@@ -1,9 +1,10 @@
 //! Reading and validating request bodies and query strings, collecting every bad field into
 //! one `422` the way FastAPI clients expect.
 //!
-//! Readers return a neutral value (empty string, `None`) for a bad field and remember the
-//! error; [`Input::finish`] then fails with all of them. After `finish` succeeds every value
-//! read is valid.
+//! Readers return `None` (or a neutral value) for a bad field and remember the error;
+//! [`Input::finish`] or [`Input::build`] then fails with all of them. After either succeeds
+//! every value read is valid. The values of the model's types ([`Input::value`]) are checked
+//! by the types themselves; `field_error` words their refusals as pydantic does.
 
 use std::ops::RangeInclusive;
 
