@@ -22,8 +22,9 @@ use crate::mail::{
 };
 use crate::metrics::{ConnectionCounts, MetricSources, Metrics};
 use crate::secrets::SecretBox;
+use crate::service::now_playing::hub::NowPlayingHub;
 use crate::service::{AccountEvent, HotReads};
-use crate::spotify::{ImagePolicy, NowPlayingHub, SpotifyClient, SpotifyEndpoints, SpotifyError};
+use crate::spotify::{ImagePolicy, SpotifyClient, SpotifyEndpoints, SpotifyError};
 use crate::store::{self, Store, StoreError};
 
 /// How long one e-mail may take to reach the SMTP server.
@@ -317,7 +318,7 @@ impl App {
 
     /// The now-playing hub's figures, which the test kit checks.
     #[doc(hidden)]
-    pub fn hub_stats(&self) -> crate::spotify::hub::HubStats {
+    pub fn hub_stats(&self) -> crate::service::now_playing::hub::HubStats {
         self.inner.hub.stats()
     }
 

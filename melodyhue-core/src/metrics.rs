@@ -24,7 +24,8 @@ use prometheus_client::registry::Registry;
 use crate::api::events::StreamCounts;
 use crate::cluster::Cluster;
 use crate::mail::Outbox;
-use crate::spotify::{NowPlayingHub, SpotifyClient};
+use crate::service::now_playing::hub::NowPlayingHub;
+use crate::spotify::SpotifyClient;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

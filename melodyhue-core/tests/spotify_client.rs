@@ -6,8 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use melodyhue_core::spotify::{
-    AppCredentials, DEFAULT_RETRY_AFTER, ImagePolicy, ItemKind, MAX_RETRY_AFTER, NowPlaying,
-    Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
+    AppCredentials, CurrentlyPlaying, CurrentlyPlayingType, DEFAULT_RETRY_AFTER, ImagePolicy,
+    MAX_RETRY_AFTER, Playback, SpotifyClient, SpotifyEndpoints, SpotifyError,
 };
 use melodyhue_testkit::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
 
@@ -52,7 +52,7 @@ impl Setup {
         self.client.currently_playing(&access_token).await
     }
 
-    async fn now_playing(&self, scenario: Scenario) -> NowPlaying {
+    async fn currently_playing(&self, scenario: Scenario) -> CurrentlyPlaying {
         match self.playback(scenario).await {
             Ok(Playback::Item(now)) => now,
             other => panic!("expected an item, got {other:?}"),
@@ -217,7 +217,7 @@ async fn a_playing_track() {
         .fake
         .add_image("cover.jpg", vec![1, 2, 3], "image/jpeg");
     let now = setup
-        .now_playing(Scenario::Playing(FakeTrack {
+        .currently_playing(Scenario::Playing(FakeTrack {
             id: Some("track-1".into()),
             name: "Song".into(),
             artists: vec!["A".into(), "B".into()],
@@ -229,8 +229,8 @@ async fn a_playing_track() {
         .await;
     assert_eq!(
         now,
-        NowPlaying {
-            kind: ItemKind::Track,
+        CurrentlyPlaying {
+            currently_playing_type: CurrentlyPlayingType::Track,
             is_playing: true,
             progress_ms: Some(1_234),
             id: Some("track-1".into()),
@@ -248,9 +248,9 @@ async fn a_playing_track() {
 async fn a_paused_track() {
     let setup = Setup::new().await;
     let now = setup
-        .now_playing(Scenario::Paused(FakeTrack::default()))
+        .currently_playing(Scenario::Paused(FakeTrack::default()))
         .await;
-    assert_eq!(now.kind, ItemKind::Track);
+    assert_eq!(now.currently_playing_type, CurrentlyPlayingType::Track);
     assert!(!now.is_playing);
     assert_eq!(now.name.as_deref(), Some("Fake Song"));
     assert_eq!(now.image_url, None);
@@ -282,13 +282,13 @@ async fn an_episode_with_its_own_image() {
     let episode_image = setup.fake.add_image("episode.jpg", vec![1], "image/jpeg");
     let show_image = setup.fake.add_image("show.jpg", vec![2], "image/jpeg");
     let now = setup
-        .now_playing(Scenario::Episode(FakeEpisode {
+        .currently_playing(Scenario::Episode(FakeEpisode {
             image_url: Some(episode_image.clone()),
             show_image_url: Some(show_image),
             ..FakeEpisode::default()
         }))
         .await;
-    assert_eq!(now.kind, ItemKind::Episode);
+    assert_eq!(now.currently_playing_type, CurrentlyPlayingType::Episode);
     assert!(now.is_playing);
     assert_eq!(now.name.as_deref(), Some("Fake Episode"));
     assert_eq!(now.artists, ["Fake Publisher"]);
@@ -301,24 +301,27 @@ async fn an_episode_with_only_a_show_image() {
     let setup = Setup::new().await;
     let show_image = setup.fake.add_image("show.jpg", vec![2], "image/jpeg");
     let now = setup
-        .now_playing(Scenario::Episode(FakeEpisode {
+        .currently_playing(Scenario::Episode(FakeEpisode {
             image_url: None,
             show_image_url: Some(show_image.clone()),
             ..FakeEpisode::default()
         }))
         .await;
-    assert_eq!(now.kind, ItemKind::Episode);
+    assert_eq!(now.currently_playing_type, CurrentlyPlayingType::Episode);
     assert_eq!(now.image_url, Some(show_image));
 }
 
 #[tokio::test]
 async fn an_ad_and_an_unknown_type() {
     let setup = Setup::new().await;
-    let ad = setup.now_playing(Scenario::Ad).await;
-    assert_eq!(ad.kind, ItemKind::Ad);
+    let ad = setup.currently_playing(Scenario::Ad).await;
+    assert_eq!(ad.currently_playing_type, CurrentlyPlayingType::Ad);
     assert_eq!((ad.name, ad.image_url), (None, None));
-    let unknown = setup.now_playing(Scenario::UnknownType).await;
-    assert_eq!(unknown.kind, ItemKind::Unknown);
+    let unknown = setup.currently_playing(Scenario::UnknownType).await;
+    assert_eq!(
+        unknown.currently_playing_type,
+        CurrentlyPlayingType::Unknown
+    );
 }
 
 #[tokio::test]
@@ -428,7 +431,7 @@ async fn a_local_file_has_no_id_cover_or_made_up_values() {
         cover_url: Some(cover),
         ..FakeTrack::local_file("Song One", "Garage Band", "Demo Tape")
     };
-    let now = setup.now_playing(Scenario::Playing(local)).await;
+    let now = setup.currently_playing(Scenario::Playing(local)).await;
     assert_eq!(now.id, None);
     assert_eq!(
         now.uri.as_deref(),
@@ -443,7 +446,9 @@ async fn a_local_file_has_no_id_cover_or_made_up_values() {
         duration_ms: None,
         ..FakeTrack::default()
     };
-    let now = setup.now_playing(Scenario::Playing(without_duration)).await;
+    let now = setup
+        .currently_playing(Scenario::Playing(without_duration))
+        .await;
     assert_eq!(now.duration_ms, None);
     assert_eq!(now.progress_ms, Some(42_000));
 }
@@ -596,7 +601,7 @@ async fn codes_from_authorize_need_their_redirect_uri() {
     fake.set_scenario("hank-rt", Scenario::Paused(FakeTrack::default()));
     assert!(matches!(
         client.currently_playing(&grant.access_token).await,
-        Ok(Playback::Item(NowPlaying {
+        Ok(Playback::Item(CurrentlyPlaying {
             is_playing: false,
             ..
         }))
@@ -688,7 +693,7 @@ async fn a_slow_answer_times_out() {
 async fn a_slow_answer_within_the_timeout_arrives() {
     let setup = Setup::new().await;
     let now = setup
-        .now_playing(Scenario::slow(
+        .currently_playing(Scenario::slow(
             Duration::from_millis(50),
             Scenario::Paused(FakeTrack::default()),
         ))
@@ -710,7 +715,7 @@ async fn scenarios_change_while_running_and_calls_are_counted() {
         .set_scenario("dave-rt", Scenario::Playing(FakeTrack::default()));
     assert!(matches!(
         setup.client.currently_playing(&dave).await,
-        Ok(Playback::Item(NowPlaying {
+        Ok(Playback::Item(CurrentlyPlaying {
             is_playing: true,
             ..
         }))

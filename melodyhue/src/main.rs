@@ -1,17 +1,17 @@
 //! `melodyhue`: the MelodyHue server and its small administration commands.
 
 mod color_command;
+mod logging;
 
 use std::process::ExitCode;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use melodyhue_core::App;
-use melodyhue_core::config::{self, Config, LogFormat};
+use melodyhue_core::config::{self, Config};
 use melodyhue_core::model::Role;
 use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::service::Error;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -95,7 +95,7 @@ async fn main() -> ExitCode {
     if let Some(Command::HealthCheck) = &cli.command {
         return health_check(&config).await;
     }
-    if let Err(message) = init_logging(&config) {
+    if let Err(message) = logging::init(&config) {
         eprintln!("melodyhue: {message}");
         return ExitCode::from(2);
     }
@@ -174,17 +174,6 @@ fn command_line_error(err: &clap::Error) -> ExitCode {
 fn fail(err: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("melodyhue: {err}");
     ExitCode::from(2)
-}
-
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter =
-        EnvFilter::try_new(&config.log_level).map_err(|err| format!("invalid LOG_LEVEL: {err}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    Ok(())
 }
 
 async fn serve(config: Config, frontend: Frontend) -> ExitCode {

@@ -1,5 +1,5 @@
 //! The `melodyhue` binary: choosing the frontend, by flag or variable, and refusing a bad one;
-//! `gen-keys` and `health-check`.
+//! `gen-keys` and `health-check`; the node's id on every log line.
 // A test binary: a failed expect in a helper is a failed test.
 #![allow(clippy::expect_used)]
 
@@ -103,6 +103,97 @@ async fn an_unknown_frontend_is_one_line_naming_the_variable() {
             "{expected} missing from {stderr}"
         );
     }
+}
+
+/// The whole log of a server named `node_id` that answers two requests and stops on SIGTERM.
+async fn log_of_a_short_run(log_format: &str, node_id: &str) -> Vec<String> {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut child = melodyhue(&directory, &[])
+        .env("LOG_FORMAT", log_format)
+        // Debug lines come from the spawned tasks too (connections, background jobs).
+        .env("LOG_LEVEL", "debug")
+        .env("NODE_ID", node_id)
+        .spawn()
+        .expect("melodyhue runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut log = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            let listening = line.contains("MelodyHue listening");
+            log.push(line);
+            if listening {
+                return;
+            }
+        }
+        panic!("melodyhue exited without listening: {log:?}");
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("melodyhue starts");
+    let address = log
+        .last()
+        .and_then(|line| line.split("address").nth(1))
+        .and_then(|rest| {
+            rest.trim_start_matches(['"', ':', '='])
+                .split(['"', ' '])
+                .next()
+        })
+        .expect("the listening line names the address")
+        .to_owned();
+    for path in ["/health", "/no-such-page"] {
+        reqwest::get(format!("http://{address}{path}"))
+            .await
+            .expect("request reaches the server");
+    }
+    let pid = child.id().expect("running").to_string();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(stopped.success());
+    let rest = async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            log.push(line);
+        }
+    };
+    tokio::time::timeout(PATIENCE, rest)
+        .await
+        .expect("melodyhue stops");
+    log
+}
+
+#[tokio::test]
+async fn every_json_log_line_names_the_node() {
+    let log = log_of_a_short_run("json", "node \"one\"").await;
+    let entries: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect();
+    for entry in &entries {
+        assert_eq!(entry["node_id"], "node \"one\"", "{entry}");
+    }
+    let messages: Vec<&str> = entries
+        .iter()
+        .filter_map(|entry| entry["fields"]["message"].as_str())
+        .collect();
+    for expected in ["MelodyHue listening", "request", "stopped"] {
+        assert!(messages.contains(&expected), "{expected} in {messages:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_text_log_line_names_the_node() {
+    let log = log_of_a_short_run("text", "edge-7").await;
+    assert!(log.len() >= 4, "{log:?}");
+    for line in &log {
+        assert!(line.starts_with("node_id=edge-7 "), "{line}");
+    }
+    assert!(
+        log.iter().any(|line| line.contains("route=\"/health\"")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]

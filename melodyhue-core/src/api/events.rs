@@ -32,8 +32,8 @@ use super::public::{infos_response, user_path_id};
 use super::{ApiError, Ctx, Reply};
 use crate::App;
 use crate::config::EventStreamLimits;
+use crate::service::now_playing::hub::Subscription;
 use crate::service::{Error, NowPlaying};
-use crate::spotify::hub::Subscription;
 
 /// The media type of an event stream.
 pub const EVENT_STREAM: &str = "text/event-stream";

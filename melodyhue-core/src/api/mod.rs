@@ -7,6 +7,19 @@
 //! (answering [`payload_too_large`] beyond that), calls [`handle`], and writes the response,
 //! streaming its body when [`ResponseBody::is_stream`].
 //!
+//! Routing is one table, `routes::ROUTES`: a row per operation (method, path template, handler,
+//! who may call it, request body, query parameters, answers, tag and summary). The dispatcher
+//! serves it (a known path with another method is `405` with `Allow`), the OpenAPI document
+//! ([`openapi`]) describes it, and its templates are the route label of the logs and metrics.
+//!
+//! **Adding an endpoint:** write the handler, `async fn(cx: &Ctx<'_>) -> Reply` (or
+//! `(cx, id: &str)` for a template with a `{parameter}`), next to its kind; add its row to
+//! `ROUTES`, before any row whose template would take its path through a parameter (a schema
+//! the row names that the document lacks goes into `openapi::document`'s components; a unit
+//! test finds it missing); add its case to the HTTP suite (`melodyhue-testkit/src/suite/`).
+//! The suite's coverage case then finds it documented and routed, and, for a `User` or `Staff`
+//! row, answering `401` without a token.
+//!
 //! ```no_run
 //! # async fn example(app: melodyhue_core::App) {
 //! let request = http::Request::get("/health").body(bytes::Bytes::new()).unwrap();
@@ -30,6 +43,7 @@ pub mod openapi;
 mod overlays;
 mod public;
 mod response;
+mod routes;
 mod spotify;
 mod two_factor;
 mod users;
@@ -50,6 +64,7 @@ use crate::App;
 use crate::model::{MAX_ID_LEN, new_id};
 use crate::service::Principal;
 use input::{Input, QueryInput};
+use routes::Found;
 
 /// Request bodies above this many bytes are refused with `413`.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -164,26 +179,6 @@ async fn answer(
 
 type Reply = Result<Response<Bytes>, ApiError>;
 
-/// Dispatches on the method within one path; other methods get `405`. A request a foreign page
-/// could have made a browser send is refused before its handler runs (see [`csrf`]).
-macro_rules! methods {
-    ($cx:expr, form: $($method:ident => $call:expr),+ $(,)?) => {
-        methods!(@ $cx, csrf::Bodies::JsonOrForm, $($method => $call),+)
-    };
-    ($cx:expr, $($method:ident => $call:expr),+ $(,)?) => {
-        methods!(@ $cx, csrf::Bodies::Json, $($method => $call),+)
-    };
-    (@ $cx:expr, $bodies:expr, $($method:ident => $call:expr),+) => {
-        match $cx.method {
-            $(Method::$method => match csrf::check($cx, $bodies) {
-                Ok(()) => $call.await,
-                Err(refused) => Err(refused),
-            },)+
-            _ => Err(ApiError::MethodNotAllowed),
-        }
-    };
-}
-
 /// The segments of a request path as the route table reads them: percent-decoded, empty ones
 /// dropped (`/ws/`, `//ws` and `/%77s` are all `["ws"]`).
 fn path_segments(path: &str) -> Vec<String> {
@@ -197,190 +192,22 @@ fn path_segments(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Finds the handler of a path; returns the route template (for logs) and the reply.
+/// Finds the row of a request in [`routes::ROUTES`] and runs its handler; returns the route
+/// template (for logs and metrics) and the reply. A request a foreign page could have made a
+/// browser send is refused before its handler runs (see [`csrf`]).
 async fn route(cx: &Ctx<'_>, path: &str) -> (&'static str, Reply) {
     let decoded = path_segments(path);
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    match segments.as_slice() {
-        ["health"] => ("/health", methods!(cx, GET => public::health(cx))),
-        ["metrics"] => ("/metrics", methods!(cx, GET => metrics::metrics(cx))),
-        ["openapi.json"] => (
-            "/openapi.json",
-            methods!(cx, GET => openapi::openapi_json()),
-        ),
-        ["docs"] => ("/docs", methods!(cx, GET => openapi::docs())),
-        ["auth", "register"] => ("/auth/register", methods!(cx, POST => auth::register(cx))),
-        ["auth", "login"] => ("/auth/login", methods!(cx, POST => auth::login(cx))),
-        ["auth", "refresh"] => ("/auth/refresh", methods!(cx, POST => auth::refresh(cx))),
-        ["auth", "logout"] => ("/auth/logout", methods!(cx, POST => auth::logout(cx))),
-        ["auth", "login", "2fa"] => (
-            "/auth/login/2fa",
-            methods!(cx, POST => two_factor::login(cx)),
-        ),
-        ["auth", "forgot"] => ("/auth/forgot", methods!(cx, POST => two_factor::forgot(cx))),
-        ["auth", "reset"] => ("/auth/reset", methods!(cx, POST => two_factor::reset(cx))),
-        ["auth", "2fa", "setup"] => (
-            "/auth/2fa/setup",
-            methods!(cx, POST => two_factor::setup(cx)),
-        ),
-        ["auth", "2fa", "verify"] => (
-            "/auth/2fa/verify",
-            methods!(cx, POST => two_factor::verify(cx)),
-        ),
-        ["auth", "2fa", "disable"] => (
-            "/auth/2fa/disable",
-            methods!(cx, POST => two_factor::disable(cx)),
-        ),
-        ["auth", "2fa", "disable", "request"] => (
-            "/auth/2fa/disable/request",
-            methods!(cx, POST => two_factor::disable_request(cx)),
-        ),
-        ["auth", "2fa", "disable", "confirm"] => (
-            "/auth/2fa/disable/confirm",
-            methods!(cx, GET => two_factor::disable_confirm(cx), POST => two_factor::disable_confirm(cx)),
-        ),
-        ["auth", "email", "revert"] => (
-            "/auth/email/revert",
-            methods!(cx, form: GET => users::email_revert_page(cx), POST => users::email_revert(cx)),
-        ),
-        ["users", "me"] => (
-            "/users/me",
-            methods!(cx, GET => users::me(cx), DELETE => users::delete_me(cx)),
-        ),
-        ["users", "me", "username"] => (
-            "/users/me/username",
-            methods!(cx, PATCH => users::change_username(cx)),
-        ),
-        ["users", "me", "email"] => (
-            "/users/me/email",
-            methods!(cx, PATCH => users::change_email(cx)),
-        ),
-        ["users", "me", "password"] => (
-            "/users/me/password",
-            methods!(cx, POST => users::change_password(cx)),
-        ),
-        ["users", id] => (
-            "/users/{user_id}",
-            methods!(cx, GET => public::user(cx, id)),
-        ),
-        ["settings", "me"] => (
-            "/settings/me",
-            methods!(cx, GET => users::settings(cx), PATCH => users::update_settings(cx)),
-        ),
-        ["overlays"] => (
-            "/overlays",
-            methods!(cx, GET => overlays::list(cx), POST => overlays::create(cx)),
-        ),
-        ["overlays", id] => (
-            "/overlays/{id}",
-            methods!(
-                cx,
-                GET => overlays::get(cx, id),
-                PATCH => overlays::update(cx, id),
-                DELETE => overlays::delete(cx, id),
-            ),
-        ),
-        ["overlays", id, "duplicate"] => (
-            "/overlays/{id}/duplicate",
-            methods!(cx, POST => overlays::duplicate(cx, id)),
-        ),
-        ["overlay", id] => (
-            "/overlay/{id}",
-            methods!(cx, GET => public::overlay(cx, id)),
-        ),
-        ["spotify", "credentials", "status"] => (
-            "/spotify/credentials/status",
-            methods!(cx, GET => spotify::credentials_status(cx)),
-        ),
-        ["spotify", "credentials"] => (
-            "/spotify/credentials",
-            methods!(cx, PATCH => spotify::update_credentials(cx)),
-        ),
-        ["spotify", "auth", "url"] => (
-            "/spotify/auth/url",
-            methods!(cx, GET => spotify::auth_url(cx)),
-        ),
-        ["spotify", "auth", "status"] => (
-            "/spotify/auth/status",
-            methods!(cx, GET => spotify::auth_status(cx)),
-        ),
-        ["spotify", "callback"] => (
-            "/spotify/callback",
-            methods!(cx, GET => spotify::callback(cx)),
-        ),
-        ["spotify", "logout"] => ("/spotify/logout", methods!(cx, POST => spotify::logout(cx))),
-        // Upgrades are taken by the adapters before they reach this table.
-        ["ws"] => (
-            "/ws",
-            methods!(cx, GET => async { Err(ApiError::BadRequest("WebSocket upgrade required")) }),
-        ),
-        ["color", id] => (
-            "/color/{user_id}",
-            methods!(cx, GET => public::color(cx, id)),
-        ),
-        ["infos", id] => (
-            "/infos/{user_id}",
-            methods!(cx, GET => public::infos(cx, id)),
-        ),
-        ["infos", id, "events"] => (
-            "/infos/{user_id}/events",
-            methods!(cx, GET => events::infos_events(cx, id)),
-        ),
-        ["admin", ..] | ["modo", ..] => staff_route(cx, &segments).await,
-        _ => ("", Err(ApiError::NotFound("Not Found"))),
-    }
-}
-
-/// The `/admin` (role admin) and `/modo` (role moderator or admin) routes.
-async fn staff_route(cx: &Ctx<'_>, segments: &[&str]) -> (&'static str, Reply) {
-    match segments {
-        ["admin", "stats"] => ("/admin/stats", methods!(cx, GET => admin::stats(cx))),
-        ["admin", "users"] => ("/admin/users", methods!(cx, GET => admin::users(cx))),
-        ["admin", "users", id, "role"] => (
-            "/admin/users/{id}/role",
-            methods!(cx, PATCH => admin::change_role(cx, id)),
-        ),
-        ["admin", "users", id, "warnings"] => (
-            "/admin/users/{id}/warnings",
-            methods!(
-                cx,
-                GET => admin::user_warnings(cx, id),
-                DELETE => admin::delete_user_warnings(cx, id),
-            ),
-        ),
-        ["admin", "warnings"] => ("/admin/warnings", methods!(cx, GET => admin::warnings(cx))),
-        ["admin", "warnings", id] => (
-            "/admin/warnings/{id}",
-            methods!(cx, DELETE => admin::delete_warning(cx, id)),
-        ),
-        ["modo", "users"] => ("/modo/users", methods!(cx, GET => modo::users(cx))),
-        ["modo", "users", id] => (
-            "/modo/users/{id}",
-            methods!(cx, GET => modo::user(cx, id), PATCH => modo::update_user(cx, id)),
-        ),
-        ["modo", "users", id, "warn"] => (
-            "/modo/users/{id}/warn",
-            methods!(cx, POST => modo::warn(cx, id)),
-        ),
-        ["modo", "users", id, "ban"] => (
-            "/modo/users/{id}/ban",
-            methods!(cx, POST => modo::ban(cx, id)),
-        ),
-        ["modo", "users", id, "ban", "revoke"] => (
-            "/modo/users/{id}/ban/revoke",
-            methods!(cx, POST => modo::revoke_ban(cx, id)),
-        ),
-        ["modo", "overlays"] => ("/modo/overlays", methods!(cx, GET => modo::overlays(cx))),
-        ["modo", "overlays", id] => (
-            "/modo/overlays/{id}",
-            methods!(
-                cx,
-                GET => modo::overlay(cx, id),
-                PATCH => modo::update_overlay(cx, id),
-                DELETE => modo::delete_overlay(cx, id),
-            ),
-        ),
-        _ => ("", Err(ApiError::NotFound("Not Found"))),
+    match routes::find(&cx.method, &segments) {
+        Found::Route(route, param) => {
+            let reply = match csrf::check(cx, route.bodies) {
+                Ok(()) => route.handler.call(cx, param).await,
+                Err(refused) => Err(refused),
+            };
+            (route.path, reply)
+        }
+        Found::OtherMethod(template) => (template, Ok(routes::method_not_allowed(template))),
+        Found::Nothing => ("", Err(ApiError::NotFound("Not Found"))),
     }
 }
 

@@ -25,8 +25,8 @@ use redis::Script;
 
 use super::wire::{SharedState, WireSnapshot, unix_ms};
 use super::{Cluster, changes::Change};
-use crate::spotify::coordination::{Claim, PollCoordinator, PollLease};
-use crate::spotify::hub::Snapshot;
+use crate::service::now_playing::coordination::{Claim, PollCoordinator, PollLease};
+use crate::service::now_playing::hub::Snapshot;
 
 /// A lease lasts this many polling intervals.
 const LEASE_TURNS: f64 = 1.5;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::changes::Change;
 use crate::color::{ColorReport, Palette, Rgb};
-use crate::spotify::hub::{PlayingItem, Snapshot};
-use crate::spotify::{ItemKind, NowPlaying};
+use crate::service::now_playing::hub::{PlayingItem, Snapshot};
+use crate::spotify::{CurrentlyPlaying, CurrentlyPlayingType};
 
 /// A user's state as the polling node saw it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ impl WireSnapshot {
                 });
                 let now = Instant::now();
                 Snapshot::Playing(Box::new(PlayingItem {
-                    item: item.into_now_playing(),
+                    item: item.into_currently_playing(),
                     cover,
                     observed_at: now.checked_sub(age).unwrap_or(now),
                 }))
@@ -168,11 +168,11 @@ impl WireItem {
     fn from_playing(playing: &PlayingItem) -> WireItem {
         let item = &playing.item;
         WireItem {
-            kind: match item.kind {
-                ItemKind::Track => WireKind::Track,
-                ItemKind::Episode => WireKind::Episode,
-                ItemKind::Ad => WireKind::Ad,
-                ItemKind::Unknown => WireKind::Unknown,
+            kind: match item.currently_playing_type {
+                CurrentlyPlayingType::Track => WireKind::Track,
+                CurrentlyPlayingType::Episode => WireKind::Episode,
+                CurrentlyPlayingType::Ad => WireKind::Ad,
+                CurrentlyPlayingType::Unknown => WireKind::Unknown,
             },
             is_playing: item.is_playing,
             progress_ms: playing.progress_ms(),
@@ -186,13 +186,13 @@ impl WireItem {
         }
     }
 
-    fn into_now_playing(self) -> NowPlaying {
-        NowPlaying {
-            kind: match self.kind {
-                WireKind::Track => ItemKind::Track,
-                WireKind::Episode => ItemKind::Episode,
-                WireKind::Ad => ItemKind::Ad,
-                WireKind::Unknown => ItemKind::Unknown,
+    fn into_currently_playing(self) -> CurrentlyPlaying {
+        CurrentlyPlaying {
+            currently_playing_type: match self.kind {
+                WireKind::Track => CurrentlyPlayingType::Track,
+                WireKind::Episode => CurrentlyPlayingType::Episode,
+                WireKind::Ad => CurrentlyPlayingType::Ad,
+                WireKind::Unknown => CurrentlyPlayingType::Unknown,
             },
             is_playing: self.is_playing,
             progress_ms: self.progress_ms,
@@ -226,8 +226,8 @@ mod tests {
             text_color: Rgb::new(255, 255, 255),
         };
         let sent = Snapshot::Playing(Box::new(PlayingItem {
-            item: NowPlaying {
-                kind: ItemKind::Episode,
+            item: CurrentlyPlaying {
+                currently_playing_type: CurrentlyPlayingType::Episode,
                 is_playing: false,
                 progress_ms: Some(1_000),
                 id: Some("id".into()),

@@ -1,12 +1,17 @@
 //! The use cases of MelodyHue, as methods of [`App`](crate::App): register, log in, create an
 //! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
+//!
+//! The types of each use case are re-exported here. One module is public for what it holds
+//! beyond them: [`now_playing`], with the now-playing hub ([`now_playing::hub`]: which users are
+//! polled, their latest state in memory, subscriptions for `/ws` and the event stream) and the
+//! interface through which several nodes share the polling ([`now_playing::coordination`]).
 
 mod accounts;
 mod attempts;
 mod hot_reads;
 mod jobs;
 mod moderation;
-mod now_playing;
+pub mod now_playing;
 mod overlays;
 mod recovery;
 mod settings;

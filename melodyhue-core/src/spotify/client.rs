@@ -108,21 +108,21 @@ impl fmt::Debug for TokenGrant {
     }
 }
 
-/// The answer of the currently-playing endpoint.
+/// The answer of the currently-playing endpoint (Spotify's "Get Currently Playing Track").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Playback {
     /// Nothing to show: `204 No Content`, an empty body, or a track or episode answer
     /// without an item.
     Nothing,
-    /// Something is loaded, playing or paused (see [`NowPlaying::is_playing`]). Ads and
-    /// items of unknown type are reported here too, with their [`ItemKind`], even when
+    /// Something is loaded, playing or paused (see [`CurrentlyPlaying::is_playing`]). Ads and
+    /// items of unknown type are reported here too, with their [`CurrentlyPlayingType`], even when
     /// Spotify sends no details about them.
-    Item(NowPlaying),
+    Item(CurrentlyPlaying),
 }
 
 /// What kind of item is loaded (Spotify's `currently_playing_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ItemKind {
+pub enum CurrentlyPlayingType {
     /// A music track.
     Track,
     /// A podcast episode.
@@ -133,11 +133,13 @@ pub enum ItemKind {
     Unknown,
 }
 
-/// The item loaded in the user's player, as far as Spotify describes it.
+/// The item loaded in the user's player, as far as Spotify describes it: its currently-playing
+/// object, with the fields of its `item` (track or episode) flattened, names in Spotify's terms.
+/// What the service shows from it is [`crate::service::NowPlaying`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NowPlaying {
+pub struct CurrentlyPlaying {
     /// What kind of item this is.
-    pub kind: ItemKind,
+    pub currently_playing_type: CurrentlyPlayingType,
     /// Playing (`true`) or paused (`false`).
     pub is_playing: bool,
     /// Position in the item, in milliseconds.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 use serde_json::Value;
 
-use super::client::{ItemKind, NowPlaying, Playback, SpotifyError, TokenGrant};
+use super::client::{CurrentlyPlaying, CurrentlyPlayingType, Playback, SpotifyError, TokenGrant};
 
 /// Access-token lifetime assumed when the accounts service does not say (Spotify: 1 h).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -158,11 +158,11 @@ struct ImageJson {
     height: Option<u64>,
 }
 
-fn kind_of(name: Option<&str>) -> Option<ItemKind> {
+fn playing_type(name: Option<&str>) -> Option<CurrentlyPlayingType> {
     match name? {
-        "track" => Some(ItemKind::Track),
-        "episode" => Some(ItemKind::Episode),
-        "ad" => Some(ItemKind::Ad),
+        "track" => Some(CurrentlyPlayingType::Track),
+        "episode" => Some(CurrentlyPlayingType::Episode),
+        "ad" => Some(CurrentlyPlayingType::Ad),
         _ => None,
     }
 }
@@ -196,18 +196,20 @@ pub(super) fn parse_currently_playing(body: &[u8]) -> Result<Playback, SpotifyEr
         return Ok(Playback::Nothing);
     }
     let json: CurrentlyPlayingJson = parse_object(body, "currently-playing answer")?;
-    let item_kind = json
+    let item_type = json
         .item
         .as_ref()
-        .and_then(|item| kind_of(item.item_type.as_deref()));
-    let kind = kind_of(json.currently_playing_type.as_deref())
-        .or(item_kind)
-        .unwrap_or(ItemKind::Unknown);
-    let item = match (json.item, kind) {
+        .and_then(|item| playing_type(item.item_type.as_deref()));
+    let currently_playing_type = playing_type(json.currently_playing_type.as_deref())
+        .or(item_type)
+        .unwrap_or(CurrentlyPlayingType::Unknown);
+    let item = match (json.item, currently_playing_type) {
         (Some(item), _) => item,
         // A track or episode answer without its item has nothing to show.
-        (None, ItemKind::Track | ItemKind::Episode) => return Ok(Playback::Nothing),
-        (None, ItemKind::Ad | ItemKind::Unknown) => ItemJson::default(),
+        (None, CurrentlyPlayingType::Track | CurrentlyPlayingType::Episode) => {
+            return Ok(Playback::Nothing);
+        }
+        (None, CurrentlyPlayingType::Ad | CurrentlyPlayingType::Unknown) => ItemJson::default(),
     };
     let show = item.show.as_ref();
     let mut artists: Vec<String> = item
@@ -222,8 +224,8 @@ pub(super) fn parse_currently_playing(body: &[u8]) -> Result<Playback, SpotifyEr
         }));
     }
     let album = item.album.as_ref();
-    Ok(Playback::Item(NowPlaying {
-        kind,
+    Ok(Playback::Item(CurrentlyPlaying {
+        currently_playing_type,
         is_playing: json.is_playing.unwrap_or(false),
         progress_ms: json.progress_ms,
         id: non_empty(item.id),
@@ -247,7 +249,7 @@ mod tests {
         parse_currently_playing(json.as_bytes())
     }
 
-    fn item(json: &str) -> NowPlaying {
+    fn item(json: &str) -> CurrentlyPlaying {
         match parse(json) {
             Ok(Playback::Item(now)) => now,
             other => panic!("expected an item, got {other:?}"),
@@ -267,8 +269,8 @@ mod tests {
         );
         assert_eq!(
             now,
-            NowPlaying {
-                kind: ItemKind::Track,
+            CurrentlyPlaying {
+                currently_playing_type: CurrentlyPlayingType::Track,
                 is_playing: true,
                 progress_ms: Some(1000),
                 id: Some("t1".into()),
@@ -310,7 +312,7 @@ mod tests {
                 {"url": "https://i.scdn.co/b"}]}}}"#,
         );
         assert_eq!(now.image_url.as_deref(), Some("https://i.scdn.co/a"));
-        assert_eq!(now.kind, ItemKind::Track);
+        assert_eq!(now.currently_playing_type, CurrentlyPlayingType::Track);
         assert!(!now.is_playing);
     }
 
@@ -321,7 +323,10 @@ mod tests {
                 "item": {"type": "episode", "id": "e1", "name": "Ep", "images": [{"url": "https://i.scdn.co/ep"}],
                   "show": {"name": "Show", "publisher": "Pub", "images": [{"url": "https://i.scdn.co/show"}]}}}"#,
         );
-        assert_eq!(with_own.kind, ItemKind::Episode);
+        assert_eq!(
+            with_own.currently_playing_type,
+            CurrentlyPlayingType::Episode
+        );
         assert_eq!(with_own.image_url.as_deref(), Some("https://i.scdn.co/ep"));
         assert_eq!(with_own.artists, ["Pub"]);
         assert_eq!(with_own.album.as_deref(), Some("Show"));
@@ -340,13 +345,16 @@ mod tests {
     #[test]
     fn ads_and_unknown_types_are_items_without_details() {
         let ad = item(r#"{"is_playing": true, "currently_playing_type": "ad", "item": null}"#);
-        assert_eq!(ad.kind, ItemKind::Ad);
+        assert_eq!(ad.currently_playing_type, CurrentlyPlayingType::Ad);
         assert!(ad.is_playing);
         assert_eq!(ad.name, None);
         let unknown = item(r#"{"currently_playing_type": "unknown", "item": null}"#);
-        assert_eq!(unknown.kind, ItemKind::Unknown);
+        assert_eq!(
+            unknown.currently_playing_type,
+            CurrentlyPlayingType::Unknown
+        );
         let future = item(r#"{"currently_playing_type": "audiobook", "item": null}"#);
-        assert_eq!(future.kind, ItemKind::Unknown);
+        assert_eq!(future.currently_playing_type, CurrentlyPlayingType::Unknown);
     }
 
     #[test]
@@ -370,7 +378,7 @@ mod tests {
                   "artists": [null, 3, ["Bad"], {"name": "Ok"}], "album": ["Album"],
                   "images": {"url": "x"}, "show": null}}"#,
         );
-        assert_eq!(now.kind, ItemKind::Track);
+        assert_eq!(now.currently_playing_type, CurrentlyPlayingType::Track);
         assert!(!now.is_playing);
         assert_eq!(now.progress_ms, None);
         assert_eq!(now.id, None);

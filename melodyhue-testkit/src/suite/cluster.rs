@@ -305,27 +305,45 @@ fn track(name: &str) -> FakeTrack {
     }
 }
 
-/// Viewers of `users` on every node, each asking `/color` every 100 ms until `until`.
+/// Viewers of `users` on every running node, each asking `/color` every 100 ms until `until`.
 async fn view_everywhere(cluster: &TestCluster, users: &[TestUser], until: Instant) {
-    let mut viewers = Vec::new();
-    for node in 0..cluster.nodes.len() {
-        if cluster.nodes[node].thread.is_none() {
-            continue;
-        }
+    let running: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&node| cluster.nodes[node].thread.is_some())
+        .collect();
+    view_on(cluster, &running, users, until).await;
+}
+
+/// Viewers of `users` on `nodes`, each asking `/color` every 100 ms until `until`. Dropping
+/// the future stops them.
+async fn view_on(cluster: &TestCluster, nodes: &[usize], users: &[TestUser], until: Instant) {
+    let mut viewers = tokio::task::JoinSet::new();
+    for &node in nodes {
         for user in users {
             let url = cluster.nodes[node].url(&format!("/color/{}", user.id));
             let http = cluster.http.clone();
-            viewers.push(tokio::spawn(async move {
+            viewers.spawn(async move {
                 while Instant::now() < until {
                     let reply = receive(http.get(&url)).await;
                     assert_eq!(reply.status, 200, "{url}: {:?}", reply.body);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-            }));
+            });
         }
     }
-    for viewer in viewers {
-        viewer.await.expect("a viewer");
+    while let Some(viewer) = viewers.join_next().await {
+        viewer.expect("a viewer");
+    }
+}
+
+/// Waits (at most `patience`) until `node_id` holds `user_id`'s lease.
+async fn wait_for_holder(cluster: &TestCluster, user_id: &str, node_id: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while cluster.lease_holder(user_id).await.as_deref() != Some(node_id) {
+        assert!(
+            Instant::now() < deadline,
+            "{node_id} did not take the user over within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -546,6 +564,86 @@ pub async fn a_dead_nodes_users_are_polled_again_within_two_intervals(h: &Harnes
     );
     let new_holder = cluster.lease_holder(&users[0].id).await;
     assert!(new_holder.is_some_and(|h| h != holder));
+}
+
+/// Spotify refuses a user's refresh token (`invalid_grant`) on the node that polls: no node
+/// tries that token again, not even one that polled the user before and still holds a copy of
+/// the connection it read then (its access token expired with the others).
+///
+/// Node 0 polls first, then its viewers leave for node 1, which takes the user over once node
+/// 0's watch window (30 s) has run out. Node 1 meets the refusal and clears the token; then it
+/// dies, and node 0, whose viewers are back, polls again.
+pub async fn a_refused_spotify_grant_holds_for_every_node(h: &Harness) {
+    let mut cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [cluster.player("gus", "rt-gus", track("Gus")).await];
+    let user = &users[0];
+    view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(
+        cluster.lease_holder(&user.id).await.as_deref(),
+        Some("node-0")
+    );
+    let refusals_before = async {
+        wait_for_holder(&cluster, &user.id, "node-1", Duration::from_secs(45)).await;
+        let before = cluster.fake.token_requests().len();
+        cluster.fake.revoke_refresh_token("rt-gus");
+        cluster.fake.expire_access_tokens("rt-gus");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = cluster
+                .get(1, "/spotify/auth/status", Some(&user.access_token))
+                .await;
+            if status.body["authenticated"] == false {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the refused token is still stored"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        before
+    };
+    let node_1_viewers = view_on(
+        &cluster,
+        &[1],
+        &users,
+        Instant::now() + Duration::from_secs(90),
+    );
+    let before = tokio::select! {
+        before = refusals_before => before,
+        () = node_1_viewers => unreachable!("the viewers outlast the case"),
+    };
+    cluster.nodes[1].stop();
+    view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_secs(3),
+    )
+    .await;
+    let tries: Vec<_> = cluster.fake.token_requests()[before..]
+        .iter()
+        .filter(|request| request.field("refresh_token") == Some("rt-gus"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        tries.len(),
+        1,
+        "the refused refresh token was tried again after the cluster learned of the refusal: {tries:?}"
+    );
+    let infos = cluster.get(0, &format!("/infos/{}", user.id), None).await;
+    infos.assert_status(200);
+    assert_eq!(
+        infos.body["track"]["name"], "No music playing",
+        "{:?}",
+        infos.body
+    );
 }
 
 /// `count` POSTs of `body` to `path`, spread round-robin over the nodes and sent at the same
@@ -802,6 +900,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         each_user_is_polled_once_per_interval_cluster_wide,
         a_track_change_reaches_event_streams_on_every_node,
         a_rate_limit_holds_for_every_node,
+        a_refused_spotify_grant_holds_for_every_node,
         a_settings_change_reaches_every_node_within_100_ms,
         a_dead_nodes_users_are_polled_again_within_two_intervals,
         login_failures_over_three_nodes_are_throttled_as_on_one,

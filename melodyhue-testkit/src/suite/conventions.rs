@@ -29,7 +29,14 @@ pub async fn wrong_method_is_405(h: &Harness) {
         .await;
     reply.assert_status(405);
     assert_eq!(reply.detail(), "Method Not Allowed");
-    server.delete("/health", None).await.assert_status(405);
+    // The methods the path has (RFC 9110, section 15.5.6).
+    assert_eq!(reply.headers["allow"], "POST");
+    let reply = server.delete("/health", None).await;
+    reply.assert_status(405);
+    assert_eq!(reply.headers["allow"], "GET");
+    let reply = server.call(Method::PUT, "/overlays/x", None, None).await;
+    reply.assert_status(405);
+    assert_eq!(reply.headers["allow"], "GET, PATCH, DELETE");
 }
 
 pub async fn trailing_slash_is_the_same_resource(h: &Harness) {

@@ -571,6 +571,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
             }
             docs {
                 openapi_document_describes_every_operation,
+                signed_in_operations_answer_401_without_a_token,
                 docs_page_renders_the_document,
             }
             operations {

@@ -1,12 +1,19 @@
 //! What `/color`, `/infos` and `/ws` show for a user: the playing track and its cover's colors,
-//! or the user's fallback color.
+//! or the user's fallback color ([`NowPlaying`], answered by [`App::now_playing`]).
+//!
+//! Behind it, the [`hub`] polls Spotify for the users someone watches and keeps the latest state
+//! of each in memory; [`coordination`] is how the hubs of several nodes share that polling
+//! ([`crate::cluster`] implements it over Redis).
 
 use std::time::Instant;
 
+pub mod coordination;
+pub mod hub;
+
+use self::hub::{PlayingItem, Snapshot};
 use super::{Error, Result, Stale};
 use crate::App;
 use crate::color::{self, Palette, Rgb};
-use crate::spotify::hub::{PlayingItem, Snapshot};
 use crate::store::StoreError;
 
 /// A track (or episode) as overlays show it. What Spotify did not say is `None`.
@@ -94,7 +101,7 @@ impl NowPlaying {
 
 impl App {
     /// The now-playing state of `user_id`, watching them (see
-    /// [`crate::spotify::hub`]); `User not found` for an unknown user. While a cover is playing
+    /// [`hub`]); `User not found` for an unknown user. While a cover is playing
     /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
     /// polling interval old (see [`HotReads`](super::HotReads)), dropped when the user's
     /// settings change. While the database is unavailable, the last fallback color read is

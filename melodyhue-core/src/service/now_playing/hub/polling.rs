@@ -1,0 +1,258 @@
+//! The feed task of one watched user: when to poll, one poll, and what its outcome shows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::connection::access_token;
+use super::covers::cover;
+use super::{Feed, HubInner, PlayingItem, Snapshot, lock, publish};
+use crate::service::now_playing::coordination::{Claim, PollLease};
+use crate::spotify::{CurrentlyPlayingType, Playback, SpotifyError};
+
+/// Longest wait between two polls after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A user whose polls fail: not polled before `retry_at`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Backoff {
+    /// Failures in a row (a `429` does not count: its wait is Spotify's).
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// Why a poll did not produce a snapshot from Spotify.
+#[derive(Debug)]
+pub(super) enum PollFailure {
+    /// No usable credentials: show as disconnected until they change.
+    Disconnected,
+    /// The user no longer exists.
+    Gone,
+    /// Wait this long (a `Retry-After`).
+    RateLimited(Duration),
+    /// Try again later, backing off.
+    Transient,
+}
+
+/// The feed task of one user: polls while watched (or follows the node that polls them),
+/// then removes itself.
+pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
+    // The lease this node polls under, and when it last polled.
+    let mut lease: Option<(PollLease, Instant)> = None;
+    loop {
+        let retry_at = lock(&hub.backoffs)
+            .get(&feed.user_id)
+            .map(|backoff| backoff.retry_at);
+        let delay = match retry_at.filter(|at| *at > Instant::now()) {
+            Some(at) => {
+                publish(&feed, Snapshot::Idle);
+                at - Instant::now()
+            }
+            None => match claim(&hub, &feed.user_id).await {
+                Claim::Follow { latest, retry_in } => {
+                    lease = None;
+                    if let Some(latest) = latest {
+                        publish(&feed, latest);
+                    }
+                    retry_in
+                }
+                Claim::Poll(granted) => {
+                    lease = granted.map(|granted| (granted, Instant::now()));
+                    let granted = lease.map(|(granted, _)| granted);
+                    let outcome = poll(&hub, &feed).await;
+                    let Some(delay) = settle(&hub, &feed, granted, outcome).await else {
+                        break;
+                    };
+                    delay
+                }
+            },
+        };
+        // Sleep until the next poll, waking early on a credentials change, and at least once
+        // per interval to notice that nobody watches any more.
+        let deadline = tokio::time::Instant::now() + delay;
+        let mut woken = false;
+        while !woken && tokio::time::Instant::now() < deadline {
+            let nap = (deadline - tokio::time::Instant::now())
+                .min(hub.interval.max(Duration::from_secs(1)));
+            tokio::select! {
+                () = tokio::time::sleep(nap) => {}
+                () = feed.wake.notified() => woken = true,
+            }
+            if !feed.is_watched() {
+                break;
+            }
+        }
+        if stop_if_unwatched(&hub, &feed) {
+            release(&hub, &feed.user_id, lease).await;
+            return;
+        }
+    }
+    remove(&hub, &feed);
+    release(&hub, &feed.user_id, lease).await;
+}
+
+/// Asks the coordinator, if any, whether this node polls `user_id` now.
+async fn claim(hub: &HubInner, user_id: &str) -> Claim {
+    match hub.coordinator.get() {
+        Some(coordinator) => coordinator.claim(user_id).await,
+        None => Claim::Poll(None),
+    }
+}
+
+/// Hands the user's polling over once nobody watches here.
+async fn release(hub: &HubInner, user_id: &str, lease: Option<(PollLease, Instant)>) {
+    if let (Some(coordinator), Some((lease, polled_at))) = (hub.coordinator.get(), lease) {
+        let due_in = hub.interval.saturating_sub(polled_at.elapsed());
+        coordinator.release(user_id, lease, due_in).await;
+    }
+}
+
+/// Shows (and shares, under `lease`) what a poll found; the wait before the next one, or
+/// `None` when the user is gone.
+async fn settle(
+    hub: &HubInner,
+    feed: &Feed,
+    lease: Option<PollLease>,
+    outcome: Result<Snapshot, PollFailure>,
+) -> Option<Duration> {
+    let (snapshot, delay) = match outcome {
+        Ok(snapshot) => {
+            lock(&hub.backoffs).remove(&feed.user_id);
+            (snapshot, hub.interval)
+        }
+        Err(PollFailure::Gone) => {
+            lock(&hub.connections).remove(&feed.user_id);
+            lock(&hub.backoffs).remove(&feed.user_id);
+            return None;
+        }
+        Err(PollFailure::Disconnected) => {
+            lock(&hub.backoffs).remove(&feed.user_id);
+            if let Some(coordinator) = hub.coordinator.get() {
+                coordinator.disconnected(&feed.user_id);
+            }
+            (
+                Snapshot::Disconnected,
+                hub.interval.max(Duration::from_secs(30)),
+            )
+        }
+        Err(PollFailure::RateLimited(retry_after)) => {
+            let wait = retry_after.max(hub.interval);
+            back_off(hub, &feed.user_id, |failures| (failures, wait));
+            if let (Some(coordinator), Some(lease)) = (hub.coordinator.get(), lease) {
+                coordinator.hold(&feed.user_id, lease, wait).await;
+            }
+            (Snapshot::Idle, wait)
+        }
+        Err(PollFailure::Transient) => {
+            let wait = back_off(hub, &feed.user_id, |failures| {
+                let failures = failures.saturating_add(1);
+                (failures, backoff(hub.interval, failures))
+            });
+            (Snapshot::Idle, wait)
+        }
+    };
+    match (hub.coordinator.get(), lease) {
+        (Some(coordinator), Some(lease)) => {
+            let changed = publish(feed, snapshot.clone());
+            coordinator
+                .share(&feed.user_id, lease, &snapshot, changed)
+                .await;
+        }
+        _ => {
+            publish(feed, snapshot);
+        }
+    }
+    Some(delay)
+}
+
+/// Records a failure of the user's polls: `next` turns the failures so far into the new count
+/// and the wait before the next poll, which is returned.
+fn back_off(hub: &HubInner, user_id: &str, next: impl FnOnce(u32) -> (u32, Duration)) -> Duration {
+    let mut backoffs = lock(&hub.backoffs);
+    let failures = backoffs.get(user_id).map_or(0, |backoff| backoff.failures);
+    let (failures, wait) = next(failures);
+    backoffs.insert(
+        user_id.to_owned(),
+        Backoff {
+            failures,
+            retry_at: Instant::now() + wait,
+        },
+    );
+    wait
+}
+
+/// Removes the feed when nobody watches it, deciding under the feed map's lock (see
+/// [`NowPlayingHub::feed`]). Whether it stopped.
+fn stop_if_unwatched(hub: &HubInner, feed: &Arc<Feed>) -> bool {
+    let mut feeds = lock(&hub.feeds);
+    if feed.is_watched() {
+        return false;
+    }
+    if feeds
+        .get(&feed.user_id)
+        .is_some_and(|f| Arc::ptr_eq(f, feed))
+    {
+        feeds.remove(&feed.user_id);
+    }
+    true
+}
+
+fn remove(hub: &HubInner, feed: &Arc<Feed>) {
+    let mut feeds = lock(&hub.feeds);
+    if feeds
+        .get(&feed.user_id)
+        .is_some_and(|f| Arc::ptr_eq(f, feed))
+    {
+        feeds.remove(&feed.user_id);
+    }
+}
+
+fn backoff(interval: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.min(16));
+    interval.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+pub(super) fn classify(err: SpotifyError) -> PollFailure {
+    match err {
+        SpotifyError::RateLimited { retry_after } => PollFailure::RateLimited(retry_after),
+        SpotifyError::InvalidClient => PollFailure::Disconnected,
+        other => {
+            tracing::debug!(error = %other, "Spotify poll failed");
+            PollFailure::Transient
+        }
+    }
+}
+
+/// One poll: credentials, token, currently-playing, cover.
+async fn poll(hub: &HubInner, feed: &Feed) -> Result<Snapshot, PollFailure> {
+    let mut token = access_token(hub, &feed.user_id, false).await?;
+    let playback = match hub.client.currently_playing(&token).await {
+        // The access token died early: renew it once.
+        Err(SpotifyError::Unauthorized) => {
+            token = access_token(hub, &feed.user_id, true).await?;
+            hub.client.currently_playing(&token).await
+        }
+        other => other,
+    }
+    .map_err(classify)?;
+    let item = match playback {
+        Playback::Item(item)
+            if matches!(
+                item.currently_playing_type,
+                CurrentlyPlayingType::Track | CurrentlyPlayingType::Episode
+            ) =>
+        {
+            item
+        }
+        // Ads, unknown items and silence all show the fallback color.
+        Playback::Item(_) | Playback::Nothing => return Ok(Snapshot::Idle),
+    };
+    let cover = match &item.image_url {
+        Some(url) => cover(hub, url).await,
+        None => None,
+    };
+    Ok(Snapshot::Playing(Box::new(PlayingItem {
+        item,
+        cover,
+        observed_at: Instant::now(),
+    })))
+}
