@@ -64,12 +64,12 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
     let app = app(path).await;
-    for name in ["ada", "bo"] {
+    for name in ["ada", "bob"] {
         app.register(
             Registration {
-                username: name.into(),
-                email: format!("{name}@example.com"),
-                password: "correct-horse-42".into(),
+                username: name.parse().unwrap(),
+                email: format!("{name}@example.com").parse().unwrap(),
+                password: "correct-horse-42".parse().unwrap(),
             },
             None,
         )
@@ -87,9 +87,9 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
     );
     assert_eq!(role_of(path, "ada@example.com").await, Role::Admin);
 
-    let moderator = melodyhue(path, &["promote", "bo@example.com", "--role", "moderator"]);
+    let moderator = melodyhue(path, &["promote", "bob@example.com", "--role", "moderator"]);
     assert!(moderator.status.success(), "{}", text(&moderator.stderr));
-    assert_eq!(role_of(path, "bo@example.com").await, Role::Moderator);
+    assert_eq!(role_of(path, "bob@example.com").await, Role::Moderator);
 
     let last = melodyhue(path, &["promote", "ada@example.com", "--role", "user"]);
     assert_eq!(last.status.code(), Some(1));
@@ -108,8 +108,8 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
         text(&unknown.stderr)
     );
 
-    let bad_role = melodyhue(path, &["promote", "bo@example.com", "--role", "root"]);
+    let bad_role = melodyhue(path, &["promote", "bob@example.com", "--role", "root"]);
     assert_eq!(bad_role.status.code(), Some(2), "clap's usage error");
     assert!(text(&bad_role.stderr).contains("possible values: admin, moderator, user"));
-    assert_eq!(role_of(path, "bo@example.com").await, Role::Moderator);
+    assert_eq!(role_of(path, "bob@example.com").await, Role::Moderator);
 }

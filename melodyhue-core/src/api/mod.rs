@@ -30,6 +30,7 @@
 
 mod admin;
 mod auth;
+mod bodies;
 mod body;
 mod cors;
 mod csrf;

@@ -22,6 +22,7 @@ use super::{
     ApiError, Ctx, Reply, admin, auth, events, metrics, modo, openapi, overlays, public, spotify,
     two_factor, users,
 };
+use crate::model::MailedToken;
 
 /// Who may call an operation. The handlers check it (`Ctx::principal`, first thing they do);
 /// the row says it for the document and for the suite, which asks every `User` and `Staff`
@@ -228,9 +229,9 @@ pub(super) static ROUTES: &[Route] = &[
     route!(Post "/auth/2fa/verify" => |cx| two_factor::verify(cx), "2fa", "Activate TOTP with a first code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
     route!(Post "/auth/2fa/disable" => |cx| two_factor::disable(cx), "2fa", "Turn TOTP off with a code", User, body: Some(Body("CodeBody", Reading::Required)), query: &[], Json("Status"), errors: [400, 429]),
     route!(Post "/auth/2fa/disable/request" => |cx| two_factor::disable_request(cx), "2fa", "Mail a link that turns TOTP off", User, body: None, query: &[], Json("SentView"), errors: [400, 429]),
-    route!(Get "/auth/2fa/disable/confirm" => |cx| two_factor::disable_confirm(cx), "2fa", "Turn TOTP off with the mailed token", Public, body: None, query: &[Query("token", QueryKind::Text(256), REQUIRED, "The mailed token.")], Json("Status"), errors: [400, 422]),
+    route!(Get "/auth/2fa/disable/confirm" => |cx| two_factor::disable_confirm(cx), "2fa", "Turn TOTP off with the mailed token", Public, body: None, query: &[Query("token", QueryKind::Text(MailedToken::MAX_CHARS), REQUIRED, "The mailed token.")], Json("Status"), errors: [400, 422]),
     route!(Post "/auth/2fa/disable/confirm" => |cx| two_factor::disable_confirm(cx), "2fa", "Turn TOTP off with the mailed token", Public, body: Some(Body("TokenBody", Reading::Required)), query: &[], Json("Status"), errors: [400]),
-    route!(Get "/auth/email/revert" => |cx| users::email_revert_page(cx), "users", "The page the mailed revert link opens: a button that POSTs the token (a link scanner cannot spend it)", Public, body: None, query: &[Query("token", QueryKind::Text(256), REQUIRED, "The mailed token.")], Html, errors: [422]),
+    route!(Get "/auth/email/revert" => |cx| users::email_revert_page(cx), "users", "The page the mailed revert link opens: a button that POSTs the token (a link scanner cannot spend it)", Public, body: None, query: &[Query("token", QueryKind::Text(MailedToken::MAX_CHARS), REQUIRED, "The mailed token.")], Html, errors: [422]),
     route!(Post "/auth/email/revert" => |cx| users::email_revert(cx), "users", "Undo an e-mail change with the mailed token (JSON, or the page's form: answered with a page); every session of the user ends", Public, body: Some(Body("TokenBody", Reading::Required)), forms: JsonOrForm, query: &[], Json("Status"), errors: [400, 409]),
     route!(Get "/users/me" => |cx| users::me(cx), "users", "The caller's account", User, body: None, query: &[], Json("MeView"), errors: []),
     route!(Delete "/users/me" => |cx| users::delete_me(cx), "users", "Delete the caller's account and everything that is theirs", User, body: None, query: &[], Json("Status"), errors: []),
