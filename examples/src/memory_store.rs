@@ -501,10 +501,10 @@ impl OverlayStore for MemoryStore {
             return Ok(None);
         };
         if let Some(name) = &patch.name {
-            overlay.name.clone_from(name);
+            name.as_str().clone_into(&mut overlay.name);
         }
         if let Some(template) = &patch.template {
-            overlay.template.clone_from(template);
+            template.as_str().clone_into(&mut overlay.template);
         }
         overlay.updated_at = now;
         Ok(Some(overlay.clone()))

@@ -1,6 +1,12 @@
 //! Plain domain types shared by the storage traits, the services and the HTTP layer.
 //!
 //! Nothing here knows about SQL or HTTP. Times are UTC; ids are short random strings.
+//!
+//! The values a caller hands in ([`Username`], [`Email`], [`Password`], [`OverlayName`],
+//! [`HexColor`]...) are types that check their rule when they are made (see [`fields`]), and
+//! the services take those types: every caller of the library, not only the HTTP layer, keeps
+//! the limits. Each limit is a constant of its type; the HTTP layer maps an [`InvalidValue`]
+//! to FastAPI's `422` entry and writes the OpenAPI schemas from the types.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +15,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
+
+pub mod fields;
+
+pub use fields::{
+    Email, HexColor, InvalidValue, LoginIdentifier, LoginPassword, LoginTicket, MailedToken,
+    ModerationReason, OverlayName, OverlayTemplate, Password, SettingValue, TotpCode, Username,
+};
 
 /// A fresh id: base64url (no padding) of 16 random bytes, 22 characters.
 pub fn new_id() -> String {
@@ -108,7 +121,8 @@ impl FromStr for Role {
 pub struct User {
     /// Short id.
     pub id: String,
-    /// Display name, 3..80 characters; not unique.
+    /// Display name (a [`Username`] when set through the library; rows of the earlier service
+    /// are kept as they are); not unique.
     pub username: String,
     /// Stored as the user typed it; unique by its [`canonical_email`] form.
     pub email: String,
@@ -158,33 +172,33 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettingsPatch {
     /// New theme.
-    pub theme: Option<String>,
+    pub theme: Option<SettingValue>,
     /// New layout.
-    pub layout: Option<String>,
-    /// New fallback color, `#rrggbb` lowercase.
-    pub default_overlay_color: Option<String>,
+    pub layout: Option<SettingValue>,
+    /// New fallback color.
+    pub default_overlay_color: Option<HexColor>,
     /// New avatar mode.
-    pub avatar_mode: Option<String>,
-    /// New avatar color, `#rrggbb` lowercase.
-    pub avatar_color: Option<String>,
+    pub avatar_mode: Option<SettingValue>,
+    /// New avatar color.
+    pub avatar_color: Option<HexColor>,
 }
 
 impl SettingsPatch {
     /// `settings` with this patch applied.
     pub fn apply_to(&self, mut settings: Settings) -> Settings {
         let fields = [
-            (&self.theme, &mut settings.theme),
-            (&self.layout, &mut settings.layout),
+            (self.theme.as_deref(), &mut settings.theme),
+            (self.layout.as_deref(), &mut settings.layout),
             (
-                &self.default_overlay_color,
+                self.default_overlay_color.as_deref(),
                 &mut settings.default_overlay_color,
             ),
-            (&self.avatar_mode, &mut settings.avatar_mode),
-            (&self.avatar_color, &mut settings.avatar_color),
+            (self.avatar_mode.as_deref(), &mut settings.avatar_mode),
+            (self.avatar_color.as_deref(), &mut settings.avatar_color),
         ];
         for (new, field) in fields {
             if let Some(value) = new {
-                field.clone_from(value);
+                value.clone_into(field);
             }
         }
         settings
@@ -198,9 +212,9 @@ pub struct Overlay {
     pub id: String,
     /// The owning user.
     pub owner_id: String,
-    /// 1..120 characters.
+    /// An [`OverlayName`] when set through the library.
     pub name: String,
-    /// 1..64 characters, e.g. `classic`.
+    /// An [`OverlayTemplate`] when set through the library, e.g. `classic`.
     pub template: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
@@ -212,9 +226,9 @@ pub struct Overlay {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverlayPatch {
     /// New name.
-    pub name: Option<String>,
+    pub name: Option<OverlayName>,
     /// New template.
-    pub template: Option<String>,
+    pub template: Option<OverlayTemplate>,
 }
 
 /// An overlay with its owner's name, as moderators list them.
@@ -505,7 +519,7 @@ mod tests {
     #[test]
     fn patch_changes_only_given_fields() {
         let patch = SettingsPatch {
-            theme: Some("dark".into()),
+            theme: Some("dark".parse().unwrap()),
             ..SettingsPatch::default()
         };
         let settings = patch.apply_to(Settings::default());

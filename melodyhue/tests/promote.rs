@@ -67,9 +67,9 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
     for name in ["ada", "bo"] {
         app.register(
             Registration {
-                username: name.into(),
-                email: format!("{name}@example.com"),
-                password: "correct-horse-42".into(),
+                username: name.parse().unwrap(),
+                email: format!("{name}@example.com").parse().unwrap(),
+                password: "correct-horse-42".parse().unwrap(),
             },
             None,
         )

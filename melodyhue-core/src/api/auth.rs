@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::Response;
 use serde::Serialize;
 
+use super::bodies::{LoginBody, RegisterBody};
 use super::input::Input;
 use super::response::{clear_auth_cookies, ok, set_auth_cookies};
 use super::{Ctx, REFRESH_COOKIE, Reply};
@@ -78,18 +79,14 @@ pub(super) fn with_token_cookies(
 }
 
 pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(false)?;
-    let username = input.string("username", 3..=80);
-    let email = input.email("email");
-    let password = input.string("password", 8..=128);
-    input.finish()?;
+    let body = RegisterBody::read(cx.input(false)?)?;
     let tokens = cx
         .app
         .register(
             Registration {
-                username,
-                email,
-                password,
+                username: body.username,
+                email: body.email,
+                password: body.password,
             },
             cx.client_ip(),
         )
@@ -102,14 +99,10 @@ pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
 }
 
 pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(false)?;
-    let identifier = input.string("username_or_email", 1..=255);
-    // Bounded so that nobody makes the server hash megabytes.
-    let password = input.string("password", 1..=1024);
-    input.finish()?;
+    let body = LoginBody::read(cx.input(false)?)?;
     match cx
         .app
-        .login(identifier.trim(), &password, cx.client_ip())
+        .login(&body.username_or_email, &body.password, cx.client_ip())
         .await?
     {
         LoginOutcome::Tokens(tokens) => Ok(with_token_cookies(

@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::{ApiError, FieldError};
+use crate::model::InvalidValue;
+use crate::model::fields::check_text;
 use crate::store::ListQuery;
 
-/// The NUL character, refused in every string a client sends: PostgreSQL cannot store it in
-/// text (error 22021), and no backend should differ from another.
-pub(crate) const NUL: char = '\0';
+pub(crate) use crate::model::fields::NUL;
 const NUL_MESSAGE: &str = "Value error, must not contain the NUL character";
 
 /// The fields of a JSON object body, and the errors found so far.
@@ -67,103 +67,63 @@ impl Input {
             .push(FieldError::new(&["body", field], kind, msg));
     }
 
-    /// A required string whose length (in characters) is within `length`.
-    pub fn string(&mut self, field: &str, length: RangeInclusive<usize>) -> String {
-        match self.optional_string(field, length) {
-            Some(value) => value,
-            None => {
-                if !self.has_error(field) {
-                    self.fail(field, "missing", "Field required");
-                }
-                String::new()
-            }
-        }
-    }
-
     /// An optional string (absent or `null` is `None`) whose length is within `length`.
     pub fn optional_string(
         &mut self,
         field: &str,
         length: RangeInclusive<usize>,
     ) -> Option<String> {
-        let value = match self.fields.get(field) {
+        self.optional(field, |text| {
+            check_text(&text, *length.start(), *length.end())?;
+            Ok(text)
+        })
+    }
+
+    /// A required value of a model type ([`Username`](crate::model::Username),
+    /// [`Email`](crate::model::Email)...), checked by its own rules.
+    pub fn value<T: TryFrom<String, Error = InvalidValue>>(&mut self, field: &str) -> Option<T> {
+        let value = self.optional_value(field);
+        self.required(field, value)
+    }
+
+    /// An optional value of a model type (absent or `null` is `None`), like [`Input::value`].
+    pub fn optional_value<T: TryFrom<String, Error = InvalidValue>>(
+        &mut self,
+        field: &str,
+    ) -> Option<T> {
+        self.optional(field, T::try_from)
+    }
+
+    /// The string of `field` made into a value by `parse`; a refusal is this field's error.
+    fn optional<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(String) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        let text = match self.fields.get(field) {
             None | Some(Value::Null) => return None,
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(text)) => text.clone(),
             Some(_) => {
                 self.fail(field, "string_type", "Input should be a valid string");
                 return None;
             }
         };
-        if value.contains(NUL) {
-            self.fail(field, "value_error", NUL_MESSAGE);
-            return None;
-        }
-        let chars = value.chars().count();
-        if chars < *length.start() {
-            let unit = if *length.start() == 1 {
-                "character"
-            } else {
-                "characters"
-            };
-            self.fail(
-                field,
-                "string_too_short",
-                format!("String should have at least {} {unit}", length.start()),
-            );
-            return None;
-        }
-        if chars > *length.end() {
-            self.fail(
-                field,
-                "string_too_long",
-                format!("String should have at most {} characters", length.end()),
-            );
-            return None;
-        }
-        Some(value)
-    }
-
-    /// A required e-mail address (trimmed; at most 255 characters).
-    pub fn email(&mut self, field: &str) -> String {
-        match self.optional_email(field) {
-            Some(email) => email,
-            None => {
-                if !self.has_error(field) {
-                    self.fail(field, "missing", "Field required");
-                }
-                String::new()
-            }
-        }
-    }
-
-    /// An optional e-mail address (absent or `null` is `None`), like [`Input::email`].
-    pub fn optional_email(&mut self, field: &str) -> Option<String> {
-        let value = self.optional_string(field, 1..=255)?;
-        let email = normalize_email(&value);
-        if email.is_none() {
-            self.fail(field, "value_error", "value is not a valid email address");
-        }
-        email
-    }
-
-    /// An optional `#rrggbb` color, returned lowercase.
-    pub fn optional_color(&mut self, field: &str) -> Option<String> {
-        match self.fields.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(color)) if is_hex_color(color) => Some(color.to_ascii_lowercase()),
-            Some(Value::String(_)) => {
-                self.fail(
-                    field,
-                    "string_pattern_mismatch",
-                    "String should match pattern '^#[0-9a-fA-F]{6}$'",
-                );
-                None
-            }
-            Some(_) => {
-                self.fail(field, "string_type", "Input should be a valid string");
+        match parse(text) {
+            Ok(value) => Some(value),
+            Err(invalid) => {
+                let (kind, msg) = field_error(invalid);
+                self.fail(field, kind, msg);
                 None
             }
         }
+    }
+
+    /// `value`, or the `missing` error of `field` when it is absent and has no other error.
+    fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() && !self.has_error(field) {
+            self.fail(field, "missing", "Field required");
+        }
+        value
     }
 
     /// A required string that must be one of the names of `choices` (pydantic's `Literal`); the
@@ -236,11 +196,47 @@ impl Input {
 
     /// Fails with every error found, or succeeds when there was none.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.errors))
+        self.build(|| Some(()))
+    }
+
+    /// The body `make` builds from the values read, or every error found. `make` sees every
+    /// value that was read without error, so it returns `Some` whenever there was none.
+    pub fn build<T>(self, make: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        match make() {
+            Some(body) if self.errors.is_empty() => Ok(body),
+            _ => Err(ApiError::Validation(self.errors)),
         }
+    }
+}
+
+/// The `type` and `msg` of FastAPI's `422` entry for a value its type refused: the one
+/// place where the model's rules meet pydantic's wording.
+fn field_error(invalid: InvalidValue) -> (&'static str, String) {
+    match invalid {
+        InvalidValue::ContainsNul => ("value_error", NUL_MESSAGE.to_owned()),
+        InvalidValue::TooShort { min_chars } => {
+            let unit = if min_chars == 1 {
+                "character"
+            } else {
+                "characters"
+            };
+            (
+                "string_too_short",
+                format!("String should have at least {min_chars} {unit}"),
+            )
+        }
+        InvalidValue::TooLong { max_chars } => (
+            "string_too_long",
+            format!("String should have at most {max_chars} characters"),
+        ),
+        InvalidValue::NotAnEmailAddress => (
+            "value_error",
+            "value is not a valid email address".to_owned(),
+        ),
+        InvalidValue::PatternMismatch { pattern } => (
+            "string_pattern_mismatch",
+            format!("String should match pattern '{pattern}'"),
+        ),
     }
 }
 
@@ -335,16 +331,9 @@ impl<'a> QueryInput<'a> {
     /// An optional string of at most `max_chars` characters; empty counts as absent.
     pub fn optional_string(&mut self, name: &str, max_chars: usize) -> Option<String> {
         let text = self.value(name).filter(|text| !text.is_empty())?;
-        if text.contains(NUL) {
-            self.fail(name, "value_error", NUL_MESSAGE);
-            return None;
-        }
-        if text.chars().count() > max_chars {
-            self.fail(
-                name,
-                "string_too_long",
-                format!("String should have at most {max_chars} characters"),
-            );
+        if let Err(invalid) = check_text(text, 0, max_chars) {
+            let (kind, msg) = field_error(invalid);
+            self.fail(name, kind, msg);
             return None;
         }
         Some(text.to_owned())
@@ -451,28 +440,13 @@ pub fn parse_datetime(value: &Value) -> Result<DateTime<Utc>, DatetimeError> {
         .ok_or_else(|| DatetimeError::Parsing("out of range".into()))
 }
 
-/// `#` and six hex digits.
-pub fn is_hex_color(value: &str) -> bool {
-    value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// A trimmed address with one `@`, a plausible local part and a dotted domain, or `None`.
-fn normalize_email(value: &str) -> Option<String> {
-    let value = value.trim();
-    let parsed: email_address::EmailAddress = value.parse().ok()?;
-    let domain = parsed.domain();
-    // Like the earlier service's validator: a domain needs a dot and no bracketed IP literal.
-    if !domain.contains('.') || domain.starts_with('[') || domain.ends_with('.') {
-        return None;
-    }
-    Some(value.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use serde_json::json;
+
+    use crate::model::{Email, HexColor, OverlayName, Password, Username};
 
     fn input(json: &str) -> Input {
         Input::parse(&Bytes::copy_from_slice(json.as_bytes()), false).unwrap()
@@ -481,9 +455,9 @@ mod tests {
     #[test]
     fn collects_one_error_per_bad_field() {
         let mut body = input(r#"{"username": "ab", "email": 5}"#);
-        let _ = body.string("username", 3..=80);
-        let _ = body.email("email");
-        let _ = body.string("password", 8..=128);
+        let _ = body.value::<Username>("username");
+        let _ = body.value::<Email>("email");
+        let _ = body.value::<Password>("password");
         let Err(ApiError::Validation(errors)) = body.finish() else {
             panic!("expected a validation error");
         };
@@ -651,7 +625,7 @@ mod tests {
     fn nul_characters_are_refused_in_bodies_and_queries() {
         let mut body = input(r#"{"name": "a\u0000b", "email": "x\u0000@example.com"}"#);
         assert_eq!(body.optional_string("name", 1..=10), None);
-        assert_eq!(body.email("email"), "");
+        assert_eq!(body.value::<Email>("email"), None);
         let Err(ApiError::Validation(errors)) = body.finish() else {
             panic!("expected a validation error");
         };
@@ -668,10 +642,85 @@ mod tests {
     fn emails_and_colors() {
         let mut body =
             input(r##"{"a": " x@example.com ", "b": "x@localhost", "c": "#A0b1C2", "d": "red"}"##);
-        assert_eq!(body.email("a"), "x@example.com");
-        assert_eq!(body.email("b"), "");
-        assert_eq!(body.optional_color("c").as_deref(), Some("#a0b1c2"));
-        assert_eq!(body.optional_color("d"), None);
-        assert!(body.finish().is_err());
+        assert_eq!(body.value::<Email>("a").as_deref(), Some("x@example.com"));
+        assert_eq!(body.value::<Email>("b"), None);
+        assert_eq!(
+            body.optional_value::<HexColor>("c").as_deref(),
+            Some("#a0b1c2")
+        );
+        assert_eq!(body.optional_value::<HexColor>("d"), None);
+        let Err(ApiError::Validation(errors)) = body.finish() else {
+            panic!("expected a validation error");
+        };
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.loc[1].as_str(), e.kind, e.msg.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("b", "value_error", "value is not a valid email address"),
+                (
+                    "d",
+                    "string_pattern_mismatch",
+                    "String should match pattern '^#[0-9a-fA-F]{6}$'"
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn model_errors_keep_pydantic_wording() {
+        let mut body = input(r#"{"one": "", "two": "ab", "long": "abcd", "nul": "a\u0000bc"}"#);
+        let _ = body.value::<OverlayName>("one");
+        let _ = body.value::<Username>("two");
+        let _ = body.optional_string("long", 0..=3);
+        let _ = body.value::<Username>("nul");
+        let _ = body.optional_value::<Username>("absent");
+        let Err(ApiError::Validation(errors)) = body.finish() else {
+            panic!("expected a validation error");
+        };
+        let found: Vec<_> = errors
+            .iter()
+            .map(|e| (e.loc[1].as_str(), e.kind, e.msg.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "one",
+                    "string_too_short",
+                    "String should have at least 1 character"
+                ),
+                (
+                    "two",
+                    "string_too_short",
+                    "String should have at least 3 characters"
+                ),
+                (
+                    "long",
+                    "string_too_long",
+                    "String should have at most 3 characters"
+                ),
+                (
+                    "nul",
+                    "value_error",
+                    "Value error, must not contain the NUL character"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn build_fails_with_every_error() {
+        let mut body = input(r#"{"username": "alice"}"#);
+        let username = body.value::<Username>("username");
+        let password = body.value::<Password>("password");
+        let built = body.build(|| Some((username?, password?)));
+        let Err(ApiError::Validation(errors)) = built else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].kind, "missing");
     }
 }

@@ -17,6 +17,7 @@
 
 mod admin;
 mod auth;
+mod bodies;
 mod body;
 mod cors;
 mod csrf;

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::admin::{PageView, list_query};
-use super::overlays::{OverlayView, overlay_patch};
+use super::bodies::{BanBody, ModeratedUserPatchBody, WarnBody};
+use super::overlays::{OverlayView, overlay_body};
 use super::response::{ok, rfc3339, timestamp};
 use super::{ApiError, Ctx, Reply, path_id};
 use crate::model::{OwnedOverlay, User, UserWithBan};
@@ -130,16 +131,13 @@ pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
 
 pub(super) async fn update_user(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
-    let mut input = cx.input(false)?;
-    let username = input.optional_string("username", 3..=80);
-    let email = input.optional_email("email");
-    input.finish()?;
+    let body = ModeratedUserPatchBody::read(cx.input(false)?)?;
     cx.app
         .moderate_profile(
             &actor,
             path_id(id, USER_NOT_FOUND)?,
-            username.as_deref(),
-            email.as_deref(),
+            body.username.as_ref(),
+            body.email.as_ref(),
             cx.client_ip(),
         )
         .await?;
@@ -148,25 +146,25 @@ pub(super) async fn update_user(cx: &Ctx<'_>, id: &str) -> Reply {
 
 pub(super) async fn warn(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
-    let mut input = cx.input(false)?;
-    let reason = input.string("reason", 3..=500);
-    input.finish()?;
+    let body = WarnBody::read(cx.input(false)?)?;
     let warning = cx
         .app
-        .warn_user(&actor, path_id(id, USER_NOT_FOUND)?, reason)
+        .warn_user(&actor, path_id(id, USER_NOT_FOUND)?, body.reason)
         .await?;
     Ok(ok(&json!({"status": "ok", "warning_id": warning.id})))
 }
 
 pub(super) async fn ban(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
-    let mut input = cx.input(false)?;
-    let reason = input.string("reason", 3..=500);
-    let until = input.optional_timestamp_after("until", cx.app.now());
-    input.finish()?;
+    let body = BanBody::read(cx.input(false)?, cx.app.now())?;
     let receipt = cx
         .app
-        .ban(&actor, path_id(id, USER_NOT_FOUND)?, reason, until)
+        .ban(
+            &actor,
+            path_id(id, USER_NOT_FOUND)?,
+            body.reason,
+            body.until,
+        )
         .await?;
     Ok(ok(&json!({
         "status": "ok",
@@ -204,7 +202,7 @@ pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
 
 pub(super) async fn update_overlay(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
-    let patch = overlay_patch(cx)?;
+    let patch = overlay_body(cx)?.into();
     let overlay = cx
         .app
         .moderate_overlay(&actor, path_id(id, OVERLAY_NOT_FOUND)?, &patch)

@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 document of the contract (`GET /openapi.json`) and a page rendering it
 //! (`GET /docs`).
 //!
-//! Schemas come from the Rust types: the response types of the handlers derive
-//! [`utoipa::ToSchema`], and so do the request bodies below, which exist only to describe
-//! what the handlers read field by field. The operations are one table, [`OPERATIONS`], kept
+//! Schemas come from the Rust types: the response types of the handlers and the request
+//! bodies they read (`api::bodies`, whose fields' schemas are those of the model's value
+//! types, limits included) derive [`utoipa::ToSchema`], and so do the few shapes below that
+//! only describe what a handler reads or writes field by field. The operations are one table, [`OPERATIONS`], kept
 //! in step with the router: a unit test compares its paths with the router's templates, and a
 //! suite case asks a running server every documented operation (routed) and every other
 //! method on those paths (`405`).
@@ -36,39 +37,18 @@ use super::two_factor::{SentView, TwoFactorLoginTokens, TwoFactorSetupView};
 use super::users::{MeView, SettingsView};
 use super::{ACCESS_COOKIE, Reply};
 
-/// The request bodies and the small answers the handlers build inline. Documentation only:
-/// the handlers read and write the same fields without these types.
+/// The request bodies that are not yet types of their own (see `api::bodies` for the others)
+/// and the small answers the handlers build inline. Documentation only: the handlers read and
+/// write the same fields without these types.
 #[allow(dead_code)]
 mod shapes {
     use utoipa::ToSchema;
 
-    #[derive(ToSchema)]
-    pub struct RegisterBody {
-        #[schema(min_length = 3, max_length = 80)]
-        pub username: String,
-        #[schema(format = Email, max_length = 255)]
-        pub email: String,
-        #[schema(min_length = 8, max_length = 128)]
-        pub password: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct LoginBody {
-        /// An e-mail address (contains `@`) or a username.
-        #[schema(min_length = 1, max_length = 255)]
-        pub username_or_email: String,
-        #[schema(min_length = 1, max_length = 1024)]
-        pub password: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TwoFactorLoginBody {
-        #[schema(min_length = 1, max_length = 64)]
-        pub ticket: String,
-        /// The 6-digit TOTP code.
-        #[schema(min_length = 1, max_length = 16)]
-        pub totp: String,
-    }
+    pub(super) use super::super::bodies::{
+        BanBody, CodeBody, EmailBody, LoginBody, ModeratedUserPatchBody, OverlayBody,
+        PasswordChangeBody, RegisterBody, ResetBody, SettingsPatchBody, TokenBody,
+        TwoFactorLoginBody, UsernameBody, WarnBody,
+    };
 
     #[derive(ToSchema)]
     pub struct RefreshTokenBody {
@@ -82,78 +62,6 @@ mod shapes {
     pub struct LogoutBody {
         /// Else the `mh_refresh_token` cookie.
         pub refresh_token: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct EmailBody {
-        #[schema(format = Email, max_length = 255)]
-        pub email: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ResetBody {
-        #[schema(min_length = 1, max_length = 256)]
-        pub token: String,
-        #[schema(min_length = 8, max_length = 128)]
-        pub new_password: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct CodeBody {
-        /// The 6-digit TOTP code.
-        #[schema(min_length = 1, max_length = 16)]
-        pub code: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct TokenBody {
-        #[schema(min_length = 1, max_length = 256)]
-        pub token: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct UsernameBody {
-        #[schema(min_length = 3, max_length = 80)]
-        pub username: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct PasswordChangeBody {
-        #[schema(min_length = 1, max_length = 1024)]
-        pub old_password: String,
-        #[schema(min_length = 8, max_length = 128)]
-        pub new_password: String,
-    }
-
-    /// Any subset; colors are `#rrggbb`.
-    #[derive(ToSchema)]
-    pub struct SettingsPatchBody {
-        #[schema(min_length = 1, max_length = 32)]
-        pub theme: Option<String>,
-        #[schema(min_length = 1, max_length = 32)]
-        pub layout: Option<String>,
-        #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
-        pub default_overlay_color: Option<String>,
-        /// Alias of `default_overlay_color`.
-        #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
-        pub default_color_overlays: Option<String>,
-        /// Alias of `default_overlay_color`.
-        #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
-        pub default_color_hex: Option<String>,
-        #[schema(min_length = 1, max_length = 32)]
-        pub avatar_mode: Option<String>,
-        #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
-        pub avatar_color: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct OverlayBody {
-        /// Default `Overlay` on creation.
-        #[schema(min_length = 1, max_length = 120)]
-        pub name: Option<String>,
-        /// Default `classic` on creation.
-        #[schema(min_length = 1, max_length = 64)]
-        pub template: Option<String>,
     }
 
     /// Blank clears a value.
@@ -180,29 +88,6 @@ mod shapes {
     #[derive(ToSchema)]
     pub struct RoleBody {
         pub role: RoleName,
-    }
-
-    #[derive(ToSchema)]
-    pub struct ModeratedUserPatchBody {
-        #[schema(min_length = 3, max_length = 80)]
-        pub username: Option<String>,
-        #[schema(format = Email, max_length = 255)]
-        pub email: Option<String>,
-    }
-
-    #[derive(ToSchema)]
-    pub struct WarnBody {
-        #[schema(min_length = 3, max_length = 500)]
-        pub reason: String,
-    }
-
-    #[derive(ToSchema)]
-    pub struct BanBody {
-        #[schema(min_length = 3, max_length = 500)]
-        pub reason: String,
-        /// The end of the ban; `null` or absent: permanent.
-        #[schema(value_type = Option<String>, format = DateTime)]
-        pub until: Option<String>,
     }
 
     /// `{"detail": "..."}`, the body of every error but `422`.

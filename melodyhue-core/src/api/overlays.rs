@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::bodies::OverlayBody;
 use super::response::{ok, rfc3339};
 use super::{Ctx, Reply, path_id};
-use crate::model::{Overlay, OverlayPatch};
+use crate::model::Overlay;
 
 const NOT_FOUND: &str = "Overlay not found";
 
@@ -41,12 +42,8 @@ impl From<Overlay> for OverlayView {
 }
 
 /// Reads `{name?, template?}` of a create or update.
-pub(super) fn overlay_patch(cx: &Ctx<'_>) -> Result<OverlayPatch, super::ApiError> {
-    let mut input = cx.input(false)?;
-    let name = input.optional_string("name", 1..=120);
-    let template = input.optional_string("template", 1..=64);
-    input.finish()?;
-    Ok(OverlayPatch { name, template })
+pub(super) fn overlay_body(cx: &Ctx<'_>) -> Result<OverlayBody, super::ApiError> {
+    OverlayBody::read(cx.input(false)?)
 }
 
 pub(super) async fn list(cx: &Ctx<'_>) -> Reply {
@@ -59,17 +56,17 @@ pub(super) async fn list(cx: &Ctx<'_>) -> Reply {
 pub(super) async fn create(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     // An empty body is fine: both fields have defaults.
-    let patch = if cx.body.is_empty() {
-        OverlayPatch::default()
+    let body = if cx.body.is_empty() {
+        OverlayBody::default()
     } else {
-        overlay_patch(cx)?
+        overlay_body(cx)?
     };
     let overlay = cx
         .app
         .create_overlay(
             &principal.user,
-            patch.name.unwrap_or_else(|| "Overlay".into()),
-            patch.template.unwrap_or_else(|| "classic".into()),
+            body.name.unwrap_or_default(),
+            body.template.unwrap_or_default(),
         )
         .await?;
     Ok(ok(&OverlayView::from(overlay)))
@@ -86,7 +83,7 @@ pub(super) async fn get(cx: &Ctx<'_>, id: &str) -> Reply {
 
 pub(super) async fn update(cx: &Ctx<'_>, id: &str) -> Reply {
     let principal = cx.principal().await?;
-    let patch = overlay_patch(cx)?;
+    let patch = overlay_body(cx)?.into();
     let overlay = cx
         .app
         .update_own_overlay(&principal.user, path_id(id, NOT_FOUND)?, &patch)

@@ -4,8 +4,10 @@
 use serde::Serialize;
 
 use super::auth::with_token_cookies;
+use super::bodies::{CodeBody, EmailBody, ResetBody, TokenBody, TwoFactorLoginBody};
 use super::response::ok;
 use super::{ApiError, Ctx, Reply};
+use crate::model::MailedToken;
 
 /// The body of a successful `/auth/login/2fa`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -44,17 +46,11 @@ pub struct SentView {
     pub token: Option<String>,
 }
 
-/// Six digits, with room for the spaces and dashes users type between them (`123 456`).
-const CODE_LENGTH: std::ops::RangeInclusive<usize> = 1..=16;
-
 pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(false)?;
-    let ticket = input.string("ticket", 1..=64);
-    let code = input.string("totp", CODE_LENGTH);
-    input.finish()?;
+    let body = TwoFactorLoginBody::read(cx.input(false)?)?;
     let tokens = cx
         .app
-        .login_two_factor(&ticket, &code, cx.client_ip())
+        .login_two_factor(&body.ticket, &body.totp, cx.client_ip())
         .await?;
     let body = TwoFactorLoginTokens {
         access_token: &tokens.access_token,
@@ -75,27 +71,20 @@ pub(super) async fn setup(cx: &Ctx<'_>) -> Reply {
     }))
 }
 
-fn code(cx: &Ctx<'_>) -> Result<String, ApiError> {
-    let mut input = cx.input(false)?;
-    let code = input.string("code", CODE_LENGTH);
-    input.finish()?;
-    Ok(code)
-}
-
 pub(super) async fn verify(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let code = code(cx)?;
+    let body = CodeBody::read(cx.input(false)?)?;
     cx.app
-        .verify_two_factor(&principal.user, &code, cx.client_ip())
+        .verify_two_factor(&principal.user, &body.code, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }
 
 pub(super) async fn disable(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let code = code(cx)?;
+    let body = CodeBody::read(cx.input(false)?)?;
     cx.app
-        .disable_two_factor(&principal.user, &code, cx.client_ip())
+        .disable_two_factor(&principal.user, &body.code, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))
 }
@@ -116,7 +105,7 @@ pub(super) async fn disable_request(cx: &Ctx<'_>) -> Reply {
 pub(super) async fn disable_confirm(cx: &Ctx<'_>) -> Reply {
     let token = if cx.method == http::Method::GET {
         let mut query = cx.query();
-        let token = query.optional_string("token", 256);
+        let token = query.optional_string("token", MailedToken::MAX_CHARS);
         query.finish()?;
         token.ok_or_else(|| {
             ApiError::Validation(vec![super::FieldError::new(
@@ -126,20 +115,15 @@ pub(super) async fn disable_confirm(cx: &Ctx<'_>) -> Reply {
             )])
         })?
     } else {
-        let mut input = cx.input(false)?;
-        let token = input.string("token", 1..=256);
-        input.finish()?;
-        token
+        TokenBody::read(cx.input(false)?)?.token.into_string()
     };
     cx.app.confirm_two_factor_disable(&token).await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))
 }
 
 pub(super) async fn forgot(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(false)?;
-    let email = input.email("email");
-    input.finish()?;
-    let token = cx.app.forgot_password(&email, cx.client_ip()).await?;
+    let body = EmailBody::read(cx.input(false)?)?;
+    let token = cx.app.forgot_password(&body.email, cx.client_ip()).await?;
     Ok(ok(&SentView {
         status: "sent",
         email_sent: None,
@@ -148,12 +132,9 @@ pub(super) async fn forgot(cx: &Ctx<'_>) -> Reply {
 }
 
 pub(super) async fn reset(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(false)?;
-    let token = input.string("token", 1..=256);
-    let new_password = input.string("new_password", 8..=128);
-    input.finish()?;
+    let body = ResetBody::read(cx.input(false)?)?;
     cx.app
-        .reset_password(&token, &new_password, cx.client_ip())
+        .reset_password(&body.token, &body.new_password, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }

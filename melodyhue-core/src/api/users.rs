@@ -6,9 +6,10 @@ use serde::Serialize;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
+use super::bodies::{EmailBody, PasswordChangeBody, SettingsPatchBody, TokenBody, UsernameBody};
 use super::response::{ok, rfc3339};
 use super::{ApiError, Ctx, FieldError, Reply};
-use crate::model::{Settings, SettingsPatch, User};
+use crate::model::{MailedToken, Settings, User};
 use crate::service::Error;
 use crate::service::Profile;
 use chrono::{DateTime, Utc};
@@ -110,33 +111,34 @@ pub(super) async fn delete_me(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn change_username(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let mut input = cx.input(false)?;
-    let username = input.string("username", 3..=80);
-    input.finish()?;
-    let user = cx.app.change_username(&principal.user, &username).await?;
+    let body = UsernameBody::read(cx.input(false)?)?;
+    let user = cx
+        .app
+        .change_username(&principal.user, &body.username)
+        .await?;
     me_view(cx, user).await
 }
 
 pub(super) async fn change_email(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let mut input = cx.input(false)?;
-    let email = input.email("email");
-    input.finish()?;
+    let body = EmailBody::read(cx.input(false)?)?;
     let user = cx
         .app
-        .change_email(&principal.user, &email, cx.client_ip())
+        .change_email(&principal.user, &body.email, cx.client_ip())
         .await?;
     me_view(cx, user).await
 }
 
 pub(super) async fn change_password(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let mut input = cx.input(false)?;
-    let old_password = input.string("old_password", 1..=1024);
-    let new_password = input.string("new_password", 8..=128);
-    input.finish()?;
+    let body = PasswordChangeBody::read(cx.input(false)?)?;
     cx.app
-        .change_password(&principal, &old_password, &new_password, cx.client_ip())
+        .change_password(
+            &principal,
+            &body.old_password,
+            &body.new_password,
+            cx.client_ip(),
+        )
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
 }
@@ -150,29 +152,7 @@ pub(super) async fn settings(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let mut input = cx.input(false)?;
-    let theme = input.optional_string("theme", 1..=32);
-    let layout = input.optional_string("layout", 1..=32);
-    let avatar_mode = input.optional_string("avatar_mode", 1..=32);
-    let avatar_color = input.optional_color("avatar_color");
-    // The earlier frontend sent the fallback color under three names; the first given wins.
-    let mut default_overlay_color = None;
-    for alias in [
-        "default_overlay_color",
-        "default_color_overlays",
-        "default_color_hex",
-    ] {
-        let color = input.optional_color(alias);
-        default_overlay_color = default_overlay_color.or(color);
-    }
-    input.finish()?;
-    let patch = SettingsPatch {
-        theme,
-        layout,
-        default_overlay_color,
-        avatar_mode,
-        avatar_color,
-    };
+    let patch = SettingsPatchBody::read(cx.input(false)?)?.into();
     let settings = cx.app.update_settings(&principal.user, &patch).await?;
     Ok(ok(&SettingsView::from(settings)))
 }
@@ -182,7 +162,7 @@ pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
 /// cannot spend it.
 pub(super) async fn email_revert_page(cx: &Ctx<'_>) -> Reply {
     let mut query = cx.query();
-    let token = query.optional_string("token", 256);
+    let token = query.optional_string("token", MailedToken::MAX_CHARS);
     query.finish()?;
     let token = token.ok_or_else(|| {
         ApiError::Validation(vec![FieldError::new(
@@ -212,16 +192,13 @@ pub(super) async fn email_revert(cx: &Ctx<'_>) -> Reply {
         .get(http::header::CONTENT_TYPE)
         .is_some_and(super::csrf::is_form);
     if !is_form {
-        let mut input = cx.input(false)?;
-        let token = input.string("token", 1..=256);
-        input.finish()?;
-        cx.app.revert_email_change(&token).await?;
+        let body = TokenBody::read(cx.input(false)?)?;
+        cx.app.revert_email_change(&body.token).await?;
         return Ok(ok(&serde_json::json!({"status": "ok"})));
     }
     let token = url::form_urlencoded::parse(&cx.body)
         .find(|(name, _)| name == "token")
-        .map(|(_, value)| value.into_owned())
-        .filter(|token| !token.is_empty() && token.chars().count() <= 256);
+        .and_then(|(_, value)| MailedToken::parse(value).ok());
     let Some(token) = token else {
         return Ok(html_page(
             StatusCode::BAD_REQUEST,

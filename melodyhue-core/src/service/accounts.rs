@@ -12,18 +12,46 @@ use crate::auth::token_hash;
 use crate::auth::tokens::TokenError;
 use crate::cluster::changes::Change;
 use crate::mail::templates;
-use crate::model::{EmailRevert, Role, User, canonical_email, new_id};
+use crate::model::{
+    Email, EmailRevert, LoginIdentifier, LoginPassword, Password, Role, User, Username,
+    canonical_email, new_id,
+};
 use crate::store::StoreError;
 
-/// What a new account is made of (already validated by the caller).
+/// What a new account is made of; each field checked its rule when it was made.
+///
+/// ```
+/// use melodyhue_core::model::{Email, InvalidValue, Password, Username};
+/// use melodyhue_core::service::Registration;
+///
+/// assert_eq!(Username::parse("ab"), Err(InvalidValue::TooShort { min_chars: 3 }));
+/// let registration = Registration {
+///     username: Username::parse("ada")?,
+///     email: Email::parse("ada@example.com")?,
+///     password: Password::parse("correct-horse-42")?,
+/// };
+/// # Ok::<(), InvalidValue>(())
+/// ```
+///
+/// A plain string is not a [`Username`], so no caller can skip its check:
+///
+/// ```compile_fail,E0308
+/// # use melodyhue_core::model::{Email, Password};
+/// # use melodyhue_core::service::Registration;
+/// let registration = Registration {
+///     username: String::from("ab"),
+///     email: Email::parse("ada@example.com").unwrap(),
+///     password: Password::parse("correct-horse-42").unwrap(),
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// 3..80 characters.
-    pub username: String,
-    /// A valid address.
-    pub email: String,
-    /// 8..128 characters.
-    pub password: String,
+    /// The display name.
+    pub username: Username,
+    /// The address, unique by its canonical form.
+    pub email: Email,
+    /// The password, of which only an Argon2 hash is kept.
+    pub password: Password,
 }
 
 /// A fresh access/refresh pair, and whose it is.
@@ -107,7 +135,7 @@ impl App {
             .await?;
         let password_hash = slot
             .hash_like(
-                &registration.password,
+                registration.password.as_str(),
                 shared_salt_template(&namesakes, None),
             )
             .await?;
@@ -115,8 +143,8 @@ impl App {
         let now = self.now();
         let user = User {
             id: new_id(),
-            username: registration.username,
-            email: registration.email,
+            username: registration.username.into_string(),
+            email: registration.email.into_string(),
             password_hash,
             role: Role::User,
             created_at: now,
@@ -142,10 +170,12 @@ impl App {
     /// one by e-mail spend the same account's budget. A throttled login (`429`) costs no hash.
     pub async fn login(
         &self,
-        identifier: &str,
-        password: &str,
+        identifier: &LoginIdentifier,
+        password: &LoginPassword,
         client_ip: Option<IpAddr>,
     ) -> Result<LoginOutcome> {
+        // Blanks around an address or a name are typing slips, not part of it.
+        let identifier = identifier.trim();
         let inner = self.inner();
         // Admission first: a request refused for load costs no lookup.
         let slot = inner.passwords.admit(client_ip)?;
@@ -398,7 +428,7 @@ impl App {
     }
 
     /// Renames the caller. Refused when another account already has the name.
-    pub async fn change_username(&self, user: &User, username: &str) -> Result<User> {
+    pub async fn change_username(&self, user: &User, username: &Username) -> Result<User> {
         let store = &self.inner().store;
         let taken = store
             .users_by_username(username)
@@ -408,7 +438,8 @@ impl App {
         if taken {
             return Err(Error::Conflict("Username already taken"));
         }
-        self.update_profile(&user.id, Some(username), None).await
+        self.update_profile(&user.id, Some(username.as_str()), None)
+            .await
     }
 
     /// Changes the caller's e-mail. A new address (by its canonical form) mails the old one a
@@ -418,7 +449,7 @@ impl App {
     pub async fn change_email(
         &self,
         user: &User,
-        email: &str,
+        email: &Email,
         client_ip: Option<IpAddr>,
     ) -> Result<User> {
         self.change_email_of(user, email, None, client_ip).await
@@ -429,12 +460,15 @@ impl App {
     pub(crate) async fn change_email_of(
         &self,
         target: &User,
-        email: &str,
-        username: Option<&str>,
+        email: &Email,
+        username: Option<&Username>,
         client_ip: Option<IpAddr>,
     ) -> Result<User> {
+        let username = username.map(Username::as_str);
         if canonical_email(email) == canonical_email(&target.email) {
-            return self.update_profile(&target.id, username, Some(email)).await;
+            return self
+                .update_profile(&target.id, username, Some(email.as_str()))
+                .await;
         }
         self.take_mail_budget(&target.email, client_ip).await?;
         let inner = self.inner();
@@ -444,7 +478,7 @@ impl App {
             token_hash: token_hash(&token),
             user_id: target.id.clone(),
             old_email: target.email.clone(),
-            new_email: email.to_owned(),
+            new_email: email.to_string(),
             created_at: now,
             expires_at: now + EMAIL_REVERT_LIFETIME,
         };
@@ -498,8 +532,8 @@ impl App {
     pub async fn change_password(
         &self,
         principal: &Principal,
-        old_password: &str,
-        new_password: &str,
+        old_password: &LoginPassword,
+        new_password: &Password,
         client_ip: Option<IpAddr>,
     ) -> Result<()> {
         let inner = self.inner();

@@ -15,8 +15,8 @@ use super::{Error, Result};
 use crate::App;
 use crate::cluster::changes::Change;
 use crate::model::{
-    Ban, Overlay, OverlayPatch, OwnedOverlay, Role, Stats, User, UserWithBan, Warning, WarningView,
-    canonical_email, new_id,
+    Ban, Email, ModerationReason, Overlay, OverlayPatch, OwnedOverlay, Role, Stats, User,
+    UserWithBan, Username, Warning, WarningView, canonical_email, new_id,
 };
 use crate::store::{BanOutcome, ListQuery, Page, RoleChange, UserListQuery};
 
@@ -195,8 +195,8 @@ impl App {
         &self,
         actor: &User,
         user_id: &str,
-        username: Option<&str>,
-        email: Option<&str>,
+        username: Option<&Username>,
+        email: Option<&Email>,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<()> {
         require_moderator(actor)?;
@@ -223,7 +223,8 @@ impl App {
                     .await?;
             }
             None if username.is_some() => {
-                self.update_profile(user_id, username, None).await?;
+                self.update_profile(user_id, username.map(Username::as_str), None)
+                    .await?;
             }
             None => {}
         }
@@ -231,7 +232,12 @@ impl App {
     }
 
     /// Warns a user. Moderators (not on admins) and admins.
-    pub async fn warn_user(&self, actor: &User, user_id: &str, reason: String) -> Result<Warning> {
+    pub async fn warn_user(
+        &self,
+        actor: &User,
+        user_id: &str,
+        reason: ModerationReason,
+    ) -> Result<Warning> {
         require_moderator(actor)?;
         let target = self.user(user_id).await?;
         require_authority_over(actor, target.role)?;
@@ -239,7 +245,7 @@ impl App {
             id: new_id(),
             user_id: target.id,
             moderator_id: Some(actor.id.clone()),
-            reason,
+            reason: reason.into_string(),
             created_at: self.now(),
         };
         self.inner().store.insert_warning(&warning).await?;
@@ -254,7 +260,7 @@ impl App {
         &self,
         actor: &User,
         user_id: &str,
-        reason: String,
+        reason: ModerationReason,
         until: Option<DateTime<Utc>>,
     ) -> Result<BanReceipt> {
         require_moderator(actor)?;
@@ -271,7 +277,7 @@ impl App {
             id: new_id(),
             user_id: target.id,
             moderator_id: Some(actor.id.clone()),
-            reason,
+            reason: reason.into_string(),
             created_at: now,
             until,
             revoked_at: None,

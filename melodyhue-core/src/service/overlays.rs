@@ -3,11 +3,9 @@
 use super::{Error, Result, Stale};
 use crate::App;
 use crate::cluster::changes::Change;
-use crate::model::{Overlay, OverlayPatch, User, new_id};
+use crate::model::{Overlay, OverlayName, OverlayPatch, OverlayTemplate, User, new_id};
 
 const NOT_FOUND: &str = "Overlay not found";
-/// Longest overlay name.
-pub const MAX_NAME_CHARS: usize = 120;
 
 impl App {
     /// The caller's overlays, oldest first.
@@ -17,6 +15,17 @@ impl App {
 
     /// Makes an overlay for the caller.
     pub async fn create_overlay(
+        &self,
+        owner: &User,
+        name: OverlayName,
+        template: OverlayTemplate,
+    ) -> Result<Overlay> {
+        self.insert_overlay(owner, name.into_string(), template.into_string())
+            .await
+    }
+
+    /// Stores a new overlay of `owner`: a checked name and template, or a copy's.
+    async fn insert_overlay(
         &self,
         owner: &User,
         name: String,
@@ -115,10 +124,10 @@ impl App {
         }
     }
 
-    /// Copies one of the caller's overlays as `"<name> (copy)"`.
+    /// Copies one of the caller's overlays as `"<name> (copy)"`, with its template as stored.
     pub async fn duplicate_own_overlay(&self, owner: &User, id: &str) -> Result<Overlay> {
         let original = self.own_overlay(owner, id).await?;
-        self.create_overlay(owner, copy_name(&original.name), original.template)
+        self.insert_overlay(owner, copy_name(&original.name), original.template)
             .await
     }
 }
@@ -126,7 +135,7 @@ impl App {
 /// `"<name> (copy)"`, shortening the name so the result still fits.
 fn copy_name(name: &str) -> String {
     const SUFFIX: &str = " (copy)";
-    let keep = MAX_NAME_CHARS - SUFFIX.chars().count();
+    let keep = OverlayName::MAX_CHARS - SUFFIX.chars().count();
     let base: String = name.chars().take(keep).collect();
     format!("{base}{SUFFIX}")
 }
@@ -138,7 +147,7 @@ mod tests {
     #[test]
     fn copies_fit_the_name_limit() {
         assert_eq!(copy_name("Main"), "Main (copy)");
-        let long = "x".repeat(MAX_NAME_CHARS);
-        assert_eq!(copy_name(&long).chars().count(), MAX_NAME_CHARS);
+        let long = "x".repeat(OverlayName::MAX_CHARS);
+        assert_eq!(copy_name(&long).chars().count(), OverlayName::MAX_CHARS);
     }
 }

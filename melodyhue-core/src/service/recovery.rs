@@ -11,7 +11,9 @@ use super::{Error, Result};
 use crate::App;
 use crate::auth::token_hash;
 use crate::mail::{BudgetKey, Refusal, templates};
-use crate::model::{EmailRevertOutcome, OneTimeToken, TokenPurpose, canonical_email, random_bytes};
+use crate::model::{
+    Email, EmailRevertOutcome, OneTimeToken, Password, TokenPurpose, canonical_email, random_bytes,
+};
 
 /// How long an e-mailed token works.
 pub const ONE_TIME_TOKEN_LIFETIME: Duration = Duration::hours(1);
@@ -80,7 +82,7 @@ impl App {
     /// (`429` once spent, for any address alike).
     pub async fn forgot_password(
         &self,
-        email: &str,
+        email: &Email,
         client_ip: Option<IpAddr>,
     ) -> Result<Option<String>> {
         self.take_mail_budget(email, client_ip).await?;
@@ -88,7 +90,7 @@ impl App {
             return self.send_reset_link(email).await;
         }
         let app = self.clone();
-        let email = email.to_owned();
+        let email = email.clone();
         tokio::spawn(async move {
             if let Err(err) = app.send_reset_link(&email).await {
                 tracing::warn!(error = %err, "password reset request failed");
@@ -118,7 +120,7 @@ impl App {
     pub async fn reset_password(
         &self,
         token: &str,
-        new_password: &str,
+        new_password: &Password,
         client_ip: Option<IpAddr>,
     ) -> Result<()> {
         let inner = self.inner();

@@ -29,7 +29,7 @@ pub async fn overlays_round_trip(store: &dyn Store) {
         .update_overlay(
             &older.id,
             &OverlayPatch {
-                name: Some("Renamed".into()),
+                name: Some("Renamed".parse().unwrap()),
                 template: None,
             },
             at(30),
@@ -51,7 +51,7 @@ pub async fn overlays_round_trip(store: &dyn Store) {
             &older.id,
             &OverlayPatch {
                 name: None,
-                template: Some("color".into()),
+                template: Some("color".parse().unwrap()),
             },
             at(31),
         )

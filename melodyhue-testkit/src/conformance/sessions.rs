@@ -207,7 +207,7 @@ pub async fn settings_start_absent_and_patch_from_defaults(store: &dyn Store) {
         .update_settings(
             &alice.id,
             &SettingsPatch {
-                theme: Some("dark".into()),
+                theme: Some("dark".parse().unwrap()),
                 ..SettingsPatch::default()
             },
         )
@@ -223,10 +223,10 @@ pub async fn settings_start_absent_and_patch_from_defaults(store: &dyn Store) {
         .update_settings(
             &alice.id,
             &SettingsPatch {
-                default_overlay_color: Some("#ff5500".into()),
-                avatar_mode: Some("initials".into()),
-                avatar_color: Some("#000000".into()),
-                layout: Some("compact".into()),
+                default_overlay_color: Some("#ff5500".parse().unwrap()),
+                avatar_mode: Some("initials".parse().unwrap()),
+                avatar_color: Some("#000000".parse().unwrap()),
+                layout: Some("compact".parse().unwrap()),
                 ..SettingsPatch::default()
             },
         )
@@ -256,11 +256,11 @@ pub async fn settings_start_absent_and_patch_from_defaults(store: &dyn Store) {
 pub async fn concurrent_settings_patches_both_apply(store: &dyn Store) {
     let alice = add_user(store, "alice", 0).await;
     let theme = SettingsPatch {
-        theme: Some("dark".into()),
+        theme: Some("dark".parse().unwrap()),
         ..SettingsPatch::default()
     };
     let color = SettingsPatch {
-        default_overlay_color: Some("#123456".into()),
+        default_overlay_color: Some("#123456".parse().unwrap()),
         ..SettingsPatch::default()
     };
     let (a, b) = tokio::join!(

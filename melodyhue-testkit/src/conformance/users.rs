@@ -345,7 +345,7 @@ pub async fn delete_user_cascades_and_keeps_moderator_actions(store: &dyn Store)
             .update_settings(
                 &u.id,
                 &SettingsPatch {
-                    theme: Some("dark".into()),
+                    theme: Some("dark".parse().unwrap()),
                     ..SettingsPatch::default()
                 },
             )
