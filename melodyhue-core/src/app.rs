@@ -1,7 +1,9 @@
 //! [`App`]: one MelodyHue instance — configuration, storage and the services over them.
 //!
 //! An `App` is cheap to clone (an `Arc`); every frontend adapter and background job holds one.
-//! The use cases themselves are methods of `App`, defined in [`crate::service`].
+//! The use cases are grouped by area, each behind an accessor returning a borrowed view
+//! ([`App::accounts`], [`App::overlays`], [`App::now_playing`]...), defined in
+//! [`crate::service`].
 
 use std::sync::Arc;
 
@@ -322,7 +324,8 @@ impl App {
         self.inner.event_streams.open()
     }
 
-    /// Registration, login and sessions, the profile, password and e-mail changes, account deletion.
+    /// Registration, login and sessions, the profile, password and e-mail changes, account
+    /// deletion.
     pub fn accounts(&self) -> service::Accounts<'_> {
         service::Accounts { app: self }
     }

@@ -454,7 +454,8 @@ impl<'a> Accounts<'a> {
     }
 
     /// Changes the caller's e-mail. A new address (by its canonical form) mails the old one a
-    /// notice with a link that undoes the change ([`Recovery::revert_email_change`], 7 days, single
+    /// notice with a link that undoes the change
+    /// ([`Recovery::revert_email_change`](super::Recovery::revert_email_change), 7 days, single
     /// use); it takes from the mail budgets of the old address and of `client_ip`. Another
     /// spelling of the same address is saved without a notice.
     pub async fn change_email(

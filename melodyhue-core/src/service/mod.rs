@@ -1,5 +1,12 @@
-//! The use cases of MelodyHue, as methods of [`App`](crate::App): register, log in, create an
-//! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
+//! The use cases of MelodyHue: register, log in, create an overlay, ban a user... They decide;
+//! the storage traits remember. No HTTP types here.
+//!
+//! They are grouped by area, each a view of an [`App`](crate::App) that borrows it:
+//! [`Accounts`] (`app.accounts()`), [`SecondFactor`] (`app.two_factor()`), [`Recovery`]
+//! (`app.recovery()`), [`UserSettings`] (`app.settings()`), [`Overlays`] (`app.overlays()`),
+//! [`Moderation`] (`app.moderation()`), [`Spotify`] (`app.spotify()`), [`Playing`]
+//! (`app.now_playing()`) and [`Jobs`] (`app.jobs()`). A view is `Copy` and costs nothing to
+//! make: `app.accounts().login(..)`.
 //!
 //! The types of each use case are re-exported here. One module is public for what it holds
 //! beyond them: [`now_playing`], with the now-playing hub ([`now_playing::hub`]: which users are

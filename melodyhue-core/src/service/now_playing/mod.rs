@@ -1,5 +1,6 @@
 //! What `/color`, `/infos` and `/ws` show for a user: the playing track and its cover's colors,
-//! or the user's fallback color ([`NowPlaying`], answered by [`Playing::of`], from [`Playing::of`]).
+//! or the user's fallback color ([`NowPlaying`], answered by [`Playing::of`]; `Playing` is
+//! [`App::now_playing`]).
 //!
 //! Behind it, the [`hub`] polls Spotify for the users someone watches and keeps the latest state
 //! of each in memory; [`coordination`] is how the hubs of several nodes share that polling
@@ -104,7 +105,7 @@ impl NowPlaying {
 
 /// Now playing: each user's current track and colors, and subscriptions to their changes.
 ///
-/// A view of an [`App`], from [`Playing::of`].
+/// A view of an [`App`], from [`App::now_playing`].
 #[derive(Debug, Clone, Copy)]
 pub struct Playing<'a> {
     pub(crate) app: &'a App,
