@@ -185,7 +185,7 @@ async fn run_load(users: usize) {
         tokio::spawn(async move {
             loop {
                 for chunk in ids.chunks(500) {
-                    let asks = chunk.iter().map(|id| app.now_playing(id));
+                    let asks = chunk.iter().map(|id| app.now_playing().of(id));
                     for answer in futures_util::future::join_all(asks).await {
                         answer.unwrap();
                     }

@@ -1,7 +1,9 @@
 //! [`App`]: one MelodyHue instance — configuration, storage and the services over them.
 //!
 //! An `App` is cheap to clone (an `Arc`); every frontend adapter and background job holds one.
-//! The use cases themselves are methods of `App`, defined in [`crate::service`].
+//! The use cases are grouped by area, each behind an accessor returning a borrowed view
+//! ([`App::accounts`], [`App::overlays`], [`App::now_playing`]...), defined in
+//! [`crate::service`].
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use crate::mail::{
 use crate::metrics::{ConnectionCounts, MetricSources, Metrics};
 use crate::secrets::SecretBox;
 use crate::service::now_playing::hub::NowPlayingHub;
-use crate::service::{AccountEvent, HotReads};
+use crate::service::{self, AccountEvent, HotReads};
 use crate::spotify::{ImagePolicy, SpotifyClient, SpotifyEndpoints, SpotifyError};
 use crate::store::{self, Store, StoreError};
 
@@ -316,16 +318,56 @@ impl App {
         &self.inner.passwords
     }
 
-    /// The now-playing hub's figures, which the test kit checks.
-    #[doc(hidden)]
-    pub fn hub_stats(&self) -> crate::service::now_playing::hub::HubStats {
-        self.inner.hub.stats()
-    }
-
     /// Open `/infos/{user_id}/events` streams, which the test kit checks.
     #[doc(hidden)]
     pub fn open_event_streams(&self) -> usize {
         self.inner.event_streams.open()
+    }
+
+    /// Registration, login and sessions, the profile, password and e-mail changes, account
+    /// deletion.
+    pub fn accounts(&self) -> service::Accounts<'_> {
+        service::Accounts { app: self }
+    }
+
+    /// Two-factor authentication (TOTP): setup, the login's second step, disabling.
+    pub fn two_factor(&self) -> service::SecondFactor<'_> {
+        service::SecondFactor { app: self }
+    }
+
+    /// Account recovery by e-mail: password reset, reverting an e-mail change.
+    pub fn recovery(&self) -> service::Recovery<'_> {
+        service::Recovery { app: self }
+    }
+
+    /// Each user's settings.
+    pub fn settings(&self) -> service::UserSettings<'_> {
+        service::UserSettings { app: self }
+    }
+
+    /// Overlays: their owners' CRUD and the public read.
+    pub fn overlays(&self) -> service::Overlays<'_> {
+        service::Overlays { app: self }
+    }
+
+    /// Moderation and administration: roles, warnings, bans, moderated profiles and overlays.
+    pub fn moderation(&self) -> service::Moderation<'_> {
+        service::Moderation { app: self }
+    }
+
+    /// Each user's link to Spotify: app credentials and the authorization flow.
+    pub fn spotify(&self) -> service::Spotify<'_> {
+        service::Spotify { app: self }
+    }
+
+    /// What each user is playing (track and colors), and subscriptions to its changes.
+    pub fn now_playing(&self) -> service::Playing<'_> {
+        service::Playing { app: self }
+    }
+
+    /// The background jobs: purging long-banned accounts, deleting expired sessions and tokens.
+    pub fn jobs(&self) -> service::Jobs<'_> {
+        service::Jobs { app: self }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

@@ -132,6 +132,7 @@ async fn schemathesis_finds_nothing_the_document_does_not_describe() {
     let user = server.register("schemathesis").await;
     server
         .app
+        .moderation()
         .promote(&user.email, Role::Admin)
         .await
         .expect("promoted");

@@ -204,7 +204,7 @@ async fn serve(config: Config, frontend: Frontend) -> ExitCode {
         cluster = app.cluster().is_some(),
         "MelodyHue listening"
     );
-    let _jobs = app.spawn_background_jobs();
+    let _jobs = app.jobs().spawn_background_jobs();
     match frontend {
         Frontend::Warp => melodyhue_warp::serve(app, listener, shutdown_signal()).await,
         Frontend::Hyper => melodyhue_hyper::serve(app, listener, shutdown_signal()).await,
@@ -221,7 +221,7 @@ async fn promote(config: Config, email: &str, role: Role) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.promote(email, role).await {
+    match app.moderation().promote(email, role).await {
         Ok(user) => {
             println!("{} ({}) is now {role}", user.email, user.username);
             ExitCode::SUCCESS

@@ -65,16 +65,17 @@ async fn promote_changes_roles_and_keeps_the_last_admin() {
     let path = dir.path();
     let app = app(path).await;
     for name in ["ada", "bob"] {
-        app.register(
-            Registration {
-                username: name.parse().unwrap(),
-                email: format!("{name}@example.com").parse().unwrap(),
-                password: "correct-horse-42".parse().unwrap(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
+        app.accounts()
+            .register(
+                Registration {
+                    username: name.parse().unwrap(),
+                    email: format!("{name}@example.com").parse().unwrap(),
+                    password: "correct-horse-42".parse().unwrap(),
+                },
+                None,
+            )
+            .await
+            .unwrap();
     }
     drop(app);
 

@@ -167,13 +167,15 @@ pub(super) fn list_query(cx: &Ctx<'_>) -> Result<ListQuery, ApiError> {
 
 pub(super) async fn stats(cx: &Ctx<'_>) -> Reply {
     let actor = admin(cx).await?;
-    Ok(ok(&StatsView::from(cx.app.admin_stats(&actor).await?)))
+    Ok(ok(&StatsView::from(
+        cx.app.moderation().admin_stats(&actor).await?,
+    )))
 }
 
 pub(super) async fn users(cx: &Ctx<'_>) -> Reply {
     let actor = admin(cx).await?;
     let query = list_query(cx)?;
-    let page = cx.app.admin_users(&actor, &query).await?;
+    let page = cx.app.moderation().admin_users(&actor, &query).await?;
     Ok(ok(&PageView::<AdminUserView>::new(page, &query)))
 }
 
@@ -183,7 +185,7 @@ pub(super) async fn change_role(cx: &Ctx<'_>, id: &str) -> Reply {
     let role = input.choice("role", &ROLES.map(|role| (role.as_str(), role)));
     input.finish()?;
     let id = path_id(id, USER_NOT_FOUND)?;
-    cx.app.change_role(&actor, id, role).await?;
+    cx.app.moderation().change_role(&actor, id, role).await?;
     Ok(ok(
         &json!({"status": "ok", "user_id": id, "role": role.as_str()}),
     ))
@@ -192,7 +194,11 @@ pub(super) async fn change_role(cx: &Ctx<'_>, id: &str) -> Reply {
 pub(super) async fn warnings(cx: &Ctx<'_>) -> Reply {
     let actor = admin(cx).await?;
     let query = list_query(cx)?;
-    let page = cx.app.admin_warnings(&actor, None, &query).await?;
+    let page = cx
+        .app
+        .moderation()
+        .admin_warnings(&actor, None, &query)
+        .await?;
     Ok(ok(&PageView::<WarningItemView>::new(page, &query)))
 }
 
@@ -200,21 +206,25 @@ pub(super) async fn user_warnings(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = admin(cx).await?;
     let query = list_query(cx)?;
     let id = path_id(id, USER_NOT_FOUND)?;
-    let page = cx.app.admin_warnings(&actor, Some(id), &query).await?;
+    let page = cx
+        .app
+        .moderation()
+        .admin_warnings(&actor, Some(id), &query)
+        .await?;
     Ok(ok(&PageView::<WarningItemView>::new(page, &query)))
 }
 
 pub(super) async fn delete_warning(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = admin(cx).await?;
     let id = path_id(id, WARNING_NOT_FOUND)?;
-    cx.app.delete_warning(&actor, id).await?;
+    cx.app.moderation().delete_warning(&actor, id).await?;
     Ok(ok(&json!({"status": "ok", "deleted": 1, "warning_id": id})))
 }
 
 pub(super) async fn delete_user_warnings(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = admin(cx).await?;
     let id = path_id(id, USER_NOT_FOUND)?;
-    let deleted = cx.app.delete_user_warnings(&actor, id).await?;
+    let deleted = cx.app.moderation().delete_user_warnings(&actor, id).await?;
     Ok(ok(
         &json!({"status": "ok", "deleted": deleted, "user_id": id}),
     ))

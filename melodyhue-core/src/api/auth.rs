@@ -82,6 +82,7 @@ pub(super) async fn register(cx: &Ctx<'_>) -> Reply {
     let body = RegisterBody::read(cx.input(false)?)?;
     let tokens = cx
         .app
+        .accounts()
         .register(
             Registration {
                 username: body.username,
@@ -102,6 +103,7 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
     let body = LoginBody::read(cx.input(false)?)?;
     match cx
         .app
+        .accounts()
         .login(&body.username_or_email, &body.password, cx.client_ip())
         .await?
     {
@@ -129,7 +131,7 @@ pub(super) async fn refresh(cx: &Ctx<'_>) -> Reply {
     let mut input = cx.input(true)?;
     let token = refresh_token(cx, &mut input);
     input.finish()?;
-    let tokens = cx.app.refresh(token.as_deref()).await?;
+    let tokens = cx.app.accounts().refresh(token.as_deref()).await?;
     let body = RefreshedTokens {
         access_token: &tokens.access_token,
         refresh_token: &tokens.refresh_token,
@@ -144,7 +146,7 @@ pub(super) async fn logout(cx: &Ctx<'_>) -> Reply {
         Ok(mut input) => refresh_token(cx, &mut input),
         Err(_) => cx.cookie(REFRESH_COOKIE),
     };
-    cx.app.logout(token.as_deref()).await;
+    cx.app.accounts().logout(token.as_deref()).await;
     let mut response = ok(&serde_json::json!({"status": "ok"}));
     clear_auth_cookies(&mut response, &cx.app.config().cookies);
     Ok(response)

@@ -174,12 +174,12 @@ fn fingerprint(infos: &mut serde_json::Value) -> String {
 pub(super) async fn infos_events(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = user_path_id(id)?;
     let app = cx.app;
-    let streams = &app.inner().event_streams;
+    let streams = app.now_playing().event_streams();
     let place = streams.admit(cx.client_ip(), &app.config().events)?;
     let closing = streams.closing.subscribe();
     // Looked up (and watched) as `/infos` does: an unknown user is `404` here.
-    let now_playing = app.now_playing(id).await?;
-    let mut subscription = app.inner().hub.subscribe(id);
+    let now_playing = app.now_playing().of(id).await?;
+    let mut subscription = app.now_playing().subscribe(id);
     // A change between the read above and the subscription is caught by one more look.
     subscription.updates.mark_changed();
     let first = Event::of(id, &now_playing, app.now().timestamp());
@@ -245,9 +245,9 @@ impl EventStream {
                 changed = self.subscription.updates.changed() => {
                     if changed.is_err() {
                         // The feed stopped (the user may be gone); a new subscription restarts it.
-                        self.subscription = self.app.inner().hub.subscribe(&self.user_id);
+                        self.subscription = self.app.now_playing().subscribe(&self.user_id);
                     }
-                    match self.app.now_playing(&self.user_id).await {
+                    match self.app.now_playing().of(&self.user_id).await {
                         Ok(now_playing) => {
                             let event =
                                 Event::of(&self.user_id, &now_playing, self.app.now().timestamp());

@@ -248,7 +248,7 @@ impl Ctx<'_> {
         let token = self
             .access_token()
             .ok_or(ApiError::Unauthorized("Invalid token"))?;
-        Ok(self.app.authenticate(&token).await?)
+        Ok(self.app.accounts().authenticate(&token).await?)
     }
 
     /// The client's IP: the socket peer; or, when the configuration trusts proxies

@@ -116,7 +116,7 @@ pub(super) async fn users(cx: &Ctx<'_>) -> Reply {
     let banned = params.optional_bool("banned");
     params.finish()?;
     let query = UserListQuery { list, banned };
-    let page = cx.app.moderation_users(&actor, &query).await?;
+    let page = cx.app.moderation().moderation_users(&actor, &query).await?;
     Ok(ok(&PageView::<ModeratedUserView>::new(page, &query.list)))
 }
 
@@ -124,6 +124,7 @@ pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
     let user = cx
         .app
+        .moderation()
         .moderation_user(&actor, path_id(id, USER_NOT_FOUND)?)
         .await?;
     Ok(ok(&ModeratedUserView::from(user)))
@@ -133,6 +134,7 @@ pub(super) async fn update_user(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
     let body = ModeratedUserPatchBody::read(cx.input(false)?)?;
     cx.app
+        .moderation()
         .moderate_profile(
             &actor,
             path_id(id, USER_NOT_FOUND)?,
@@ -149,6 +151,7 @@ pub(super) async fn warn(cx: &Ctx<'_>, id: &str) -> Reply {
     let body = WarnBody::read(cx.input(false)?)?;
     let warning = cx
         .app
+        .moderation()
         .warn_user(&actor, path_id(id, USER_NOT_FOUND)?, body.reason)
         .await?;
     Ok(ok(&json!({"status": "ok", "warning_id": warning.id})))
@@ -159,6 +162,7 @@ pub(super) async fn ban(cx: &Ctx<'_>, id: &str) -> Reply {
     let body = BanBody::read(cx.input(false)?, cx.app.now())?;
     let receipt = cx
         .app
+        .moderation()
         .ban(
             &actor,
             path_id(id, USER_NOT_FOUND)?,
@@ -177,6 +181,7 @@ pub(super) async fn revoke_ban(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
     let revoked_at = cx
         .app
+        .moderation()
         .revoke_ban(&actor, path_id(id, USER_NOT_FOUND)?)
         .await?;
     Ok(ok(
@@ -187,7 +192,11 @@ pub(super) async fn revoke_ban(cx: &Ctx<'_>, id: &str) -> Reply {
 pub(super) async fn overlays(cx: &Ctx<'_>) -> Reply {
     let actor = moderator(cx).await?;
     let query = list_query(cx)?;
-    let page = cx.app.moderation_overlays(&actor, &query).await?;
+    let page = cx
+        .app
+        .moderation()
+        .moderation_overlays(&actor, &query)
+        .await?;
     Ok(ok(&PageView::<ModeratedOverlayView>::new(page, &query)))
 }
 
@@ -195,6 +204,7 @@ pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
     let overlay = cx
         .app
+        .moderation()
         .moderation_overlay(&actor, path_id(id, OVERLAY_NOT_FOUND)?)
         .await?;
     Ok(ok(&OverlayView::from(overlay)))
@@ -205,6 +215,7 @@ pub(super) async fn update_overlay(cx: &Ctx<'_>, id: &str) -> Reply {
     let patch = overlay_body(cx)?.into();
     let overlay = cx
         .app
+        .moderation()
         .moderate_overlay(&actor, path_id(id, OVERLAY_NOT_FOUND)?, &patch)
         .await?;
     Ok(ok(&OverlayView::from(overlay)))
@@ -213,6 +224,7 @@ pub(super) async fn update_overlay(cx: &Ctx<'_>, id: &str) -> Reply {
 pub(super) async fn delete_overlay(cx: &Ctx<'_>, id: &str) -> Reply {
     let actor = moderator(cx).await?;
     cx.app
+        .moderation()
         .moderate_overlay_delete(&actor, path_id(id, OVERLAY_NOT_FOUND)?)
         .await?;
     Ok(ok(&json!({"status": "ok"})))

@@ -48,7 +48,7 @@ pub(super) fn overlay_body(cx: &Ctx<'_>) -> Result<OverlayBody, super::ApiError>
 
 pub(super) async fn list(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let overlays = cx.app.overlays_of(&principal.user).await?;
+    let overlays = cx.app.overlays().overlays_of(&principal.user).await?;
     let views: Vec<OverlayView> = overlays.into_iter().map(OverlayView::from).collect();
     Ok(ok(&views))
 }
@@ -63,6 +63,7 @@ pub(super) async fn create(cx: &Ctx<'_>) -> Reply {
     };
     let overlay = cx
         .app
+        .overlays()
         .create_overlay(
             &principal.user,
             body.name.unwrap_or_default(),
@@ -76,6 +77,7 @@ pub(super) async fn get(cx: &Ctx<'_>, id: &str) -> Reply {
     let principal = cx.principal().await?;
     let overlay = cx
         .app
+        .overlays()
         .own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
         .await?;
     Ok(ok(&OverlayView::from(overlay)))
@@ -86,6 +88,7 @@ pub(super) async fn update(cx: &Ctx<'_>, id: &str) -> Reply {
     let patch = overlay_body(cx)?.into();
     let overlay = cx
         .app
+        .overlays()
         .update_own_overlay(&principal.user, path_id(id, NOT_FOUND)?, &patch)
         .await?;
     Ok(ok(&OverlayView::from(overlay)))
@@ -94,6 +97,7 @@ pub(super) async fn update(cx: &Ctx<'_>, id: &str) -> Reply {
 pub(super) async fn delete(cx: &Ctx<'_>, id: &str) -> Reply {
     let principal = cx.principal().await?;
     cx.app
+        .overlays()
         .delete_own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
@@ -103,6 +107,7 @@ pub(super) async fn duplicate(cx: &Ctx<'_>, id: &str) -> Reply {
     let principal = cx.principal().await?;
     let overlay = cx
         .app
+        .overlays()
         .duplicate_own_overlay(&principal.user, path_id(id, NOT_FOUND)?)
         .await?;
     Ok(ok(&OverlayView::from(overlay)))

@@ -80,7 +80,7 @@ pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
         .await
         .map_err(crate::service::Error::from)?
         .ok_or(ApiError::NotFound(USER_NOT_FOUND))?;
-    let profile = cx.app.profile(user).await?;
+    let profile = cx.app.accounts().profile(user).await?;
     Ok(ok(&PublicUserView {
         avatar_url: avatar_url(&profile.user.email),
         id: profile.user.id,
@@ -93,6 +93,7 @@ pub(super) async fn user(cx: &Ctx<'_>, id: &str) -> Reply {
 pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
     let (overlay, stale) = cx
         .app
+        .overlays()
         .public_overlay_or_stale(path_id(id, "Overlay not found")?)
         .await?;
     let mut response = ok(&OverlayView::from(overlay));
@@ -263,7 +264,7 @@ fn color_response<'a>(
 
 pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = path_id(id, USER_NOT_FOUND)?;
-    let now_playing = cx.app.now_playing(id).await?;
+    let now_playing = cx.app.now_playing().of(id).await?;
     let mut response = ok(&color_response(id, &now_playing, cx.app.now().timestamp()));
     mark_stale(cx, &mut response, now_playing.stale);
     Ok(response)
@@ -290,7 +291,7 @@ pub(super) fn user_path_id(id: &str) -> Result<&str, ApiError> {
 
 pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = user_path_id(id)?;
-    let now_playing = cx.app.now_playing(id).await?;
+    let now_playing = cx.app.now_playing().of(id).await?;
     let mut response = ok(&infos_response(id, &now_playing, cx.app.now().timestamp()));
     mark_stale(cx, &mut response, now_playing.stale);
     Ok(response)

@@ -29,7 +29,7 @@ impl From<SpotifyStatus> for CredentialsStatusView {
 
 pub(super) async fn credentials_status(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let status = cx.app.spotify_status(&principal.user).await?;
+    let status = cx.app.spotify().spotify_status(&principal.user).await?;
     Ok(ok(&CredentialsStatusView::from(status)))
 }
 
@@ -42,6 +42,7 @@ pub(super) async fn update_credentials(cx: &Ctx<'_>) -> Reply {
     input.finish()?;
     let status = cx
         .app
+        .spotify()
         .update_spotify_credentials(
             &principal.user,
             SpotifyCredentialsInput {
@@ -64,6 +65,7 @@ pub(super) async fn auth_url(cx: &Ctx<'_>) -> Reply {
     query.finish()?;
     let url = cx
         .app
+        .spotify()
         .spotify_authorize_url(&principal.user, redirect_uri.as_deref())
         .await?;
     Ok(ok(&serde_json::json!({ "url": url })))
@@ -78,6 +80,7 @@ pub(super) async fn callback(cx: &Ctx<'_>) -> Reply {
     query.finish()?;
     let code = code.ok_or(ApiError::BadRequest("Missing authorization code"))?;
     cx.app
+        .spotify()
         .spotify_callback(
             &principal.user,
             &code,
@@ -90,7 +93,7 @@ pub(super) async fn callback(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn auth_status(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let status = cx.app.spotify_status(&principal.user).await?;
+    let status = cx.app.spotify().spotify_status(&principal.user).await?;
     Ok(ok(
         &serde_json::json!({"authenticated": status.has_refresh_token}),
     ))
@@ -98,6 +101,6 @@ pub(super) async fn auth_status(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn logout(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    cx.app.spotify_logout(&principal.user).await?;
+    cx.app.spotify().spotify_logout(&principal.user).await?;
     Ok(ok(&serde_json::json!({"status": "logged_out"})))
 }

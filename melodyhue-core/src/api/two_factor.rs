@@ -50,6 +50,7 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
     let body = TwoFactorLoginBody::read(cx.input(false)?)?;
     let tokens = cx
         .app
+        .two_factor()
         .login_two_factor(&body.ticket, &body.totp, cx.client_ip())
         .await?;
     let body = TwoFactorLoginTokens {
@@ -64,7 +65,11 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn setup(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let setup = cx.app.setup_two_factor(&principal.user).await?;
+    let setup = cx
+        .app
+        .two_factor()
+        .setup_two_factor(&principal.user)
+        .await?;
     Ok(ok(&TwoFactorSetupView {
         secret: &setup.secret,
         otpauth_url: &setup.otpauth_url,
@@ -75,6 +80,7 @@ pub(super) async fn verify(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let body = CodeBody::read(cx.input(false)?)?;
     cx.app
+        .two_factor()
         .verify_two_factor(&principal.user, &body.code, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))
@@ -84,6 +90,7 @@ pub(super) async fn disable(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let body = CodeBody::read(cx.input(false)?)?;
     cx.app
+        .two_factor()
         .disable_two_factor(&principal.user, &body.code, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))
@@ -93,6 +100,7 @@ pub(super) async fn disable_request(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let sent = cx
         .app
+        .two_factor()
         .request_two_factor_disable(&principal.user, cx.client_ip())
         .await?;
     Ok(ok(&SentView {
@@ -117,13 +125,20 @@ pub(super) async fn disable_confirm(cx: &Ctx<'_>) -> Reply {
     } else {
         TokenBody::read(cx.input(false)?)?.token.into_string()
     };
-    cx.app.confirm_two_factor_disable(&token).await?;
+    cx.app
+        .two_factor()
+        .confirm_two_factor_disable(&token)
+        .await?;
     Ok(ok(&serde_json::json!({"status": "disabled"})))
 }
 
 pub(super) async fn forgot(cx: &Ctx<'_>) -> Reply {
     let body = EmailBody::read(cx.input(false)?)?;
-    let token = cx.app.forgot_password(&body.email, cx.client_ip()).await?;
+    let token = cx
+        .app
+        .recovery()
+        .forgot_password(&body.email, cx.client_ip())
+        .await?;
     Ok(ok(&SentView {
         status: "sent",
         email_sent: None,
@@ -134,6 +149,7 @@ pub(super) async fn forgot(cx: &Ctx<'_>) -> Reply {
 pub(super) async fn reset(cx: &Ctx<'_>) -> Reply {
     let body = ResetBody::read(cx.input(false)?)?;
     cx.app
+        .recovery()
         .reset_password(&body.token, &body.new_password, cx.client_ip())
         .await?;
     Ok(ok(&serde_json::json!({"status": "ok"})))

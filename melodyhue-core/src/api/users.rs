@@ -95,7 +95,7 @@ impl From<Settings> for SettingsView {
 }
 
 async fn me_view(cx: &Ctx<'_>, user: User) -> Reply {
-    Ok(ok(&MeView::from(cx.app.profile(user).await?)))
+    Ok(ok(&MeView::from(cx.app.accounts().profile(user).await?)))
 }
 
 pub(super) async fn me(cx: &Ctx<'_>) -> Reply {
@@ -105,7 +105,7 @@ pub(super) async fn me(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn delete_me(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    cx.app.delete_account(&principal.user).await?;
+    cx.app.accounts().delete_account(&principal.user).await?;
     Ok(ok(&serde_json::json!({"status": "deleted"})))
 }
 
@@ -114,6 +114,7 @@ pub(super) async fn change_username(cx: &Ctx<'_>) -> Reply {
     let body = UsernameBody::read(cx.input(false)?)?;
     let user = cx
         .app
+        .accounts()
         .change_username(&principal.user, &body.username)
         .await?;
     me_view(cx, user).await
@@ -124,6 +125,7 @@ pub(super) async fn change_email(cx: &Ctx<'_>) -> Reply {
     let body = EmailBody::read(cx.input(false)?)?;
     let user = cx
         .app
+        .accounts()
         .change_email(&principal.user, &body.email, cx.client_ip())
         .await?;
     me_view(cx, user).await
@@ -133,6 +135,7 @@ pub(super) async fn change_password(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let body = PasswordChangeBody::read(cx.input(false)?)?;
     cx.app
+        .accounts()
         .change_password(
             &principal,
             &body.old_password,
@@ -146,14 +149,18 @@ pub(super) async fn change_password(cx: &Ctx<'_>) -> Reply {
 pub(super) async fn settings(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     Ok(ok(&SettingsView::from(
-        cx.app.settings_of(&principal.user).await?,
+        cx.app.settings().settings_of(&principal.user).await?,
     )))
 }
 
 pub(super) async fn update_settings(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
     let patch = SettingsPatchBody::read(cx.input(false)?)?.into();
-    let settings = cx.app.update_settings(&principal.user, &patch).await?;
+    let settings = cx
+        .app
+        .settings()
+        .update_settings(&principal.user, &patch)
+        .await?;
     Ok(ok(&SettingsView::from(settings)))
 }
 
@@ -193,7 +200,7 @@ pub(super) async fn email_revert(cx: &Ctx<'_>) -> Reply {
         .is_some_and(super::csrf::is_form);
     if !is_form {
         let body = TokenBody::read(cx.input(false)?)?;
-        cx.app.revert_email_change(&body.token).await?;
+        cx.app.recovery().revert_email_change(&body.token).await?;
         return Ok(ok(&serde_json::json!({"status": "ok"})));
     }
     let token = url::form_urlencoded::parse(&cx.body)
@@ -205,7 +212,7 @@ pub(super) async fn email_revert(cx: &Ctx<'_>) -> Reply {
             "<p>This link is incomplete. Open the link of the e-mail again.</p>",
         ));
     };
-    Ok(match cx.app.revert_email_change(&token).await {
+    Ok(match cx.app.recovery().revert_email_change(&token).await {
         Ok(()) => html_page(
             StatusCode::OK,
             "<p>Your previous address is restored and every session of the account is signed \

@@ -201,7 +201,7 @@ where
     S: Stream<Item = Result<WsMessage, E>> + Sink<WsMessage> + Unpin,
 {
     let authenticated = match token {
-        Some(token) => app.authenticate(&token).await,
+        Some(token) => app.accounts().authenticate(&token).await,
         None => Err(Error::Unauthorized("Invalid token")),
     };
     let principal = match authenticated {
@@ -223,8 +223,8 @@ where
     let user_id = principal.user.id;
     let limits = app.config().websocket;
     let Some(_place) = app
-        .inner()
-        .ws_sockets
+        .now_playing()
+        .sockets()
         .admit(&user_id, limits.max_sockets_per_user)
     else {
         close(
@@ -235,7 +235,7 @@ where
         return;
     };
     let mut events = app.account_events();
-    let mut subscription = app.inner().hub.subscribe(&user_id);
+    let mut subscription = app.now_playing().subscribe(&user_id);
     let mut ban_check = tokio::time::interval(BAN_RECHECK);
     ban_check.tick().await;
     let mut ping = tokio::time::interval(limits.ping_interval);
@@ -249,7 +249,7 @@ where
     loop {
         if send_state {
             send_state = false;
-            let Ok(state) = app.now_playing(&user_id).await else {
+            let Ok(state) = app.now_playing().of(&user_id).await else {
                 break;
             };
             if !last_sent
@@ -267,7 +267,7 @@ where
             changed = subscription.updates.changed() => {
                 if changed.is_err() {
                     // The feed stopped (the user is gone); a new subscription restarts it.
-                    subscription = app.inner().hub.subscribe(&user_id);
+                    subscription = app.now_playing().subscribe(&user_id);
                 }
                 send_state = true;
             }

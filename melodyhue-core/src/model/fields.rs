@@ -1,5 +1,5 @@
 //! The values a client or an embedder hands in, each a type that checks its rule when it is
-//! made: a [`Username`] is 3 to 80 characters whoever calls [`App::register`](crate::App::register).
+//! made: a [`Username`] is 3 to 80 characters whoever calls [`Accounts::register`](crate::service::Accounts::register).
 //!
 //! The rules are those of the earlier FastAPI service (its pydantic request models, see the
 //! original `API.md`), kept exactly: lengths count Unicode scalar values (Python's `len`), no

@@ -120,14 +120,22 @@ fn shared_salt_template<'a>(namesakes: &'a [User], user_id: Option<&str>) -> Opt
         .map(|u| u.password_hash.as_str())
 }
 
-impl App {
+/// Accounts: registration, login and sessions, the profile, password and e-mail changes, deletion.
+///
+/// A view of an [`App`], from [`App::accounts`].
+#[derive(Debug, Clone, Copy)]
+pub struct Accounts<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Accounts<'a> {
     /// Makes an account and logs it in. Its password hash is admitted for `client_ip`.
     pub async fn register(
-        &self,
+        self,
         registration: Registration,
         client_ip: Option<IpAddr>,
     ) -> Result<IssuedTokens> {
-        let inner = self.inner();
+        let inner = self.app.inner();
         let slot = inner.passwords.admit(client_ip)?;
         let namesakes = inner
             .store
@@ -140,7 +148,7 @@ impl App {
             )
             .await?;
         drop(slot);
-        let now = self.now();
+        let now = self.app.now();
         let user = User {
             id: new_id(),
             username: registration.username.into_string(),
@@ -158,7 +166,7 @@ impl App {
             }
             Err(err) => return Err(err.into()),
         }
-        self.open_session(user, None).await
+        self.app.open_session(user, None).await
     }
 
     /// Checks a password login. `identifier` is an e-mail when it contains `@`, else a
@@ -169,26 +177,26 @@ impl App {
     /// is checked, so concurrent guesses cannot pass the limit, and a guess by username and
     /// one by e-mail spend the same account's budget. A throttled login (`429`) costs no hash.
     pub async fn login(
-        &self,
+        self,
         identifier: &LoginIdentifier,
         password: &LoginPassword,
         client_ip: Option<IpAddr>,
     ) -> Result<LoginOutcome> {
         // Blanks around an address or a name are typing slips, not part of it.
         let identifier = identifier.trim();
-        let inner = self.inner();
+        let inner = self.app.inner();
         // Admission first: a request refused for load costs no lookup.
         let slot = inner.passwords.admit(client_ip)?;
         let candidates = self.login_candidates(identifier).await?;
         let keys = if candidates.is_empty() {
-            vec![self.identifier_budget(identifier)]
+            vec![self.app.identifier_budget(identifier)]
         } else {
             candidates
                 .iter()
-                .map(|user| self.account_budget(&user.id))
+                .map(|user| self.app.account_budget(&user.id))
                 .collect()
         };
-        let checked = self.attempt(keys, client_ip, async {
+        let checked = self.app.attempt(keys, client_ip, async {
             Ok(
                 match self.check_password(&slot, password, &candidates).await? {
                     Some(user) => Checked::Right(user),
@@ -199,26 +207,29 @@ impl App {
         let user = checked
             .await?
             .ok_or(Error::Unauthorized(INVALID_CREDENTIALS))?;
-        self.forget_failures(&self.account_budget(&user.id)).await;
-        self.ensure_not_banned(&user.id).await?;
+        self.app
+            .forget_failures(&self.app.account_budget(&user.id))
+            .await;
+        self.app.ensure_not_banned(&user.id).await?;
         let has_two_factor = inner
             .store
             .two_factor(&user.id)
             .await?
             .is_some_and(|tf| tf.verified_at.is_some());
         if has_two_factor {
-            let ticket = self.issue_login_ticket(&user).await?;
+            let ticket = self.app.two_factor().issue_login_ticket(&user).await?;
             return Ok(LoginOutcome::TwoFactorRequired { ticket });
         }
-        self.open_session(user, None)
+        self.app
+            .open_session(user, None)
             .await
             .map(LoginOutcome::Tokens)
     }
 
     /// The accounts a login identifier names: the account of an e-mail (it contains `@`), or
     /// every account of a username, oldest first.
-    async fn login_candidates(&self, identifier: &str) -> Result<Vec<User>> {
-        let store = &self.inner().store;
+    async fn login_candidates(self, identifier: &str) -> Result<Vec<User>> {
+        let store = &self.app.inner().store;
         Ok(if identifier.contains('@') {
             store.user_by_email(identifier).await?.into_iter().collect()
         } else {
@@ -230,7 +241,7 @@ impl App {
     /// one computation together; no candidate costs a decoy computation, so that unknown and
     /// known identifiers take the same time.
     async fn check_password(
-        &self,
+        self,
         slot: &HashingSlot<'_>,
         password: &str,
         candidates: &[User],
@@ -253,8 +264,8 @@ impl App {
     /// (see [`shared_salt_template`]), when it has another: accounts of the earlier service, or
     /// renamed ones, join their username's salt at their next login. Best effort: a failure is
     /// logged and the login goes on.
-    async fn share_username_salt(&self, slot: &HashingSlot<'_>, user: &User, password: &str) {
-        let store = &self.inner().store;
+    async fn share_username_salt(self, slot: &HashingSlot<'_>, user: &User, password: &str) {
+        let store = &self.app.inner().store;
         let namesakes = match store.users_by_username(&user.username).await {
             Ok(namesakes) => namesakes,
             Err(err) => {
@@ -293,12 +304,12 @@ impl App {
     /// pair that is now current for its login, signed again from the live session, so every
     /// caller ends up holding the same refresh token; or it is reuse: its whole family is
     /// revoked. Concurrent rotations of one token never leave two live sessions of a login.
-    pub async fn refresh(&self, refresh_token: Option<&str>) -> Result<IssuedTokens> {
-        let inner = self.inner();
+    pub async fn refresh(self, refresh_token: Option<&str>) -> Result<IssuedTokens> {
+        let inner = self.app.inner();
         let token = refresh_token
             .filter(|t| !t.is_empty())
             .ok_or(Error::Unauthorized("missing_refresh_token"))?;
-        let now = self.now();
+        let now = self.app.now();
         let claims = inner.tokens.decode_refresh(token, now).map_err(|err| {
             Error::Unauthorized(match err {
                 TokenError::Invalid => "invalid_token",
@@ -312,7 +323,7 @@ impl App {
             inner.store.delete_session_family(&family).await?;
             return Err(Error::Unauthorized(SESSION_REVOKED));
         };
-        self.ensure_not_banned(&user.id).await?;
+        self.app.ensure_not_banned(&user.id).await?;
         let interval = chrono::Duration::from_std(inner.config.refresh_token_reuse_interval)
             .unwrap_or(chrono::Duration::MAX);
         let (successor, successor_token) = inner
@@ -328,7 +339,7 @@ impl App {
             .rotate_session(&presented, &successor, now, forget_before)
             .await?
         {
-            return self.token_pair(user, &family, successor_token);
+            return self.app.token_pair(user, &family, successor_token);
         }
         let rotated_at = inner
             .store
@@ -349,8 +360,8 @@ impl App {
 
     /// The pair that is current for a login: the live session's refresh token, signed again
     /// from its row (the server keeps no token), and a fresh access token.
-    async fn current_pair(&self, user: User, family: &str) -> Result<IssuedTokens> {
-        let inner = self.inner();
+    async fn current_pair(self, user: User, family: &str) -> Result<IssuedTokens> {
+        let inner = self.app.inner();
         let Some(live) = inner.store.live_session(family).await? else {
             // The login ended meanwhile (logout, ban, password change): its rotated sessions go too.
             inner.store.delete_session_family(family).await?;
@@ -365,17 +376,17 @@ impl App {
             tracing::warn!(user_id = %user.id, "the current session of a login cannot be handed back");
             return Err(Error::Unauthorized(SESSION_REVOKED));
         }
-        self.token_pair(user, family, token)
+        self.app.token_pair(user, family, token)
     }
 
     /// Ends the login of a refresh token, expired or not: every session of its family, the
     /// live one and those rotated within the reuse interval. Never fails: a logout that cannot
     /// reach the database is logged and still clears the client's cookies.
-    pub async fn logout(&self, refresh_token: Option<&str>) {
+    pub async fn logout(self, refresh_token: Option<&str>) {
         let Some(token) = refresh_token.filter(|t| !t.is_empty()) else {
             return;
         };
-        let store = &self.inner().store;
+        let store = &self.app.inner().store;
         let ended = match store.session_by_token_hash(&token_hash(token)).await {
             Ok(Some(session)) => store
                 .delete_session_family(&session.family_id)
@@ -390,18 +401,18 @@ impl App {
     }
 
     /// The caller of an access token: valid signature, not expired, an existing, unbanned user.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
-        let inner = self.inner();
+    pub async fn authenticate(self, access_token: &str) -> Result<Principal> {
+        let inner = self.app.inner();
         let claims = inner
             .tokens
-            .decode_access(access_token, self.now())
+            .decode_access(access_token, self.app.now())
             .map_err(|_| Error::Unauthorized(INVALID_TOKEN))?;
         let user = inner
             .store
             .user_by_id(&claims.sub)
             .await?
             .ok_or(Error::Unauthorized(INVALID_TOKEN))?;
-        self.ensure_not_banned(&user.id).await?;
+        self.app.ensure_not_banned(&user.id).await?;
         Ok(Principal {
             user,
             family: claims.family,
@@ -409,8 +420,8 @@ impl App {
     }
 
     /// The caller's account with their fallback color and 2FA state.
-    pub async fn profile(&self, user: User) -> Result<Profile> {
-        let store = &self.inner().store;
+    pub async fn profile(self, user: User) -> Result<Profile> {
+        let store = &self.app.inner().store;
         let default_overlay_color = store
             .settings(&user.id)
             .await?
@@ -428,8 +439,8 @@ impl App {
     }
 
     /// Renames the caller. Refused when another account already has the name.
-    pub async fn change_username(&self, user: &User, username: &Username) -> Result<User> {
-        let store = &self.inner().store;
+    pub async fn change_username(self, user: &User, username: &Username) -> Result<User> {
+        let store = &self.app.inner().store;
         let taken = store
             .users_by_username(username)
             .await?
@@ -443,11 +454,12 @@ impl App {
     }
 
     /// Changes the caller's e-mail. A new address (by its canonical form) mails the old one a
-    /// notice with a link that undoes the change ([`App::revert_email_change`], 7 days, single
+    /// notice with a link that undoes the change
+    /// ([`Recovery::revert_email_change`](super::Recovery::revert_email_change), 7 days, single
     /// use); it takes from the mail budgets of the old address and of `client_ip`. Another
     /// spelling of the same address is saved without a notice.
     pub async fn change_email(
-        &self,
+        self,
         user: &User,
         email: &Email,
         client_ip: Option<IpAddr>,
@@ -455,10 +467,10 @@ impl App {
         self.change_email_of(user, email, None, client_ip).await
     }
 
-    /// [`App::change_email`] for any account, with an optional new username in the same
+    /// [`Accounts::change_email`] for any account, with an optional new username in the same
     /// transaction (staff edits).
     pub(crate) async fn change_email_of(
-        &self,
+        self,
         target: &User,
         email: &Email,
         username: Option<&Username>,
@@ -470,10 +482,10 @@ impl App {
                 .update_profile(&target.id, username, Some(email.as_str()))
                 .await;
         }
-        self.take_mail_budget(&target.email, client_ip).await?;
-        let inner = self.inner();
+        self.app.take_mail_budget(&target.email, client_ip).await?;
+        let inner = self.app.inner();
         let token = crate::service::recovery::new_mailed_token();
-        let now = self.now();
+        let now = self.app.now();
         let revert = EmailRevert {
             token_hash: token_hash(&token),
             user_id: target.id.clone(),
@@ -502,14 +514,14 @@ impl App {
 
     /// Changes username and/or e-mail of any account (moderators use this too).
     pub(crate) async fn update_profile(
-        &self,
+        self,
         user_id: &str,
         username: Option<&str>,
         email: Option<&str>,
     ) -> Result<User> {
-        let store = &self.inner().store;
+        let store = &self.app.inner().store;
         match store
-            .update_profile(user_id, username, email, self.now())
+            .update_profile(user_id, username, email, self.app.now())
             .await
         {
             Ok(true) => {}
@@ -530,17 +542,17 @@ impl App {
     /// spends the account's login failure budget (an access token alone must not allow
     /// unlimited guesses); the hashes are admitted for `client_ip`.
     pub async fn change_password(
-        &self,
+        self,
         principal: &Principal,
         old_password: &LoginPassword,
         new_password: &Password,
         client_ip: Option<IpAddr>,
     ) -> Result<()> {
-        let inner = self.inner();
+        let inner = self.app.inner();
         let user = &principal.user;
-        let budget = self.account_budget(&user.id);
+        let budget = self.app.account_budget(&user.id);
         let slot = inner.passwords.admit(client_ip)?;
-        let changed = self.attempt(vec![budget.clone()], client_ip, async {
+        let changed = self.app.attempt(vec![budget.clone()], client_ip, async {
             if !slot.verify(old_password, &user.password_hash).await? {
                 return Ok(Checked::Wrong);
             }
@@ -553,27 +565,29 @@ impl App {
                 .await?;
             let revoked = inner
                 .store
-                .update_password(&user.id, &hash, principal.family.as_deref(), self.now())
+                .update_password(&user.id, &hash, principal.family.as_deref(), self.app.now())
                 .await?;
             Ok(Checked::Right(revoked))
         });
         let revoked = changed
             .await?
             .ok_or(Error::Rejected("Invalid old password"))?;
-        self.forget_failures(&budget).await;
+        self.app.forget_failures(&budget).await;
         tracing::info!(user_id = %user.id, revoked, "password changed; other sessions revoked");
         Ok(())
     }
 
     /// Deletes the caller's account and everything that is theirs.
-    pub async fn delete_account(&self, user: &User) -> Result<()> {
-        self.inner().store.delete_user(&user.id).await?;
-        self.announce(Change::UserDeleted {
+    pub async fn delete_account(self, user: &User) -> Result<()> {
+        self.app.inner().store.delete_user(&user.id).await?;
+        self.app.announce(Change::UserDeleted {
             user_id: user.id.clone(),
         });
         Ok(())
     }
+}
 
+impl App {
     /// Refuses banned accounts.
     pub(crate) async fn ensure_not_banned(&self, user_id: &str) -> Result<()> {
         match self.inner().store.active_ban(user_id, self.now()).await? {

@@ -51,13 +51,21 @@ impl Drop for BackgroundJobs {
     }
 }
 
-impl App {
+/// Background jobs: purging long-banned accounts, deleting expired sessions and tokens.
+///
+/// A view of an [`App`], from [`App::jobs`].
+#[derive(Debug, Clone, Copy)]
+pub struct Jobs<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Jobs<'a> {
     /// Deletes every account whose permanent ban is older than [`PURGE_BANNED_AFTER`] (by this
     /// app's clock), with all its data, one transaction per account; returns how many. An
     /// account that cannot be deleted is logged and left for the next run.
-    pub async fn purge_banned_users(&self) -> Result<u64> {
-        let store = &self.inner().store;
-        let now = self.now();
+    pub async fn purge_banned_users(self) -> Result<u64> {
+        let store = &self.app.inner().store;
+        let now = self.app.now();
         let mut purged = 0;
         for user_id in store.purgeable_users(now - PURGE_BANNED_AFTER).await? {
             // The ban may have been lifted since the list was read.
@@ -71,7 +79,7 @@ impl App {
             }
             match store.delete_user(&user_id).await {
                 Ok(true) => {
-                    self.announce(Change::UserDeleted {
+                    self.app.announce(Change::UserDeleted {
                         user_id: user_id.clone(),
                     });
                     purged += 1;
@@ -87,17 +95,17 @@ impl App {
     }
 
     /// Starts the background jobs: at once, then every [`JOBS_PERIOD`]. Each run purges
-    /// long-banned accounts ([`App::purge_banned_users`]) and deletes expired sessions, one-time
+    /// long-banned accounts ([`Jobs::purge_banned_users`]) and deletes expired sessions, one-time
     /// tokens and login tickets.
     /// Must be called within a Tokio runtime.
-    pub fn spawn_background_jobs(&self) -> BackgroundJobs {
+    pub fn spawn_background_jobs(self) -> BackgroundJobs {
         self.spawn_background_jobs_every(JOBS_PERIOD)
     }
 
-    /// [`App::spawn_background_jobs`] with another period (tests, embedders).
-    pub fn spawn_background_jobs_every(&self, period: Duration) -> BackgroundJobs {
+    /// [`Jobs::spawn_background_jobs`] with another period (tests, embedders).
+    pub fn spawn_background_jobs_every(self, period: Duration) -> BackgroundJobs {
         let (sender, reports) = watch::channel(JobsReport::default());
-        let app = self.clone();
+        let app = self.app.clone();
         let task = tokio::spawn(async move {
             // The first tick completes at once, so the jobs also run at start. A zero period
             // would make `interval` panic.
@@ -105,31 +113,33 @@ impl App {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             for runs in 1.. {
                 interval.tick().await;
-                let report = app.run_jobs(runs).await;
+                let report = app.jobs().run_jobs(runs).await;
                 sender.send_replace(report);
             }
         });
         BackgroundJobs { task, reports }
     }
 
-    async fn run_jobs(&self, runs: u64) -> JobsReport {
+    async fn run_jobs(self, runs: u64) -> JobsReport {
         let purged_users = self.purge_banned_users().await.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "purge of banned accounts failed");
             0
         });
         let expired_sessions = self
+            .app
             .inner()
             .store
-            .delete_expired_sessions(self.now())
+            .delete_expired_sessions(self.app.now())
             .await
             .unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "deleting expired sessions failed");
                 0
             });
         let expired_tokens = self
+            .app
             .inner()
             .store
-            .delete_expired_tokens(self.now())
+            .delete_expired_tokens(self.app.now())
             .await
             .unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "deleting expired tokens failed");

@@ -1,5 +1,12 @@
-//! The use cases of MelodyHue, as methods of [`App`](crate::App): register, log in, create an
-//! overlay, ban a user... They decide; the storage traits remember. No HTTP types here.
+//! The use cases of MelodyHue: register, log in, create an overlay, ban a user... They decide;
+//! the storage traits remember. No HTTP types here.
+//!
+//! They are grouped by area, each a view of an [`App`](crate::App) that borrows it:
+//! [`Accounts`] (`app.accounts()`), [`SecondFactor`] (`app.two_factor()`), [`Recovery`]
+//! (`app.recovery()`), [`UserSettings`] (`app.settings()`), [`Overlays`] (`app.overlays()`),
+//! [`Moderation`] (`app.moderation()`), [`Spotify`] (`app.spotify()`), [`Playing`]
+//! (`app.now_playing()`) and [`Jobs`] (`app.jobs()`). A view is `Copy` and costs nothing to
+//! make: `app.accounts().login(..)`.
 //!
 //! The types of each use case are re-exported here. One module is public for what it holds
 //! beyond them: [`now_playing`], with the now-playing hub ([`now_playing::hub`]: which users are
@@ -19,17 +26,21 @@ mod spotify;
 mod two_factor;
 
 pub use accounts::{
-    EMAIL_REVERT_LIFETIME, IssuedTokens, LoginOutcome, Principal, Profile, Registration,
+    Accounts, EMAIL_REVERT_LIFETIME, IssuedTokens, LoginOutcome, Principal, Profile, Registration,
 };
-pub use jobs::{BackgroundJobs, JOBS_PERIOD, JobsReport, PURGE_BANNED_AFTER};
-pub use moderation::{AccountEvent, BanReceipt, require_admin, require_moderator};
-pub use now_playing::{NowPlaying, Track};
-pub use recovery::ONE_TIME_TOKEN_LIFETIME;
+pub use jobs::{BackgroundJobs, JOBS_PERIOD, Jobs, JobsReport, PURGE_BANNED_AFTER};
+pub use moderation::{AccountEvent, BanReceipt, Moderation, require_admin, require_moderator};
+pub use now_playing::{NowPlaying, Playing, Track};
+pub use overlays::Overlays;
+pub use recovery::{ONE_TIME_TOKEN_LIFETIME, Recovery};
+pub use settings::UserSettings;
 pub use spotify::{
-    MAX_PENDING_SPOTIFY_AUTHORIZATIONS, SPOTIFY_AUTHORIZATION_LIFETIME, SpotifyCredentialsInput,
-    SpotifyStatus,
+    MAX_PENDING_SPOTIFY_AUTHORIZATIONS, SPOTIFY_AUTHORIZATION_LIFETIME, Spotify,
+    SpotifyCredentialsInput, SpotifyStatus,
 };
-pub use two_factor::{EmailedToken, MAX_TICKET_ATTEMPTS, TICKET_LIFETIME, TwoFactorSetup};
+pub use two_factor::{
+    EmailedToken, MAX_TICKET_ATTEMPTS, SecondFactor, TICKET_LIFETIME, TwoFactorSetup,
+};
 
 pub(crate) use hot_reads::HotReads;
 pub use hot_reads::STALE_IF_ERROR;

@@ -75,17 +75,26 @@ fn require_authority_over(actor: &User, target: Role) -> Result<()> {
     Ok(())
 }
 
-impl App {
+/// Moderation and administration: roles, warnings, bans, moderating profiles and overlays.
+///
+/// A view of an [`App`], from [`App::moderation`].
+#[derive(Debug, Clone, Copy)]
+pub struct Moderation<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Moderation<'a> {
     /// Counts for the admin dashboard. Admins only.
-    pub async fn admin_stats(&self, actor: &User) -> Result<Stats> {
+    pub async fn admin_stats(self, actor: &User) -> Result<Stats> {
         require_admin(actor)?;
-        Ok(self.inner().store.stats().await?)
+        Ok(self.app.inner().store.stats().await?)
     }
 
     /// Users newest first, searching username and e-mail. Admins only.
-    pub async fn admin_users(&self, actor: &User, query: &ListQuery) -> Result<Page<User>> {
+    pub async fn admin_users(self, actor: &User, query: &ListQuery) -> Result<Page<User>> {
         require_admin(actor)?;
         let page = self
+            .app
             .inner()
             .store
             .list_users(
@@ -93,7 +102,7 @@ impl App {
                     list: query.clone(),
                     banned: None,
                 },
-                self.now(),
+                self.app.now(),
             )
             .await?;
         Ok(Page {
@@ -104,15 +113,15 @@ impl App {
 
     /// Changes a user's role. Admins only; the last admin cannot be demoted
     /// (`400 Cannot remove the last admin`).
-    pub async fn change_role(&self, actor: &User, user_id: &str, role: Role) -> Result<()> {
+    pub async fn change_role(self, actor: &User, user_id: &str, role: Role) -> Result<()> {
         require_admin(actor)?;
         self.set_role(user_id, role).await
     }
 
     /// Changes the role of the account with this e-mail, without an acting user: the command
     /// line's `melodyhue promote`, which is how the first admin is made.
-    pub async fn promote(&self, email: &str, role: Role) -> Result<User> {
-        let store = &self.inner().store;
+    pub async fn promote(self, email: &str, role: Role) -> Result<User> {
+        let store = &self.app.inner().store;
         let user = store
             .user_by_email(email.trim())
             .await?
@@ -121,11 +130,12 @@ impl App {
         Ok(User { role, ..user })
     }
 
-    async fn set_role(&self, user_id: &str, role: Role) -> Result<()> {
+    async fn set_role(self, user_id: &str, role: Role) -> Result<()> {
         match self
+            .app
             .inner()
             .store
-            .set_role(user_id, role, self.now())
+            .set_role(user_id, role, self.app.now())
             .await?
         {
             RoleChange::Changed => Ok(()),
@@ -137,7 +147,7 @@ impl App {
     /// Warnings newest first, of one user (`404 User not found` when unknown) or of everyone.
     /// Admins only.
     pub async fn admin_warnings(
-        &self,
+        self,
         actor: &User,
         user_id: Option<&str>,
         query: &ListQuery,
@@ -146,13 +156,13 @@ impl App {
         if let Some(user_id) = user_id {
             self.user(user_id).await?;
         }
-        Ok(self.inner().store.list_warnings(user_id, query).await?)
+        Ok(self.app.inner().store.list_warnings(user_id, query).await?)
     }
 
     /// Deletes one warning (`404 Warning not found`). Admins only.
-    pub async fn delete_warning(&self, actor: &User, warning_id: &str) -> Result<()> {
+    pub async fn delete_warning(self, actor: &User, warning_id: &str) -> Result<()> {
         require_admin(actor)?;
-        if self.inner().store.delete_warning(warning_id).await? {
+        if self.app.inner().store.delete_warning(warning_id).await? {
             Ok(())
         } else {
             Err(Error::NotFound(WARNING_NOT_FOUND))
@@ -160,28 +170,38 @@ impl App {
     }
 
     /// Deletes every warning of a user; returns how many. Admins only.
-    pub async fn delete_user_warnings(&self, actor: &User, user_id: &str) -> Result<u64> {
+    pub async fn delete_user_warnings(self, actor: &User, user_id: &str) -> Result<u64> {
         require_admin(actor)?;
         self.user(user_id).await?;
-        Ok(self.inner().store.delete_user_warnings(user_id).await?)
+        Ok(self.app.inner().store.delete_user_warnings(user_id).await?)
     }
 
     /// Users newest first with their active ban, searching username and e-mail, optionally only
     /// banned or only unbanned ones. Moderators and admins.
     pub async fn moderation_users(
-        &self,
+        self,
         actor: &User,
         query: &UserListQuery,
     ) -> Result<Page<UserWithBan>> {
         require_moderator(actor)?;
-        Ok(self.inner().store.list_users(query, self.now()).await?)
+        Ok(self
+            .app
+            .inner()
+            .store
+            .list_users(query, self.app.now())
+            .await?)
     }
 
     /// One user with their active ban. Moderators and admins.
-    pub async fn moderation_user(&self, actor: &User, user_id: &str) -> Result<UserWithBan> {
+    pub async fn moderation_user(self, actor: &User, user_id: &str) -> Result<UserWithBan> {
         require_moderator(actor)?;
         let user = self.user(user_id).await?;
-        let active_ban = self.inner().store.active_ban(user_id, self.now()).await?;
+        let active_ban = self
+            .app
+            .inner()
+            .store
+            .active_ban(user_id, self.app.now())
+            .await?;
         Ok(UserWithBan { user, active_ban })
     }
 
@@ -192,7 +212,7 @@ impl App {
     /// with every edit) and is ignored. `409` when the e-mail is registered or the username
     /// used by another account.
     pub async fn moderate_profile(
-        &self,
+        self,
         actor: &User,
         user_id: &str,
         username: Option<&Username>,
@@ -204,6 +224,7 @@ impl App {
         require_authority_over(actor, target.role)?;
         if let Some(username) = username {
             let taken = self
+                .app
                 .inner()
                 .store
                 .users_by_username(username)
@@ -219,11 +240,15 @@ impl App {
         match new_email {
             Some(email) => {
                 require_admin(actor)?;
-                self.change_email_of(&target, email, username, client_ip)
+                self.app
+                    .accounts()
+                    .change_email_of(&target, email, username, client_ip)
                     .await?;
             }
             None if username.is_some() => {
-                self.update_profile(user_id, username.map(Username::as_str), None)
+                self.app
+                    .accounts()
+                    .update_profile(user_id, username.map(Username::as_str), None)
                     .await?;
             }
             None => {}
@@ -233,7 +258,7 @@ impl App {
 
     /// Warns a user. Moderators (not on admins) and admins.
     pub async fn warn_user(
-        &self,
+        self,
         actor: &User,
         user_id: &str,
         reason: ModerationReason,
@@ -246,9 +271,9 @@ impl App {
             user_id: target.id,
             moderator_id: Some(actor.id.clone()),
             reason: reason.into_string(),
-            created_at: self.now(),
+            created_at: self.app.now(),
         };
-        self.inner().store.insert_warning(&warning).await?;
+        self.app.inner().store.insert_warning(&warning).await?;
         tracing::info!(moderator_id = %actor.id, user_id = %warning.user_id, warning_id = %warning.id, "user warned");
         Ok(warning)
     }
@@ -257,7 +282,7 @@ impl App {
     /// telling the realtime layer ([`AccountEvent::Banned`]). Moderators (not on admins) and
     /// admins; nobody bans themselves. `400 User already banned` when a ban is active.
     pub async fn ban(
-        &self,
+        self,
         actor: &User,
         user_id: &str,
         reason: ModerationReason,
@@ -269,7 +294,7 @@ impl App {
         }
         let target = self.user(user_id).await?;
         require_authority_over(actor, target.role)?;
-        let now = self.now();
+        let now = self.app.now();
         if until.is_some_and(|until| until <= now) {
             return Err(Error::Rejected(BAN_IN_THE_PAST));
         }
@@ -282,10 +307,10 @@ impl App {
             until,
             revoked_at: None,
         };
-        match self.inner().store.ban_user(&ban, now).await? {
+        match self.app.inner().store.ban_user(&ban, now).await? {
             BanOutcome::Banned { revoked_sessions } => {
                 tracing::info!(moderator_id = %actor.id, user_id = %ban.user_id, ban_id = %ban.id, revoked_sessions, "user banned");
-                self.announce(Change::Banned {
+                self.app.announce(Change::Banned {
                     user_id: ban.user_id,
                 });
                 Ok(BanReceipt {
@@ -300,14 +325,15 @@ impl App {
 
     /// Lifts a user's active ban; when it was lifted. Moderators (not on admins) and admins.
     /// `404 No active ban` when there is none.
-    pub async fn revoke_ban(&self, actor: &User, user_id: &str) -> Result<DateTime<Utc>> {
+    pub async fn revoke_ban(self, actor: &User, user_id: &str) -> Result<DateTime<Utc>> {
         require_moderator(actor)?;
         let target = self.user(user_id).await?;
         require_authority_over(actor, target.role)?;
         let revoked_at = self
+            .app
             .inner()
             .store
-            .revoke_ban(user_id, self.now())
+            .revoke_ban(user_id, self.app.now())
             .await?
             .ok_or(Error::NotFound(NO_ACTIVE_BAN))?;
         tracing::info!(moderator_id = %actor.id, user_id, "ban lifted");
@@ -317,43 +343,44 @@ impl App {
     /// All overlays newest first, searching name, template, ids and owner name. Moderators and
     /// admins.
     pub async fn moderation_overlays(
-        &self,
+        self,
         actor: &User,
         query: &ListQuery,
     ) -> Result<Page<OwnedOverlay>> {
         require_moderator(actor)?;
-        Ok(self.inner().store.list_overlays(query).await?)
+        Ok(self.app.inner().store.list_overlays(query).await?)
     }
 
     /// Any overlay. Moderators and admins.
-    pub async fn moderation_overlay(&self, actor: &User, overlay_id: &str) -> Result<Overlay> {
+    pub async fn moderation_overlay(self, actor: &User, overlay_id: &str) -> Result<Overlay> {
         require_moderator(actor)?;
-        self.public_overlay(overlay_id).await
+        self.app.overlays().public_overlay(overlay_id).await
     }
 
     /// Changes any overlay (a moderator not an admin's). Moderators and admins.
     pub async fn moderate_overlay(
-        &self,
+        self,
         actor: &User,
         overlay_id: &str,
         patch: &OverlayPatch,
     ) -> Result<Overlay> {
         self.overlay_under_authority(actor, overlay_id).await?;
-        self.update_overlay(overlay_id, patch).await
+        self.app.overlays().update_overlay(overlay_id, patch).await
     }
 
     /// Deletes any overlay (a moderator not an admin's). Moderators and admins.
-    pub async fn moderate_overlay_delete(&self, actor: &User, overlay_id: &str) -> Result<()> {
+    pub async fn moderate_overlay_delete(self, actor: &User, overlay_id: &str) -> Result<()> {
         self.overlay_under_authority(actor, overlay_id).await?;
-        self.delete_overlay(overlay_id).await
+        self.app.overlays().delete_overlay(overlay_id).await
     }
 
-    async fn overlay_under_authority(&self, actor: &User, overlay_id: &str) -> Result<()> {
+    async fn overlay_under_authority(self, actor: &User, overlay_id: &str) -> Result<()> {
         require_moderator(actor)?;
-        let overlay = self.public_overlay(overlay_id).await?;
+        let overlay = self.app.overlays().public_overlay(overlay_id).await?;
         if actor.role != Role::Admin {
             // An overlay whose owner is gone is deleted with them; treat a race as not found.
             let owner = self
+                .app
                 .inner()
                 .store
                 .user_by_id(&overlay.owner_id)
@@ -364,8 +391,9 @@ impl App {
         Ok(())
     }
 
-    async fn user(&self, user_id: &str) -> Result<User> {
-        self.inner()
+    async fn user(self, user_id: &str) -> Result<User> {
+        self.app
+            .inner()
             .store
             .user_by_id(user_id)
             .await?

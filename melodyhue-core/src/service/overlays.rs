@@ -7,15 +7,23 @@ use crate::model::{Overlay, OverlayName, OverlayPatch, OverlayTemplate, User, ne
 
 const NOT_FOUND: &str = "Overlay not found";
 
-impl App {
+/// Overlays: their owners' CRUD and the public read.
+///
+/// A view of an [`App`], from [`App::overlays`].
+#[derive(Debug, Clone, Copy)]
+pub struct Overlays<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Overlays<'a> {
     /// The caller's overlays, oldest first.
-    pub async fn overlays_of(&self, owner: &User) -> Result<Vec<Overlay>> {
-        Ok(self.inner().store.overlays_of(&owner.id).await?)
+    pub async fn overlays_of(self, owner: &User) -> Result<Vec<Overlay>> {
+        Ok(self.app.inner().store.overlays_of(&owner.id).await?)
     }
 
     /// Makes an overlay for the caller.
     pub async fn create_overlay(
-        &self,
+        self,
         owner: &User,
         name: OverlayName,
         template: OverlayTemplate,
@@ -25,13 +33,8 @@ impl App {
     }
 
     /// Stores a new overlay of `owner`: a checked name and template, or a copy's.
-    async fn insert_overlay(
-        &self,
-        owner: &User,
-        name: String,
-        template: String,
-    ) -> Result<Overlay> {
-        let now = self.now();
+    async fn insert_overlay(self, owner: &User, name: String, template: String) -> Result<Overlay> {
+        let now = self.app.now();
         let overlay = Overlay {
             id: new_id(),
             owner_id: owner.id.clone(),
@@ -40,16 +43,16 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        self.inner().store.insert_overlay(&overlay).await?;
+        self.app.inner().store.insert_overlay(&overlay).await?;
         Ok(overlay)
     }
 
-    /// [`App::public_overlay`] for viewers: while the database is unavailable, the last copy
+    /// [`Overlays::public_overlay`] for viewers: while the database is unavailable, the last copy
     /// read instead, marked stale, for up to [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
-    pub async fn public_overlay_or_stale(&self, id: &str) -> Result<(Overlay, Option<Stale>)> {
+    pub async fn public_overlay_or_stale(self, id: &str) -> Result<(Overlay, Option<Stale>)> {
         match self.public_overlay(id).await {
             Ok(overlay) => Ok((overlay, None)),
-            Err(Error::Unavailable(err)) => match self.inner().hot_reads.stale_overlay(id) {
+            Err(Error::Unavailable(err)) => match self.app.inner().hot_reads.stale_overlay(id) {
                 Some((overlay, stale)) => Ok((overlay, Some(stale))),
                 None => Err(Error::Unavailable(err)),
             },
@@ -59,8 +62,8 @@ impl App {
 
     /// Any overlay, for its public page, which OBS polls: from a copy at most one polling
     /// interval old (see [`HotReads`](super::HotReads)), dropped when the overlay changes.
-    pub async fn public_overlay(&self, id: &str) -> Result<Overlay> {
-        let inner = self.inner();
+    pub async fn public_overlay(self, id: &str) -> Result<Overlay> {
+        let inner = self.app.inner();
         if let Some(overlay) = inner.hot_reads.overlay(id) {
             return Ok(overlay);
         }
@@ -74,8 +77,8 @@ impl App {
     }
 
     /// One of the caller's overlays; someone else's is "not found" too.
-    pub async fn own_overlay(&self, owner: &User, id: &str) -> Result<Overlay> {
-        match self.inner().store.overlay_by_id(id).await? {
+    pub async fn own_overlay(self, owner: &User, id: &str) -> Result<Overlay> {
+        match self.app.inner().store.overlay_by_id(id).await? {
             Some(overlay) if overlay.owner_id == owner.id => Ok(overlay),
             _ => Err(Error::NotFound(NOT_FOUND)),
         }
@@ -83,7 +86,7 @@ impl App {
 
     /// Changes one of the caller's overlays.
     pub async fn update_own_overlay(
-        &self,
+        self,
         owner: &User,
         id: &str,
         patch: &OverlayPatch,
@@ -93,28 +96,29 @@ impl App {
     }
 
     /// Changes any overlay (owners after their check, moderators).
-    pub(crate) async fn update_overlay(&self, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
+    pub(crate) async fn update_overlay(self, id: &str, patch: &OverlayPatch) -> Result<Overlay> {
         let updated = self
+            .app
             .inner()
             .store
-            .update_overlay(id, patch, self.now())
+            .update_overlay(id, patch, self.app.now())
             .await;
-        self.announce(Change::Overlay {
+        self.app.announce(Change::Overlay {
             overlay_id: id.to_owned(),
         });
         updated?.ok_or(Error::NotFound(NOT_FOUND))
     }
 
     /// Deletes one of the caller's overlays.
-    pub async fn delete_own_overlay(&self, owner: &User, id: &str) -> Result<()> {
+    pub async fn delete_own_overlay(self, owner: &User, id: &str) -> Result<()> {
         self.own_overlay(owner, id).await?;
         self.delete_overlay(id).await
     }
 
     /// Deletes any overlay.
-    pub(crate) async fn delete_overlay(&self, id: &str) -> Result<()> {
-        let deleted = self.inner().store.delete_overlay(id).await;
-        self.announce(Change::Overlay {
+    pub(crate) async fn delete_overlay(self, id: &str) -> Result<()> {
+        let deleted = self.app.inner().store.delete_overlay(id).await;
+        self.app.announce(Change::Overlay {
             overlay_id: id.to_owned(),
         });
         if deleted? {
@@ -125,7 +129,7 @@ impl App {
     }
 
     /// Copies one of the caller's overlays as `"<name> (copy)"`, with its template as stored.
-    pub async fn duplicate_own_overlay(&self, owner: &User, id: &str) -> Result<Overlay> {
+    pub async fn duplicate_own_overlay(self, owner: &User, id: &str) -> Result<Overlay> {
         let original = self.own_overlay(owner, id).await?;
         self.insert_overlay(owner, copy_name(&original.name), original.template)
             .await

@@ -23,6 +23,112 @@ pub(crate) fn new_mailed_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
+/// Account recovery: password reset by e-mail, reverting an e-mail change.
+///
+/// A view of an [`App`], from [`App::recovery`].
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Recovery<'a> {
+    /// Starts a password reset for `email`. The answer is the same whether or not the account
+    /// exists, and so is its timing: the lookup and the mail happen after the response, in the
+    /// background. Only with `EMAIL_DEBUG=true` is the work done inline, to return the raw token
+    /// of an existing account. Takes from the mail budgets of `client_ip` and of the address
+    /// (`429` once spent, for any address alike).
+    pub async fn forgot_password(
+        self,
+        email: &Email,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<String>> {
+        self.app.take_mail_budget(email, client_ip).await?;
+        if self.app.config().email_debug {
+            return self.send_reset_link(email).await;
+        }
+        let app = self.app.clone();
+        let email = email.clone();
+        tokio::spawn(async move {
+            if let Err(err) = app.recovery().send_reset_link(&email).await {
+                tracing::warn!(error = %err, "password reset request failed");
+            }
+        });
+        Ok(None)
+    }
+
+    async fn send_reset_link(self, email: &str) -> Result<Option<String>> {
+        let inner = self.app.inner();
+        let Some(user) = inner.store.user_by_email(email).await? else {
+            return Ok(None);
+        };
+        let token = self
+            .app
+            .issue_one_time_token(TokenPurpose::PasswordReset, &user.id)
+            .await?;
+        let link = inner.config.password_reset_link(&token);
+        inner
+            .outbox
+            .send_in_background(templates::password_reset(&user.email, &link));
+        Ok(Some(token))
+    }
+
+    /// Sets a new password with an e-mailed token: in one transaction the token is consumed, 2FA
+    /// removed, every session of the user revoked and every other reset and 2FA-disable token
+    /// of the user invalidated. The hash is admitted for `client_ip`.
+    pub async fn reset_password(
+        self,
+        token: &str,
+        new_password: &Password,
+        client_ip: Option<IpAddr>,
+    ) -> Result<()> {
+        let inner = self.app.inner();
+        let hash = inner.passwords.admit(client_ip)?.hash(new_password).await?;
+        let user_id = inner
+            .store
+            .redeem_password_reset(&token_hash(token), &hash, self.app.now())
+            .await?
+            .ok_or(Error::Rejected("Invalid or expired token"))?;
+        tracing::info!(%user_id, "password reset; 2FA removed and every session revoked");
+        Ok(())
+    }
+
+    /// Undoes an e-mail change with the token mailed to the replaced address: the address is
+    /// restored, every session and outstanding reset or 2FA-disable token of the user ends (so
+    /// does every revert token of a later change), and both addresses are told. `400 Invalid or
+    /// expired token`; `409` when another account took the old address meanwhile.
+    pub async fn revert_email_change(self, token: &str) -> Result<()> {
+        let inner = self.app.inner();
+        match inner
+            .store
+            .redeem_email_revert(&token_hash(token), self.app.now())
+            .await?
+        {
+            EmailRevertOutcome::Reverted {
+                user_id,
+                restored_email,
+                replaced_email,
+            } => {
+                tracing::info!(%user_id, "e-mail change reverted; every session revoked");
+                inner.outbox.send_in_background(templates::email_reverted(
+                    &restored_email,
+                    &restored_email,
+                ));
+                if canonical_email(&replaced_email) != canonical_email(&restored_email) {
+                    inner.outbox.send_in_background(templates::email_reverted(
+                        &replaced_email,
+                        &restored_email,
+                    ));
+                }
+                Ok(())
+            }
+            EmailRevertOutcome::Invalid => Err(Error::Rejected("Invalid or expired token")),
+            EmailRevertOutcome::AddressTaken => Err(Error::Conflict(
+                "Email already taken by another account; contact support",
+            )),
+        }
+    }
+}
+
 impl App {
     /// Takes one mail from the budget of `client_ip` (when known and that budget is on), then from the budget of the
     /// recipient `address` (by its canonical form): `429` with `Retry-After` when either is
@@ -73,100 +179,5 @@ impl App {
             )
             .await?;
         Ok(token)
-    }
-
-    /// Starts a password reset for `email`. The answer is the same whether or not the account
-    /// exists, and so is its timing: the lookup and the mail happen after the response, in the
-    /// background. Only with `EMAIL_DEBUG=true` is the work done inline, to return the raw token
-    /// of an existing account. Takes from the mail budgets of `client_ip` and of the address
-    /// (`429` once spent, for any address alike).
-    pub async fn forgot_password(
-        &self,
-        email: &Email,
-        client_ip: Option<IpAddr>,
-    ) -> Result<Option<String>> {
-        self.take_mail_budget(email, client_ip).await?;
-        if self.config().email_debug {
-            return self.send_reset_link(email).await;
-        }
-        let app = self.clone();
-        let email = email.clone();
-        tokio::spawn(async move {
-            if let Err(err) = app.send_reset_link(&email).await {
-                tracing::warn!(error = %err, "password reset request failed");
-            }
-        });
-        Ok(None)
-    }
-
-    async fn send_reset_link(&self, email: &str) -> Result<Option<String>> {
-        let inner = self.inner();
-        let Some(user) = inner.store.user_by_email(email).await? else {
-            return Ok(None);
-        };
-        let token = self
-            .issue_one_time_token(TokenPurpose::PasswordReset, &user.id)
-            .await?;
-        let link = inner.config.password_reset_link(&token);
-        inner
-            .outbox
-            .send_in_background(templates::password_reset(&user.email, &link));
-        Ok(Some(token))
-    }
-
-    /// Sets a new password with an e-mailed token: in one transaction the token is consumed, 2FA
-    /// removed, every session of the user revoked and every other reset and 2FA-disable token
-    /// of the user invalidated. The hash is admitted for `client_ip`.
-    pub async fn reset_password(
-        &self,
-        token: &str,
-        new_password: &Password,
-        client_ip: Option<IpAddr>,
-    ) -> Result<()> {
-        let inner = self.inner();
-        let hash = inner.passwords.admit(client_ip)?.hash(new_password).await?;
-        let user_id = inner
-            .store
-            .redeem_password_reset(&token_hash(token), &hash, self.now())
-            .await?
-            .ok_or(Error::Rejected("Invalid or expired token"))?;
-        tracing::info!(%user_id, "password reset; 2FA removed and every session revoked");
-        Ok(())
-    }
-
-    /// Undoes an e-mail change with the token mailed to the replaced address: the address is
-    /// restored, every session and outstanding reset or 2FA-disable token of the user ends (so
-    /// does every revert token of a later change), and both addresses are told. `400 Invalid or
-    /// expired token`; `409` when another account took the old address meanwhile.
-    pub async fn revert_email_change(&self, token: &str) -> Result<()> {
-        let inner = self.inner();
-        match inner
-            .store
-            .redeem_email_revert(&token_hash(token), self.now())
-            .await?
-        {
-            EmailRevertOutcome::Reverted {
-                user_id,
-                restored_email,
-                replaced_email,
-            } => {
-                tracing::info!(%user_id, "e-mail change reverted; every session revoked");
-                inner.outbox.send_in_background(templates::email_reverted(
-                    &restored_email,
-                    &restored_email,
-                ));
-                if canonical_email(&replaced_email) != canonical_email(&restored_email) {
-                    inner.outbox.send_in_background(templates::email_reverted(
-                        &replaced_email,
-                        &restored_email,
-                    ));
-                }
-                Ok(())
-            }
-            EmailRevertOutcome::Invalid => Err(Error::Rejected("Invalid or expired token")),
-            EmailRevertOutcome::AddressTaken => Err(Error::Conflict(
-                "Email already taken by another account; contact support",
-            )),
-        }
     }
 }

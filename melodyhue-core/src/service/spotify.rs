@@ -57,20 +57,28 @@ pub struct SpotifyCredentialsInput {
     pub refresh_token: Option<String>,
 }
 
-impl App {
+/// Each user's link to Spotify: their app credentials and the authorization flow.
+///
+/// A view of an [`App`], from [`App::spotify`].
+#[derive(Debug, Clone, Copy)]
+pub struct Spotify<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Spotify<'a> {
     /// What the caller has configured.
-    pub async fn spotify_status(&self, user: &User) -> Result<SpotifyStatus> {
-        let credentials = self.inner().store.spotify_credentials(&user.id).await?;
+    pub async fn spotify_status(self, user: &User) -> Result<SpotifyStatus> {
+        let credentials = self.app.inner().store.spotify_credentials(&user.id).await?;
         Ok(SpotifyStatus::from(&credentials))
     }
 
     /// Stores new credentials (secrets encrypted); the now-playing hub picks them up at once.
     pub async fn update_spotify_credentials(
-        &self,
+        self,
         user: &User,
         input: SpotifyCredentialsInput,
     ) -> Result<SpotifyStatus> {
-        let inner = self.inner();
+        let inner = self.app.inner();
         let blank_clears = |value: Option<String>| {
             value.map(|v| {
                 let v = v.trim().to_owned();
@@ -86,9 +94,9 @@ impl App {
         };
         let credentials = inner
             .store
-            .update_spotify_credentials(&user.id, &patch, self.now())
+            .update_spotify_credentials(&user.id, &patch, self.app.now())
             .await?;
-        self.announce(Change::Credentials {
+        self.app.announce(Change::Credentials {
             user_id: user.id.clone(),
         });
         Ok(SpotifyStatus::from(&credentials))
@@ -99,18 +107,18 @@ impl App {
     /// caller's callback can complete within [`SPOTIFY_AUTHORIZATION_LIFETIME`]; the URL's
     /// `state` (32 random bytes, base64url) names it, and only its SHA-256 is stored.
     pub async fn spotify_authorize_url(
-        &self,
+        self,
         user: &User,
         redirect_uri: Option<&str>,
     ) -> Result<String> {
-        let inner = self.inner();
+        let inner = self.app.inner();
         let credentials = inner.store.spotify_credentials(&user.id).await?;
         let client_id = credentials
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;
         let redirect_uri = redirect_uri.unwrap_or(&inner.config.spotify.redirect_uri);
         let state = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-        let now = self.now();
+        let now = self.app.now();
         let authorization = SpotifyAuthorization {
             state_hash: token_hash(&state),
             user_id: user.id.clone(),
@@ -136,18 +144,18 @@ impl App {
     /// is refused. The exchange repeats the authorization's `redirect_uri`, unless the
     /// caller gives one.
     pub async fn spotify_callback(
-        &self,
+        self,
         user: &User,
         code: &str,
         state: Option<&str>,
         redirect_uri: Option<&str>,
     ) -> Result<()> {
-        let inner = self.inner();
+        let inner = self.app.inner();
         // A caller without an app keeps their authorization for when they have one.
         let app = self.spotify_app(user).await?;
         let authorization = inner
             .store
-            .take_spotify_authorization(&user.id, state.map(token_hash).as_deref(), self.now())
+            .take_spotify_authorization(&user.id, state.map(token_hash).as_deref(), self.app.now())
             .await?
             .ok_or(Error::Rejected(if state.is_some() {
                 "Invalid or expired Spotify authorization state"
@@ -180,7 +188,7 @@ impl App {
     }
 
     /// Forgets the caller's refresh token: their overlays fall back to the default color.
-    pub async fn spotify_logout(&self, user: &User) -> Result<()> {
+    pub async fn spotify_logout(self, user: &User) -> Result<()> {
         self.update_spotify_credentials(
             user,
             SpotifyCredentialsInput {
@@ -193,8 +201,8 @@ impl App {
     }
 
     /// The caller's own Spotify app, decrypted.
-    async fn spotify_app(&self, user: &User) -> Result<AppCredentials> {
-        let inner = self.inner();
+    async fn spotify_app(self, user: &User) -> Result<AppCredentials> {
+        let inner = self.app.inner();
         let credentials = inner.store.spotify_credentials(&user.id).await?;
         let client_id = credentials
             .client_id

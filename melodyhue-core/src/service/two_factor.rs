@@ -39,10 +39,19 @@ pub struct EmailedToken {
     pub debug_token: Option<String>,
 }
 
-impl App {
+/// Two-factor authentication (TOTP): setup, the login's second step, disabling.
+///
+/// A view of an [`App`], from [`App::two_factor`].
+#[derive(Debug, Clone, Copy)]
+pub struct SecondFactor<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> SecondFactor<'a> {
     /// The user's verified 2FA record, if 2FA is active.
-    async fn active_two_factor(&self, user_id: &str) -> Result<Option<TwoFactor>> {
+    async fn active_two_factor(self, user_id: &str) -> Result<Option<TwoFactor>> {
         Ok(self
+            .app
             .inner()
             .store
             .two_factor(user_id)
@@ -53,13 +62,13 @@ impl App {
     /// Whether `code` is valid for `record` now and its time step was not used before. Records
     /// the step, so the same code never works twice (checked and recorded atomically). Spaces
     /// and dashes in `code` are ignored (`123 456`, as authenticator apps show it).
-    async fn accept_code(&self, record: &TwoFactor, code: &str) -> Result<bool> {
-        let inner = self.inner();
+    async fn accept_code(self, record: &TwoFactor, code: &str) -> Result<bool> {
+        let inner = self.app.inner();
         let secret = inner
             .secrets
             .decrypt(&record.secret_encrypted)
             .map_err(Error::internal)?;
-        let step = totp::verify(&secret, code, self.now()).map_err(Error::internal)?;
+        let step = totp::verify(&secret, code, self.app.now()).map_err(Error::internal)?;
         match step {
             Some(step) => Ok(inner.store.claim_totp_step(&record.user_id, step).await?),
             None => Ok(false),
@@ -67,8 +76,8 @@ impl App {
     }
 
     /// Starts a login's second step: a ticket for `/auth/login/2fa`.
-    pub(crate) async fn issue_login_ticket(&self, user: &User) -> Result<String> {
-        let now = self.now();
+    pub(crate) async fn issue_login_ticket(self, user: &User) -> Result<String> {
+        let now = self.app.now();
         let challenge = LoginChallenge {
             id: new_id(),
             user_id: user.id.clone(),
@@ -77,7 +86,7 @@ impl App {
             used_at: None,
             attempts: 0,
         };
-        self.inner().store.insert_challenge(&challenge).await?;
+        self.app.inner().store.insert_challenge(&challenge).await?;
         Ok(challenge.id)
     }
 
@@ -87,13 +96,13 @@ impl App {
     /// client's network (`429` when spent) and one attempt from the ticket (`400` once it had
     /// [`MAX_TICKET_ATTEMPTS`]), both atomically, so concurrent codes cannot pass either limit.
     pub async fn login_two_factor(
-        &self,
+        self,
         ticket: &str,
         code: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<IssuedTokens> {
-        let inner = self.inner();
-        let now = self.now();
+        let inner = self.app.inner();
+        let now = self.app.now();
         let challenge = inner
             .store
             .challenge(ticket)
@@ -102,9 +111,9 @@ impl App {
                 c.used_at.is_none() && c.expires_at > now && c.attempts < MAX_TICKET_ATTEMPTS
             })
             .ok_or(Error::Rejected(INVALID_TICKET))?;
-        let budget = self.second_factor_budget(&challenge.user_id);
-        let checked = self.attempt(vec![budget.clone()], client_ip, async {
-            self.ensure_not_banned(&challenge.user_id).await?;
+        let budget = self.app.second_factor_budget(&challenge.user_id);
+        let checked = self.app.attempt(vec![budget.clone()], client_ip, async {
+            self.app.ensure_not_banned(&challenge.user_id).await?;
             let user = inner
                 .store
                 .user_by_id(&challenge.user_id)
@@ -133,21 +142,21 @@ impl App {
         let user = checked
             .await?
             .ok_or(Error::Unauthorized("Invalid 2FA code"))?;
-        self.forget_failures(&budget).await;
-        self.open_session(user, None).await
+        self.app.forget_failures(&budget).await;
+        self.app.open_session(user, None).await
     }
 
     /// Checks a code of the user's active or pending secret, spending the account's 2FA
     /// failure budget like the second login step does (a stolen access token must not allow
     /// unlimited guesses at `/auth/2fa/disable`).
     async fn check_code(
-        &self,
+        self,
         record: &TwoFactor,
         code: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<bool> {
-        let budget = self.second_factor_budget(&record.user_id);
-        let checked = self.attempt(vec![budget.clone()], client_ip, async {
+        let budget = self.app.second_factor_budget(&record.user_id);
+        let checked = self.app.attempt(vec![budget.clone()], client_ip, async {
             Ok(match self.accept_code(record, code).await? {
                 true => Checked::Right(()),
                 false => Checked::Wrong,
@@ -155,21 +164,21 @@ impl App {
         });
         let accepted = checked.await?.is_some();
         if accepted {
-            self.forget_failures(&budget).await;
+            self.app.forget_failures(&budget).await;
         }
         Ok(accepted)
     }
 
     /// Makes a new pending secret; 2FA becomes active once a code of it is verified.
-    pub async fn setup_two_factor(&self, user: &User) -> Result<TwoFactorSetup> {
+    pub async fn setup_two_factor(self, user: &User) -> Result<TwoFactorSetup> {
         if self.active_two_factor(&user.id).await?.is_some() {
             return Err(Error::Rejected("2FA already enabled"));
         }
-        let inner = self.inner();
+        let inner = self.app.inner();
         let secret = totp::generate_secret();
         inner
             .store
-            .save_pending_two_factor(&user.id, &inner.secrets.encrypt(&secret), self.now())
+            .save_pending_two_factor(&user.id, &inner.secrets.encrypt(&secret), self.app.now())
             .await?;
         Ok(TwoFactorSetup {
             otpauth_url: totp::otpauth_url(&user.email, &secret),
@@ -179,12 +188,13 @@ impl App {
 
     /// Activates the pending secret with a first code.
     pub async fn verify_two_factor(
-        &self,
+        self,
         user: &User,
         code: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<()> {
         let record = self
+            .app
             .inner()
             .store
             .two_factor(&user.id)
@@ -196,16 +206,17 @@ impl App {
         if !self.check_code(&record, code, client_ip).await? {
             return Err(Error::Rejected(INVALID_CODE));
         }
-        self.inner()
+        self.app
+            .inner()
             .store
-            .mark_two_factor_verified(&user.id, self.now())
+            .mark_two_factor_verified(&user.id, self.app.now())
             .await?;
         Ok(())
     }
 
     /// Turns 2FA off with a current code.
     pub async fn disable_two_factor(
-        &self,
+        self,
         user: &User,
         code: &str,
         client_ip: Option<IpAddr>,
@@ -217,23 +228,24 @@ impl App {
         if !self.check_code(&record, code, client_ip).await? {
             return Err(Error::Rejected(INVALID_CODE));
         }
-        self.inner().store.delete_two_factor(&user.id).await?;
+        self.app.inner().store.delete_two_factor(&user.id).await?;
         Ok(())
     }
 
     /// Mails the user a link that turns 2FA off (for a lost authenticator). Takes from the
     /// mail budgets of the user's address and of `client_ip`.
     pub async fn request_two_factor_disable(
-        &self,
+        self,
         user: &User,
         client_ip: Option<IpAddr>,
     ) -> Result<EmailedToken> {
         if self.active_two_factor(&user.id).await?.is_none() {
             return Err(Error::Rejected("2FA not enabled"));
         }
-        self.take_mail_budget(&user.email, client_ip).await?;
-        let inner = self.inner();
+        self.app.take_mail_budget(&user.email, client_ip).await?;
+        let inner = self.app.inner();
         let token = self
+            .app
             .issue_one_time_token(TokenPurpose::TwoFactorDisable, &user.id)
             .await?;
         let link = inner.config.twofa_disable_link(&token);
@@ -247,10 +259,11 @@ impl App {
     }
 
     /// Turns 2FA off with the e-mailed token (single use, one hour).
-    pub async fn confirm_two_factor_disable(&self, token: &str) -> Result<()> {
-        self.inner()
+    pub async fn confirm_two_factor_disable(self, token: &str) -> Result<()> {
+        self.app
+            .inner()
             .store
-            .redeem_two_factor_disable(&crate::auth::token_hash(token), self.now())
+            .redeem_two_factor_disable(&crate::auth::token_hash(token), self.app.now())
             .await?
             .ok_or(Error::Rejected("Invalid or expired token"))
             .map(drop)

@@ -559,7 +559,7 @@ pub async fn expired_tokens_are_purged_by_the_daily_job(h: &Harness) {
     forgot_token(&server, &user.email).await;
     forgot_token(&server, &user.email).await;
     server.clock.advance(Duration::hours(2));
-    let jobs = server.app.spawn_background_jobs();
+    let jobs = server.app.jobs().spawn_background_jobs();
     let mut reports = jobs.reports();
     let report = *reports.wait_for(|r| r.runs >= 1).await.unwrap();
     assert_eq!(report.expired_tokens, 2);

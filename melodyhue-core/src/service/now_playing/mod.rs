@@ -1,18 +1,22 @@
 //! What `/color`, `/infos` and `/ws` show for a user: the playing track and its cover's colors,
-//! or the user's fallback color ([`NowPlaying`], answered by [`App::now_playing`]).
+//! or the user's fallback color ([`NowPlaying`], answered by [`Playing::of`]; `Playing` is
+//! [`App::now_playing`]).
 //!
 //! Behind it, the [`hub`] polls Spotify for the users someone watches and keeps the latest state
 //! of each in memory; [`coordination`] is how the hubs of several nodes share that polling
 //! ([`crate::cluster`] implements it over Redis).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 pub mod coordination;
 pub mod hub;
 
-use self::hub::{PlayingItem, Snapshot};
+use self::hub::{HubStats, PlayingItem, Snapshot, Subscription};
 use super::{Error, Result, Stale};
 use crate::App;
+use crate::api::events::StreamCounts;
+use crate::api::ws::SocketCounts;
 use crate::color::{self, Palette, Rgb};
 use crate::store::StoreError;
 
@@ -99,7 +103,15 @@ impl NowPlaying {
     }
 }
 
-impl App {
+/// Now playing: each user's current track and colors, and subscriptions to their changes.
+///
+/// A view of an [`App`], from [`App::now_playing`].
+#[derive(Debug, Clone, Copy)]
+pub struct Playing<'a> {
+    pub(crate) app: &'a App,
+}
+
+impl<'a> Playing<'a> {
     /// The now-playing state of `user_id`, watching them (see
     /// [`hub`]); `User not found` for an unknown user. While a cover is playing
     /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
@@ -107,9 +119,9 @@ impl App {
     /// settings change. While the database is unavailable, the last fallback color read is
     /// shown instead, marked [`NowPlaying::stale`], for up to
     /// [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
-    pub async fn now_playing(&self, user_id: &str) -> Result<NowPlaying> {
+    pub async fn of(self, user_id: &str) -> Result<NowPlaying> {
         let started = Instant::now();
-        let inner = self.inner();
+        let inner = self.app.inner();
         // A user already watched exists; anyone else is looked up before being watched.
         let mut fallback = None;
         if inner.hub.peek(user_id).is_none() {
@@ -142,9 +154,32 @@ impl App {
         })
     }
 
+    /// Follows `user_id`'s now-playing state, keeping them watched while the subscription
+    /// lives: its `updates` change with every new snapshot (read the state with
+    /// [`Playing::of`]). When the feed stops (the user is gone), `updates` ends; a new
+    /// subscription restarts it.
+    pub fn subscribe(self, user_id: &str) -> Subscription {
+        self.app.inner().hub.subscribe(user_id)
+    }
+
+    /// How many users are watched and polled, and what the hub holds for them.
+    pub fn stats(self) -> HubStats {
+        self.app.inner().hub.stats()
+    }
+
+    /// Open `/ws` sockets per user.
+    pub(crate) fn sockets(self) -> &'a Arc<SocketCounts> {
+        &self.app.inner().ws_sockets
+    }
+
+    /// Open `/infos/{user_id}/events` streams.
+    pub(crate) fn event_streams(self) -> &'a Arc<StreamCounts> {
+        &self.app.inner().event_streams
+    }
+
     /// The user's fallback color: fresh, or a stale copy while the database is unavailable.
-    async fn fallback_color(&self, user_id: &str) -> Result<(Rgb, Option<Stale>)> {
-        let inner = self.inner();
+    async fn fallback_color(self, user_id: &str) -> Result<(Rgb, Option<Stale>)> {
+        let inner = self.app.inner();
         if let Some(color) = inner.hot_reads.fallback_color(user_id) {
             return Ok((color, None));
         }

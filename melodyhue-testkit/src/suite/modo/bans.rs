@@ -337,10 +337,10 @@ pub async fn purge_deletes_long_permanent_bans_only(h: &Harness) {
     server
         .clock
         .advance(PURGE_BANNED_AFTER - Duration::days(100) - Duration::hours(1));
-    assert_eq!(server.app.purge_banned_users().await.unwrap(), 0);
+    assert_eq!(server.app.jobs().purge_banned_users().await.unwrap(), 0);
     server.clock.advance(Duration::hours(2));
-    assert_eq!(server.app.purge_banned_users().await.unwrap(), 1);
-    assert_eq!(server.app.purge_banned_users().await.unwrap(), 0);
+    assert_eq!(server.app.jobs().purge_banned_users().await.unwrap(), 1);
+    assert_eq!(server.app.jobs().purge_banned_users().await.unwrap(), 0);
 
     // Gone with all their data; everyone else stays.
     let store = server.app.store();
@@ -381,7 +381,7 @@ pub async fn background_jobs_run_at_start_and_repeat(h: &Harness) {
     server.clock.advance(PURGE_BANNED_AFTER + Duration::days(1));
 
     // The first run happens at start, without waiting for the daily period.
-    let jobs = server.app.spawn_background_jobs();
+    let jobs = server.app.jobs().spawn_background_jobs();
     let mut reports = jobs.reports();
     let first = *reports.wait_for(|r| r.runs >= 1).await.unwrap();
     assert_eq!(first.runs, 1);
@@ -402,6 +402,7 @@ pub async fn background_jobs_run_at_start_and_repeat(h: &Harness) {
     // Later runs follow at every period.
     let jobs = server
         .app
+        .jobs()
         .spawn_background_jobs_every(StdDuration::from_millis(20));
     let mut reports = jobs.reports();
     let third = *reports.wait_for(|r| r.runs >= 3).await.unwrap();

@@ -149,7 +149,7 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
     assert!(waited < Duration::from_millis(700), "waited {waited:?}");
     // Nobody watches for the watch window; the poll times out meanwhile and the feed stops.
     eventually(Duration::from_secs(45), "the feed stopped", || async {
-        s.server.app.hub_stats().watched_users == 0
+        s.server.app.now_playing().stats().watched_users == 0
     })
     .await;
     let (waited, color) = timed(&s.server).await;
