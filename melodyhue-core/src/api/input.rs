@@ -453,15 +453,21 @@ mod tests {
         Input::parse(&Bytes::copy_from_slice(json.as_bytes()), false).unwrap()
     }
 
+    /// The errors of a body that must have failed its validation.
+    fn field_errors(body: Input) -> Vec<FieldError> {
+        let Err(ApiError::Validation(errors)) = body.finish() else {
+            panic!("expected a validation error");
+        };
+        errors
+    }
+
     #[test]
     fn collects_one_error_per_bad_field() {
         let mut body = input(r#"{"username": "ab", "email": 5}"#);
         let _ = body.value::<Username>("username");
         let _ = body.value::<Email>("email");
         let _ = body.value::<Password>("password");
-        let Err(ApiError::Validation(errors)) = body.finish() else {
-            panic!("expected a validation error");
-        };
+        let errors = field_errors(body);
         let kinds: Vec<_> = errors.iter().map(|e| (e.loc[1].as_str(), e.kind)).collect();
         assert_eq!(
             kinds,
@@ -502,9 +508,7 @@ mod tests {
         assert_eq!(body.optional_timestamp_after("absent", now), None);
         assert_eq!(body.optional_timestamp_after("past", now), None);
         assert_eq!(body.optional_timestamp_after("junk", now), None);
-        let Err(ApiError::Validation(errors)) = body.finish() else {
-            panic!("expected a validation error");
-        };
+        let errors = field_errors(body);
         let found: Vec<_> = errors.iter().map(|e| (e.loc[1].as_str(), e.kind)).collect();
         assert_eq!(
             found,
@@ -627,9 +631,7 @@ mod tests {
         let mut body = input(r#"{"name": "a\u0000b", "email": "x\u0000@example.com"}"#);
         assert_eq!(body.optional_string("name", 1..=10), None);
         assert_eq!(body.value::<Email>("email"), None);
-        let Err(ApiError::Validation(errors)) = body.finish() else {
-            panic!("expected a validation error");
-        };
+        let errors = field_errors(body);
         let found: Vec<_> = errors.iter().map(|e| (e.loc[1].as_str(), e.kind)).collect();
         assert_eq!(found, [("name", "value_error"), ("email", "value_error")]);
 
@@ -650,9 +652,7 @@ mod tests {
             Some("#a0b1c2")
         );
         assert_eq!(body.optional_value::<HexColor>("d"), None);
-        let Err(ApiError::Validation(errors)) = body.finish() else {
-            panic!("expected a validation error");
-        };
+        let errors = field_errors(body);
         let found: Vec<_> = errors
             .iter()
             .map(|e| (e.loc[1].as_str(), e.kind, e.msg.as_str()))
@@ -678,9 +678,7 @@ mod tests {
         let _ = body.optional_string("long", 0..=3);
         let _ = body.value::<Username>("nul");
         let _ = body.optional_value::<Username>("absent");
-        let Err(ApiError::Validation(errors)) = body.finish() else {
-            panic!("expected a validation error");
-        };
+        let errors = field_errors(body);
         let found: Vec<_> = errors
             .iter()
             .map(|e| (e.loc[1].as_str(), e.kind, e.msg.as_str()))
