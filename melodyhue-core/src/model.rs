@@ -20,7 +20,8 @@ pub mod fields;
 
 pub use fields::{
     Email, HexColor, InvalidValue, LoginIdentifier, LoginPassword, LoginTicket, MailedToken,
-    ModerationReason, OverlayName, OverlayTemplate, Password, SettingValue, TotpCode, Username,
+    ModerationReason, OverlayName, OverlayTemplate, Password, RefreshToken, SettingValue,
+    SpotifyClientId, SpotifyClientSecret, SpotifyRefreshToken, TotpCode, Username,
 };
 
 /// A fresh id: base64url (no padding) of 16 random bytes, 22 characters.

@@ -4,10 +4,10 @@ use bytes::Bytes;
 use http::Response;
 use serde::Serialize;
 
-use super::bodies::{LoginBody, RegisterBody};
-use super::input::Input;
+use super::bodies::{LoginBody, RefreshTokenBody, RegisterBody};
 use super::response::{clear_auth_cookies, ok, set_auth_cookies};
 use super::{Ctx, REFRESH_COOKIE, Reply};
+use crate::model::RefreshToken;
 use crate::service::{IssuedTokens, LoginOutcome, Registration};
 
 /// The body of a successful register or login.
@@ -120,17 +120,15 @@ pub(super) async fn login(cx: &Ctx<'_>) -> Reply {
 }
 
 /// The refresh token of `/auth/refresh` and `/auth/logout`: the body's, else the cookie's.
-fn refresh_token(cx: &Ctx<'_>, input: &mut Input) -> Option<String> {
-    input
-        .optional_string("refresh_token", 0..=4096)
+fn refresh_token(cx: &Ctx<'_>, body: RefreshTokenBody) -> Option<String> {
+    body.refresh_token
+        .map(RefreshToken::into_string)
         .filter(|t| !t.is_empty())
         .or_else(|| cx.cookie(REFRESH_COOKIE))
 }
 
 pub(super) async fn refresh(cx: &Ctx<'_>) -> Reply {
-    let mut input = cx.input(true)?;
-    let token = refresh_token(cx, &mut input);
-    input.finish()?;
+    let token = refresh_token(cx, RefreshTokenBody::read(cx.input(true)?)?);
     let tokens = cx.app.accounts().refresh(token.as_deref()).await?;
     let body = RefreshedTokens {
         access_token: &tokens.access_token,
@@ -142,10 +140,11 @@ pub(super) async fn refresh(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn logout(cx: &Ctx<'_>) -> Reply {
     // Logout never fails: a malformed body just means "use the cookie".
-    let token = match cx.input(true) {
-        Ok(mut input) => refresh_token(cx, &mut input),
-        Err(_) => cx.cookie(REFRESH_COOKIE),
-    };
+    let body = cx
+        .input(true)
+        .and_then(RefreshTokenBody::read)
+        .unwrap_or_default();
+    let token = refresh_token(cx, body);
     cx.app.accounts().logout(token.as_deref()).await;
     let mut response = ok(&serde_json::json!({"status": "ok"}));
     clear_auth_cookies(&mut response, &cx.app.config().cookies);

@@ -18,9 +18,10 @@ use super::ApiError;
 use super::input::Input;
 use crate::model::{
     Email, HexColor, LoginIdentifier, LoginPassword, LoginTicket, MailedToken, ModerationReason,
-    OverlayName, OverlayPatch, OverlayTemplate, Password, SettingValue, SettingsPatch, TotpCode,
-    Username,
+    OverlayName, OverlayPatch, OverlayTemplate, Password, RefreshToken, SettingValue,
+    SettingsPatch, SpotifyClientId, SpotifyClientSecret, SpotifyRefreshToken, TotpCode, Username,
 };
+use crate::service::SpotifyCredentialsInput;
 
 /// The schema of an optional field of type `T`: `T`'s, also allowing `null`, as utoipa writes
 /// an `Option<String>`.
@@ -362,5 +363,63 @@ impl BanBody {
                 until,
             })
         })
+    }
+}
+
+/// Read by `/auth/refresh`, and leniently by `/auth/logout` (whose own schema, `LogoutBody`,
+/// says that anything is accepted there).
+#[derive(Debug, Default, ToSchema)]
+pub(super) struct RefreshTokenBody {
+    #[schema(schema_with = refresh_token)]
+    pub refresh_token: Option<RefreshToken>,
+}
+
+fn refresh_token() -> RefOr<Schema> {
+    described(
+        optional::<RefreshToken>(),
+        "Else the `mh_refresh_token` cookie.".to_owned(),
+    )
+}
+
+impl RefreshTokenBody {
+    pub(super) fn read(mut input: Input) -> Result<Self, ApiError> {
+        let refresh_token = input.optional_value("refresh_token");
+        input.build(|| Some(RefreshTokenBody { refresh_token }))
+    }
+}
+
+/// Blank clears a value.
+#[derive(Debug, ToSchema)]
+pub(super) struct SpotifyCredentialsBody {
+    #[schema(schema_with = optional::<SpotifyClientId>)]
+    pub client_id: Option<SpotifyClientId>,
+    #[schema(schema_with = optional::<SpotifyClientSecret>)]
+    pub client_secret: Option<SpotifyClientSecret>,
+    #[schema(schema_with = optional::<SpotifyRefreshToken>)]
+    pub refresh_token: Option<SpotifyRefreshToken>,
+}
+
+impl SpotifyCredentialsBody {
+    pub(super) fn read(mut input: Input) -> Result<Self, ApiError> {
+        let client_id = input.optional_value("client_id");
+        let client_secret = input.optional_value("client_secret");
+        let refresh_token = input.optional_value("refresh_token");
+        input.build(|| {
+            Some(SpotifyCredentialsBody {
+                client_id,
+                client_secret,
+                refresh_token,
+            })
+        })
+    }
+}
+
+impl From<SpotifyCredentialsBody> for SpotifyCredentialsInput {
+    fn from(body: SpotifyCredentialsBody) -> Self {
+        SpotifyCredentialsInput {
+            client_id: body.client_id.map(SpotifyClientId::into_string),
+            client_secret: body.client_secret.map(SpotifyClientSecret::into_string),
+            refresh_token: body.refresh_token.map(SpotifyRefreshToken::into_string),
+        }
     }
 }

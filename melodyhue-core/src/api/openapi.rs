@@ -49,32 +49,14 @@ mod shapes {
 
     pub(super) use super::super::bodies::{
         BanBody, CodeBody, EmailBody, LoginBody, ModeratedUserPatchBody, OverlayBody,
-        PasswordChangeBody, RegisterBody, ResetBody, SettingsPatchBody, TokenBody,
-        TwoFactorLoginBody, UsernameBody, WarnBody,
+        PasswordChangeBody, RefreshTokenBody, RegisterBody, ResetBody, SettingsPatchBody,
+        SpotifyCredentialsBody, TokenBody, TwoFactorLoginBody, UsernameBody, WarnBody,
     };
-
-    #[derive(ToSchema)]
-    pub struct RefreshTokenBody {
-        /// Else the `mh_refresh_token` cookie.
-        #[schema(max_length = 4096)]
-        pub refresh_token: Option<String>,
-    }
 
     /// Anything else is ignored: logging out never fails.
     #[derive(ToSchema)]
     pub struct LogoutBody {
         /// Else the `mh_refresh_token` cookie.
-        pub refresh_token: Option<String>,
-    }
-
-    /// Blank clears a value.
-    #[derive(ToSchema)]
-    pub struct SpotifyCredentialsBody {
-        #[schema(max_length = 255)]
-        pub client_id: Option<String>,
-        #[schema(max_length = 255)]
-        pub client_secret: Option<String>,
-        #[schema(max_length = 1024)]
         pub refresh_token: Option<String>,
     }
 

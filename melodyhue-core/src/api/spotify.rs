@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
+use super::bodies::SpotifyCredentialsBody;
 use super::response::ok;
 use super::{ApiError, Ctx, Reply};
-use crate::service::{SpotifyCredentialsInput, SpotifyStatus};
+use crate::service::SpotifyStatus;
 
 /// `/spotify/credentials/status`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -35,22 +36,11 @@ pub(super) async fn credentials_status(cx: &Ctx<'_>) -> Reply {
 
 pub(super) async fn update_credentials(cx: &Ctx<'_>) -> Reply {
     let principal = cx.principal().await?;
-    let mut input = cx.input(false)?;
-    let client_id = input.optional_string("client_id", 0..=255);
-    let client_secret = input.optional_string("client_secret", 0..=255);
-    let refresh_token = input.optional_string("refresh_token", 0..=1024);
-    input.finish()?;
+    let body = SpotifyCredentialsBody::read(cx.input(false)?)?;
     let status = cx
         .app
         .spotify()
-        .update_spotify_credentials(
-            &principal.user,
-            SpotifyCredentialsInput {
-                client_id,
-                client_secret,
-                refresh_token,
-            },
-        )
+        .update_spotify_credentials(&principal.user, body.into())
         .await?;
     Ok(ok(&CredentialsStatusView::from(status)))
 }

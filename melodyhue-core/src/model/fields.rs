@@ -288,6 +288,33 @@ bounded_text!(
 );
 secret_value!(MailedToken);
 
+bounded_text!(
+    /// A refresh token a client sends back (`/auth/refresh`, `/auth/logout`): at most 4096
+    /// characters (more is no token of this server's; empty counts as none).
+    RefreshToken, 0..=4096, None
+);
+secret_value!(RefreshToken);
+
+bounded_text!(
+    /// The client id of a user's own Spotify app, as they store it: at most 255 characters
+    /// (blank clears it).
+    SpotifyClientId, 0..=255, None
+);
+shown_value!(SpotifyClientId);
+
+bounded_text!(
+    /// The client secret of a user's own Spotify app: at most 255 characters (blank clears it).
+    SpotifyClientSecret, 0..=255, None
+);
+secret_value!(SpotifyClientSecret);
+
+bounded_text!(
+    /// A Spotify refresh token a user stores by hand: at most 1024 characters (blank clears
+    /// it).
+    SpotifyRefreshToken, 0..=1024, None
+);
+secret_value!(SpotifyRefreshToken);
+
 impl OverlayName {
     /// The name of an overlay created without one.
     pub const DEFAULT: &'static str = "Overlay";
@@ -422,6 +449,26 @@ mod tests {
                 parse(format!("{}\0", chars(min))),
                 Err(InvalidValue::ContainsNul)
             );
+        }
+    }
+
+    #[test]
+    fn texts_that_may_be_blank_are_bounded_above_only() {
+        type Parse = fn(String) -> Result<(), InvalidValue>;
+        let cases: [(Parse, usize); 4] = [
+            (|t| RefreshToken::parse(t).map(drop), 4096),
+            (|t| SpotifyClientId::parse(t).map(drop), 255),
+            (|t| SpotifyClientSecret::parse(t).map(drop), 255),
+            (|t| SpotifyRefreshToken::parse(t).map(drop), 1024),
+        ];
+        for (parse, max) in cases {
+            assert_eq!(parse(String::new()), Ok(()), "blank clears");
+            assert_eq!(parse(chars(max)), Ok(()), "{max}");
+            assert_eq!(
+                parse(chars(max + 1)),
+                Err(InvalidValue::TooLong { max_chars: max })
+            );
+            assert_eq!(parse("a\0".to_owned()), Err(InvalidValue::ContainsNul));
         }
     }
 
