@@ -366,8 +366,9 @@ impl BanBody {
     }
 }
 
-/// Read by `/auth/refresh`, and leniently by `/auth/logout` (whose own schema, `LogoutBody`,
-/// says that anything is accepted there).
+// Read by `/auth/refresh`, and leniently by `/auth/logout` (whose own schema, `LogoutBody`,
+// says that anything is accepted there). No doc comment: it would become the schema's
+// description.
 #[derive(Debug, Default, ToSchema)]
 pub(super) struct RefreshTokenBody {
     #[schema(schema_with = refresh_token)]
