@@ -1,12 +1,15 @@
 //! Who polls a user: a lease in Redis, with a fencing token.
 //!
 //! Keys, per user: `lease:<id>` = `<owner>|<fence>` (expires), `fence:<id>` (the counter behind
-//! the tokens), `hold:<id>` (a `429`'s wait, for every node), `now-playing:<id>` (the shared
+//! the tokens), `hold:<id>` (a `429`'s wait or a refusal's pause, for every node), `now-playing:<id>` (the shared
 //! state, see [`super::wire`]).
 //!
 //! - A lease lives [`LEASE_TURNS`] polling intervals and is renewed by each poll of its holder,
-//!   which polls once per interval: a dead holder's lease runs out at most 1.5 intervals after
-//!   its last poll, and the next claim of another node takes it then — within two intervals.
+//!   which polls once per interval: at the claim before the poll and again when it shares what
+//!   the poll found, so a poll that Spotify answers late does not cost the holder its lease (and
+//!   the user a new holder, which reads the connection and gets a token again). A dead
+//!   holder's lease runs out at most 1.5 intervals after its last poll, and the next claim of
+//!   another node takes it then — within two intervals.
 //! - The claim script takes a free lease (`SET NX PX`, with a new token from `INCR`), renews
 //!   the caller's own, and otherwise answers how long the holder's lease still runs, with the
 //!   shared state: a follower claims again when it runs out.
@@ -63,13 +66,15 @@ return {2, fence, false}
     )
 });
 
-/// KEYS: lease, state. ARGV: owner|fence, state, state lifetime (ms), channel, publish (1/0).
+/// KEYS: lease, state. ARGV: owner|fence, state, state lifetime (ms), channel, publish (1/0),
+/// lease length (ms).
 static SHARE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 if ARGV[5] == '1' then
   redis.call('PUBLISH', ARGV[4], ARGV[2])
@@ -224,6 +229,7 @@ impl PollCoordinator for Cluster {
         let keys = [self.lease_key(user_id), self.state_key(user_id)];
         let holder = self.holder(lease);
         let lifetime = millis(self.inner.interval.saturating_mul(STATE_TURNS));
+        let lease_ms = millis(self.inner.interval.mul_f64(LEASE_TURNS));
         let channel = self.now_playing_channel();
         let shared: Result<i64, _> = self
             .call(|mut connection| async move {
@@ -234,6 +240,7 @@ impl PollCoordinator for Cluster {
                     .arg(lifetime)
                     .arg(channel)
                     .arg(if changed { "1" } else { "0" })
+                    .arg(lease_ms)
                     .invoke_async(&mut connection)
                     .await
             })
@@ -256,6 +263,18 @@ impl PollCoordinator for Cluster {
                     .arg(holder)
                     .arg(millis(wait))
                     .invoke_async(&mut connection)
+                    .await
+            })
+            .await;
+    }
+
+    async fn lift_hold(&self, user_id: &str) {
+        let key = self.key(&format!("hold:{user_id}"));
+        let _: Result<i64, _> = self
+            .call(|mut connection| async move {
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async(&mut connection)
                     .await
             })
             .await;

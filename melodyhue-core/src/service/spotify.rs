@@ -96,6 +96,7 @@ impl<'a> Spotify<'a> {
             .store
             .update_spotify_credentials(&user.id, &patch, self.app.now())
             .await?;
+        inner.hub.lift_hold(&user.id).await;
         self.app.announce(Change::Credentials {
             user_id: user.id.clone(),
         });

@@ -44,8 +44,13 @@ pub trait PollCoordinator: Send + Sync + 'static {
     /// it shows something new, which is announced; otherwise only kept).
     async fn share(&self, user_id: &str, lease: PollLease, snapshot: &Snapshot, changed: bool);
 
-    /// Spotify asked to wait `wait` (a `429`'s `Retry-After`): no node polls the user before.
+    /// No node polls the user for `wait`: a `429`'s `Retry-After`, or the pause after a refused
+    /// connection (as one node waits before trying it again).
     async fn hold(&self, user_id: &str, lease: PollLease, wait: Duration);
+
+    /// The user's connection was changed by hand: a hold on the user ends, as one node ends the
+    /// user's wait on a credentials change.
+    async fn lift_hold(&self, user_id: &str);
 
     /// This node stops polling the user (nobody watches here any more): another node may take
     /// over once `due_in` (the time left until the next poll was due) has passed.

@@ -19,8 +19,8 @@ use melodyhue_core::model::Role;
 
 mod nodes;
 
+use nodes::{CLIENT_SECRET, OwnRedis, REDIS_VAR};
 pub use nodes::{Node, TestCluster};
-use nodes::{OwnRedis, REDIS_VAR};
 
 fn track(name: &str) -> FakeTrack {
     FakeTrack {
@@ -370,6 +370,55 @@ pub async fn a_refused_spotify_grant_holds_for_every_node(h: &Harness) {
     );
 }
 
+/// A refused app (`invalid_client`: the client secret is wrong) pauses the user for the whole
+/// cluster as it pauses them on one node: its token request is not tried again for 30 s,
+/// although the holder's lease (1.5 intervals) runs out long before and viewers ask every node.
+/// The right secret, saved through another node, ends the pause at once.
+pub async fn a_refused_spotify_app_holds_for_every_node(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [cluster.player("ida", "rt-ida", track("Ida")).await];
+    let user = &users[0];
+    let set_secret = |node: usize, secret: &'static str| {
+        cluster.send(
+            node,
+            http::Method::PATCH,
+            "/spotify/credentials",
+            Some(&user.access_token),
+            json!({ "client_secret": secret }),
+        )
+    };
+    set_secret(0, "not-the-app-secret").await.assert_status(200);
+    let before = cluster.fake.token_requests().len();
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(4)).await;
+    let tries = cluster.fake.token_requests()[before..]
+        .iter()
+        .filter(|request| request.field("refresh_token") == Some("rt-ida"))
+        .count();
+    assert_eq!(
+        tries, 1,
+        "the refused app was tried again during its pause (8 intervals, viewers on 3 nodes)"
+    );
+
+    set_secret(2, CLIENT_SECRET).await.assert_status(200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for node in 0..cluster.nodes.len() {
+        loop {
+            let infos = cluster
+                .get(node, &format!("/infos/{}", user.id), None)
+                .await;
+            if infos.body["track"]["name"] == "Ida" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} still shows {:?} 5 s after the right secret was saved",
+                infos.body["track"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// `count` POSTs of `body` to `path`, spread round-robin over the nodes and sent at the same
 /// instant (each on its own connection, opened beforehand, released by one barrier): their
 /// statuses.
@@ -554,6 +603,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         a_track_change_reaches_event_streams_on_every_node,
         a_rate_limit_holds_for_every_node,
         a_refused_spotify_grant_holds_for_every_node,
+        a_refused_spotify_app_holds_for_every_node,
         a_settings_change_reaches_every_node_within_100_ms,
         a_dead_nodes_users_are_polled_again_within_two_intervals,
         login_failures_over_three_nodes_are_throttled_as_on_one,

@@ -19,7 +19,7 @@ use melodyhue_core::config::Config;
 use melodyhue_core::store::Store;
 
 const CLIENT_ID: &str = "cluster-client-id";
-const CLIENT_SECRET: &str = "cluster-client-secret";
+pub(super) const CLIENT_SECRET: &str = "cluster-client-secret";
 
 /// One node: a server on its own runtime and thread.
 pub struct Node {

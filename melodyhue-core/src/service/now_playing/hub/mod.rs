@@ -297,6 +297,15 @@ impl NowPlayingHub {
         }
     }
 
+    /// The user changed their connection by hand: ends the hold the cluster may keep on them
+    /// (a refusal's pause, a `429`'s wait), before the change is announced. Nothing to do on one
+    /// node, where [`NowPlayingHub::credentials_changed`] ends the wait.
+    pub async fn lift_hold(&self, user_id: &str) {
+        if let Some(coordinator) = self.inner.coordinator.get() {
+            coordinator.lift_hold(user_id).await;
+        }
+    }
+
     /// Something shown beside the snapshot changed (the user's fallback color): wakes the
     /// user's subscribers so that they look again.
     pub fn display_changed(&self, user_id: &str) {

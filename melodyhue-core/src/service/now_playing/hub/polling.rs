@@ -11,6 +11,9 @@ use crate::spotify::{CurrentlyPlayingType, Playback, SpotifyError};
 
 /// Longest wait between two polls after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The wait before a connection found unusable (no credentials, a refused app or refresh
+/// token) is tried again, unless the user changes it first.
+const REFUSED_PAUSE: Duration = Duration::from_secs(30);
 
 /// A user whose polls fail: not polled before `retry_at`.
 #[derive(Debug, Clone, Copy)]
@@ -126,13 +129,15 @@ async fn settle(
         }
         Err(PollFailure::Disconnected) => {
             lock(&hub.backoffs).remove(&feed.user_id);
+            let wait = hub.interval.max(REFUSED_PAUSE);
             if let Some(coordinator) = hub.coordinator.get() {
+                // Held before the others hear of it: woken by the news, they find the hold.
+                if let Some(lease) = lease {
+                    coordinator.hold(&feed.user_id, lease, wait).await;
+                }
                 coordinator.disconnected(&feed.user_id);
             }
-            (
-                Snapshot::Disconnected,
-                hub.interval.max(Duration::from_secs(30)),
-            )
+            (Snapshot::Disconnected, wait)
         }
         Err(PollFailure::RateLimited(retry_after)) => {
             let wait = retry_after.max(hub.interval);
