@@ -65,8 +65,9 @@ pub(crate) fn canonical_text(text: &str) -> String {
 /// Ids in paths are accepted up to this length (older rows may differ from [`new_id`]).
 pub const MAX_ID_LEN: usize = 36;
 
-/// What an account may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// What an account may do; in JSON and in the database, its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Role {
     /// A streamer: their own overlays, settings and Spotify connection.
     #[default]

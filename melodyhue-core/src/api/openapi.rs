@@ -61,18 +61,8 @@ mod shapes {
     }
 
     #[derive(ToSchema)]
-    pub enum RoleName {
-        #[schema(rename = "user")]
-        User,
-        #[schema(rename = "moderator")]
-        Moderator,
-        #[schema(rename = "admin")]
-        Admin,
-    }
-
-    #[derive(ToSchema)]
     pub struct RoleBody {
-        pub role: RoleName,
+        pub role: crate::model::Role,
     }
 
     /// `{"detail": "..."}`, the body of every error but `422`.
@@ -114,7 +104,7 @@ mod shapes {
     pub struct RoleChanged {
         pub status: String,
         pub user_id: String,
-        pub role: RoleName,
+        pub role: crate::model::Role,
     }
 
     #[derive(ToSchema)]
@@ -451,6 +441,7 @@ fn document() -> OpenApi {
         .schema_from::<ModeratedUserView>()
         .schema_from::<ModeratedOverlayView>()
         .schema_from::<FieldError>()
+        .schema_from::<crate::model::Role>()
         .schema("AdminUserPage", PageView::<AdminUserView>::schema())
         .schema("WarningPage", PageView::<WarningItemView>::schema())
         .schema("ModeratedUserPage", PageView::<ModeratedUserView>::schema())
@@ -486,7 +477,6 @@ fn document() -> OpenApi {
         SettingsPatchBody,
         OverlayBody,
         SpotifyCredentialsBody,
-        RoleName,
         RoleBody,
         ModeratedUserPatchBody,
         WarnBody,

@@ -142,25 +142,17 @@ const PAGE_SIZE: Query = Query(
     OPTIONAL,
     "Rows per page (default 20).",
 );
-const LIST_QUERY: &[Query] = &[
-    PAGE,
-    PAGE_SIZE,
-    Query(
-        "search",
-        QueryKind::Text(MAX_SEARCH_CHARS),
-        OPTIONAL,
-        "Substring of username or e-mail (and more where noted).",
-    ),
-];
+const SEARCH: Query = Query(
+    "search",
+    QueryKind::Text(MAX_SEARCH_CHARS),
+    OPTIONAL,
+    "Substring of username or e-mail (and more where the summary says).",
+);
+const LIST_QUERY: &[Query] = &[PAGE, PAGE_SIZE, SEARCH];
 const MODERATED_USERS_QUERY: &[Query] = &[
     PAGE,
     PAGE_SIZE,
-    Query(
-        "search",
-        QueryKind::Text(MAX_SEARCH_CHARS),
-        OPTIONAL,
-        "Substring of username or e-mail.",
-    ),
+    SEARCH,
     Query(
         "banned",
         QueryKind::Boolean,
