@@ -6,14 +6,15 @@
 //! MELODYHUE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //! MELODYHUE_TEST_REDIS_URL=redis://127.0.0.1:6379 \
 //!     cargo bench -p melodyhue-benches --bench cluster_load
-//! CLUSTER_LOAD_USERS=2000 cargo bench -p melodyhue-benches --bench cluster_load
+//! CLUSTER_LOAD_USERS=2000 CLUSTER_LOAD_INTERVAL=6 cargo bench -p melodyhue-benches --bench cluster_load
 //! ```
 //!
 //! The fake Spotify and each node run in child processes (this same program), so the memory
 //! measured is each node's own. Reported: Spotify currently-playing calls per user per polling
-//! interval (cluster-wide), `/color` latency per node, the time from a change at the fake
-//! Spotify to the `/ws` message on a node that does not poll the user, and resident memory per
-//! node.
+//! interval (cluster-wide), `/color` latency per node (open loop: each measuring client asks at
+//! a fixed pace, and a late answer counts from when it was due), the time from a change at the
+//! fake Spotify to the event on `/infos/{id}/events` and the `/ws` message on a node that does not
+//! poll the user, and resident memory per node.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement program: fail loudly
 
 use std::io::{BufRead, BufReader, Write};
@@ -36,12 +37,19 @@ const JWT_SECRET: &str = "cluster-load-jwt-secret-0123456789abcdef";
 const CLIENT_ID: &str = "load-client";
 const CLIENT_SECRET: &str = "load-secret";
 const COVERS: usize = 50;
-const INTERVAL_SECS: u64 = 3;
 const NODES: usize = 3;
 /// Users whose change latency is measured over `/ws`.
 const PROBES: usize = 30;
 /// How often every user is asked for again (by the next node each time).
 const WATCH_REFRESH: Duration = Duration::from_secs(5);
+/// Users asked for together by the watcher.
+const WATCH_GROUP: usize = 20;
+/// The watcher's requests in flight at most: viewers whose answers are late do not pile up
+/// without end (a browser source waits for its answer).
+const WATCH_IN_FLIGHT: usize = 500;
+/// The measured `/color` requests: one per node every `PROBE_EVERY` (100 per second and node), a
+/// sample of the traffic rather than a load of its own.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
 
 /// Watcher requests not answered `200`.
 static WATCH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -65,6 +73,36 @@ fn users() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000)
+}
+
+/// `SPOTIFY_POLLING_INTERVAL` of the nodes, in seconds (`CLUSTER_LOAD_INTERVAL`, default 3: the
+/// server's default).
+fn interval_secs() -> u64 {
+    std::env::var("CLUSTER_LOAD_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+/// The sum over `bases` of the counter `name` in their `/metrics`.
+async fn counter(http: &reqwest::Client, bases: &[String], name: &str) -> u64 {
+    let mut total = 0.0;
+    for base in bases {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        total += text
+            .lines()
+            .filter_map(|line| line.strip_prefix(name))
+            .filter_map(|rest| rest.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total as u64
 }
 
 fn cover_png(i: usize) -> Vec<u8> {
@@ -257,7 +295,8 @@ async fn run_load() {
             ("SPOTIFY_ACCOUNTS_URL", fake_url.clone()),
             ("SPOTIFY_API_URL", fake_url.clone()),
             ("SPOTIFY_IMAGE_HOSTS", "http://127.0.0.1".to_owned()),
-            ("SPOTIFY_POLLING_INTERVAL", INTERVAL_SECS.to_string()),
+            ("SPOTIFY_POLLING_INTERVAL", interval_secs().to_string()),
+            ("METRICS", "true".to_owned()),
             ("LOG_LEVEL", "warn".to_owned()),
             (
                 "MELODYHUE_DATA_DIR",
@@ -275,6 +314,7 @@ async fn run_load() {
     let bases = Arc::new(bases);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
 
@@ -311,22 +351,40 @@ async fn run_load() {
     let watcher = {
         let (http, ids, bases) = (http.clone(), Arc::clone(&ids), Arc::clone(&bases));
         tokio::spawn(async move {
+            // Viewers ask independently: small groups spread evenly over WATCH_REFRESH, not
+            // bursts of thousands that would queue behind each other and measure the burst.
+            let groups = ids.len().div_ceil(WATCH_GROUP);
+            let mut pace = tokio::time::interval(WATCH_REFRESH / groups as u32);
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(WATCH_IN_FLIGHT));
             for round in 0.. {
-                let began = Instant::now();
-                for (c, chunk) in ids.chunks(200).enumerate() {
-                    let asks = chunk.iter().enumerate().map(|(i, id)| {
-                        let node = (c * 200 + i + round) % NODES;
-                        http.get(format!("{}/color/{id}", bases[node])).send()
-                    });
-                    for answer in futures_util::future::join_all(asks).await {
-                        // A cold node reads every user's fallback color once: under this burst
-                        // the database pool may refuse some (503); they are counted, not fatal.
-                        if !answer.is_ok_and(|a| a.status() == 200) {
-                            WATCH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                for (g, group) in ids.chunks(WATCH_GROUP).enumerate() {
+                    pace.tick().await;
+                    let places = Arc::clone(&in_flight)
+                        .acquire_many_owned(group.len() as u32)
+                        .await
+                        .unwrap();
+                    let asks: Vec<_> = group
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| {
+                            let node = (g * WATCH_GROUP + i + round) % NODES;
+                            http.get(format!("{}/color/{id}", bases[node])).send()
+                        })
+                        .collect();
+                    // A slow answer must not hold the pace of the next group.
+                    tokio::spawn(async move {
+                        let answers = futures_util::future::join_all(asks).await;
+                        drop(places);
+                        for answer in answers {
+                            // A cold node reads every user's fallback color once: the database
+                            // pool may refuse some (503); they are counted, not fatal.
+                            if !answer.is_ok_and(|a| a.status() == 200) {
+                                WATCH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
-                    }
+                    });
                 }
-                tokio::time::sleep(WATCH_REFRESH.saturating_sub(began.elapsed())).await;
             }
         })
     };
@@ -335,47 +393,61 @@ async fn run_load() {
 
     eprintln!("counting Spotify calls over 30 s and measuring /color on every node...");
     let calls_before: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
+    let taken = "melodyhue_cluster_leases_taken_total";
+    let redis_failures = "melodyhue_cluster_redis_failures_total";
+    let taken_before = counter(&http, &bases, taken).await;
+    let redis_failures_before = counter(&http, &bases, redis_failures).await;
     let window = Instant::now();
     let mut probers = Vec::new();
-    for prober in 0..30 {
+    for node in 0..NODES {
         let (http, ids, bases) = (http.clone(), Arc::clone(&ids), Arc::clone(&bases));
         probers.push(tokio::spawn(async move {
-            let node = prober % NODES;
-            let mut latencies = Vec::new();
-            let mut next = prober;
+            // Open loop: a request is due every PROBE_EVERY, each sent on its own whatever the
+            // others are doing (as independent overlays would), and timed from when it was due,
+            // so a stalled server (or load generator) is charged for the delay it caused.
+            let mut asks = tokio::task::JoinSet::new();
+            let mut schedule = tokio::time::interval(PROBE_EVERY);
+            let mut next = node;
             while window.elapsed() < Duration::from_secs(30) {
-                let id = &ids[next % ids.len()];
+                let due = schedule.tick().await;
+                let url = format!("{}/color/{}", bases[node], ids[next % ids.len()]);
                 next += 7919;
-                let asked = Instant::now();
-                let response = http
-                    .get(format!("{}/color/{id}", bases[node]))
-                    .send()
-                    .await
-                    .unwrap();
-                let ok = response.status() == 200;
-                response.bytes().await.unwrap();
-                if ok {
-                    latencies.push(asked.elapsed());
-                } else {
-                    PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let http = http.clone();
+                asks.spawn(async move {
+                    let ok = match http.get(url).send().await {
+                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    ok.then(|| due.elapsed())
+                });
+            }
+            let mut latencies = Vec::new();
+            while let Some(answer) = asks.join_next().await {
+                match answer.unwrap() {
+                    Some(latency) => latencies.push(latency),
+                    None => {
+                        PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
-            (node, latencies)
+            latencies
         }));
     }
-    let mut per_node: Vec<Vec<Duration>> = vec![Vec::new(); NODES];
+    let mut per_node: Vec<Vec<Duration>> = Vec::new();
     for prober in probers {
-        let (node, latencies) = prober.await.unwrap();
-        per_node[node].extend(latencies);
+        per_node.push(prober.await.unwrap());
     }
     let elapsed = window.elapsed().as_secs_f64();
     let calls_after: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
+    let taken_during = counter(&http, &bases, taken).await - taken_before;
+    let redis_failures_during =
+        counter(&http, &bases, redis_failures).await - redis_failures_before;
     let memory: Vec<u64> = nodes.iter().map(Worker::resident_kib).collect();
 
-    eprintln!("measuring change-to-/ws latency on nodes that do not poll the user...");
+    eprintln!("measuring change-to-stream latency on nodes that do not poll the user...");
     let redis = redis::Client::open(redis_url.as_str()).unwrap();
     let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
-    let mut sockets = Vec::new();
+    let mut streams = Vec::new();
     for (probe, (id, token)) in probes.iter().enumerate() {
         let holder: Option<String> = redis::cmd("GET")
             .arg(format!("{prefix}lease:{id}"))
@@ -394,10 +466,23 @@ async fn run_load() {
         );
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         socket.next().await.unwrap().unwrap();
-        sockets.push(socket);
+        let events = http
+            .get(format!("{}/infos/{id}/events", bases[node]))
+            // A stream, open for the whole measurement.
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            events.status(),
+            200,
+            "the event stream opens: {:?}",
+            events.headers()
+        );
+        streams.push((socket, events));
     }
     let mut waits = Vec::new();
-    for (probe, mut socket) in sockets.into_iter().enumerate() {
+    for (probe, (mut socket, mut events)) in streams.into_iter().enumerate() {
         let name = format!("Changed{probe}");
         let changed = Instant::now();
         assert_eq!(
@@ -406,33 +491,62 @@ async fn run_load() {
                 .ask(&format!("play rt-probe-{probe} {name}")),
             "ok"
         );
-        waits.push(tokio::spawn(async move {
+        let on_ws = {
+            let name = name.clone();
+            tokio::spawn(async move {
+                loop {
+                    let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+                        .await
+                        .expect("a /ws message within 20 s")
+                        .unwrap()
+                        .unwrap();
+                    if let Message::Text(text) = message {
+                        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                        if value["track"]["name"] == name.as_str() {
+                            return changed.elapsed();
+                        }
+                    }
+                }
+            })
+        };
+        let on_events = tokio::spawn(async move {
+            let mut pending = String::new();
             loop {
-                let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+                let chunk = tokio::time::timeout(Duration::from_secs(20), events.chunk())
                     .await
-                    .expect("a /ws message within 20 s")
+                    .expect("an event within 20 s")
                     .unwrap()
-                    .unwrap();
-                if let Message::Text(text) = message {
-                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                    if value["track"]["name"] == name.as_str() {
+                    .expect("the stream stays open");
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = pending.find("\n\n") {
+                    let event: String = pending.drain(..end + 2).collect();
+                    let shows_change = event
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data: "))
+                        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+                        .any(|infos| infos["track"]["name"] == name.as_str());
+                    if shows_change {
                         return changed.elapsed();
                     }
                 }
             }
-        }));
+        });
+        waits.push((on_ws, on_events));
     }
-    let mut change_latencies = Vec::new();
-    for wait in waits {
-        change_latencies.push(wait.await.unwrap());
+    let (mut ws_latencies, mut event_latencies) = (Vec::new(), Vec::new());
+    for (on_ws, on_events) in waits {
+        ws_latencies.push(on_ws.await.unwrap());
+        event_latencies.push(on_events.await.unwrap());
     }
-    change_latencies.sort();
+    ws_latencies.sort();
+    event_latencies.sort();
     watcher.abort();
 
-    let intervals = elapsed / INTERVAL_SECS as f64;
+    let interval = interval_secs();
+    let intervals = elapsed / interval as f64;
     let total_users = ids.len();
     println!(
-        "users: {total_users} watched, viewers round-robin over {NODES} nodes (interval {INTERVAL_SECS} s)"
+        "users: {total_users} watched, viewers round-robin over {NODES} nodes (interval {interval} s)"
     );
     println!(
         "currently-playing calls: {} in {elapsed:.1} s = {:.3} per user per interval (cluster-wide)",
@@ -456,13 +570,21 @@ async fn run_load() {
         PROBE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
     );
     println!(
-        "change at Spotify -> /ws message on a node not polling the user ({} users): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (the polling interval is {} ms)",
-        change_latencies.len(),
-        percentile(&change_latencies, 0.5),
-        percentile(&change_latencies, 0.99),
-        percentile(&change_latencies, 1.0),
-        INTERVAL_SECS * 1000
+        "during the window: {taken_during} leases taken (users changing hands), {redis_failures_during} Redis calls failed or timed out"
     );
+    for (stream, latencies) in [
+        ("/infos/{id}/events event", &event_latencies),
+        ("/ws message", &ws_latencies),
+    ] {
+        println!(
+            "change at Spotify -> {stream} on a node not polling the user ({} users): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (the polling interval is {} ms)",
+            latencies.len(),
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            percentile(latencies, 1.0),
+            interval * 1000
+        );
+    }
     drop(nodes);
     // Best effort: this run's keys.
     let keys: Vec<String> = redis::cmd("KEYS")
