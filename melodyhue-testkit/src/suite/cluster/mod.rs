@@ -59,6 +59,28 @@ async fn view_on(cluster: &TestCluster, nodes: &[usize], users: &[TestUser], unt
     }
 }
 
+/// Waits (at most `patience`) until every node's `/infos` of `user` shows the track `name`.
+async fn every_node_shows(cluster: &TestCluster, user: &TestUser, name: &str, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    for node in 0..cluster.nodes.len() {
+        loop {
+            let infos = cluster
+                .get(node, &format!("/infos/{}", user.id), None)
+                .await;
+            infos.assert_status(200);
+            if infos.body["track"]["name"] == name {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} still shows {:?} after {patience:?}",
+                infos.body["track"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Waits (at most `patience`) until `node_id` holds `user_id`'s lease.
 async fn wait_for_holder(cluster: &TestCluster, user_id: &str, node_id: &str, patience: Duration) {
     let deadline = Instant::now() + patience;
@@ -97,24 +119,7 @@ pub async fn each_user_is_polled_once_per_interval_cluster_wide(h: &Harness) {
     cluster
         .fake
         .set_scenario("rt-ada", Scenario::Playing(track("Ada 2")));
-    let deadline = Instant::now() + Duration::from_secs(3);
-    for node in 0..3 {
-        loop {
-            let infos = cluster
-                .get(node, &format!("/infos/{}", users[0].id), None)
-                .await;
-            infos.assert_status(200);
-            if infos.body["track"]["name"] == "Ada 2" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {node} still shows {:?}",
-                infos.body["track"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    every_node_shows(&cluster, &users[0], "Ada 2", Duration::from_secs(3)).await;
 }
 
 /// The `/infos` JSON of each `data:` line of an event stream, as the stream goes on, until
@@ -400,23 +405,7 @@ pub async fn a_refused_spotify_app_holds_for_every_node(h: &Harness) {
     );
 
     set_secret(2, CLIENT_SECRET).await.assert_status(200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for node in 0..cluster.nodes.len() {
-        loop {
-            let infos = cluster
-                .get(node, &format!("/infos/{}", user.id), None)
-                .await;
-            if infos.body["track"]["name"] == "Ida" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {node} still shows {:?} 5 s after the right secret was saved",
-                infos.body["track"]
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    every_node_shows(&cluster, user, "Ida", Duration::from_secs(5)).await;
 }
 
 /// `count` POSTs of `body` to `path`, spread round-robin over the nodes and sent at the same
