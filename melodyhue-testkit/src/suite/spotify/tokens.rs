@@ -6,13 +6,32 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{
-    FRONTEND_CALLBACK, authorize, connected_user, cover_png, eventually, hex, playing, second_node,
-    setup, stored_refresh_token, user_with_app,
+    FRONTEND_CALLBACK, Setup, authorize, connected_user, cover_png, eventually, hex, playing,
+    second_node, setup, stored_refresh_token, user_with_app,
 };
 use crate::fake_spotify::{Endpoint, FakeSpotify, Scenario};
-use crate::suite::{Harness, TEST_ENCRYPTION_KEY};
+use crate::suite::{Harness, TEST_ENCRYPTION_KEY, TestUser};
 use melodyhue_core::color::{self};
 use melodyhue_core::secrets::SecretBox;
+
+/// A connected user `name` playing a cover of color `rgb`, Spotify rotating their refresh token
+/// (first `refresh_token`) at every refresh and their access tokens living 61 s, so that every
+/// poll refreshes: the user, and the hex color the cover shows as.
+async fn rotating_player(
+    s: &Setup,
+    name: &str,
+    refresh_token: &str,
+    (r, g, b): (u8, u8, u8),
+) -> (TestUser, String) {
+    let png = cover_png(r, g, b);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    let cover = s.fake.add_image(&format!("{name}.png"), png, "image/png");
+    s.fake.rotate_refresh_tokens(refresh_token);
+    s.fake
+        .set_access_token_lifetime(refresh_token, Duration::from_secs(61));
+    let user = connected_user(s, name, refresh_token, playing(Some(cover))).await;
+    (user, expected)
+}
 
 pub async fn revoked_refresh_tokens_disconnect_the_user(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
@@ -66,13 +85,7 @@ fn refresh_tokens_sent(fake: &FakeSpotify) -> Vec<String> {
 /// the database always ends up with the newest one.
 pub async fn rotated_refresh_tokens_keep_the_user_connected(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
-    let png = cover_png(60, 140, 220);
-    let expected = color::analyze(&png).unwrap().color.hex();
-    let cover = s.fake.add_image("rot.png", png, "image/png");
-    s.fake.rotate_refresh_tokens("rt-rot");
-    s.fake
-        .set_access_token_lifetime("rt-rot", Duration::from_secs(61));
-    let user = connected_user(&s, "rotator", "rt-rot", playing(Some(cover))).await;
+    let (user, expected) = rotating_player(&s, "rotator", "rt-rot", (60, 140, 220)).await;
     let path = format!("/color/{}", user.id);
     let started = Instant::now();
     let mut expired_once = false;
@@ -158,13 +171,7 @@ fn refuse_token_writes(url: &str) -> (&'static str, &'static str) {
 /// dead one is ever sent), and stored as soon as the database takes writes again.
 pub async fn rotations_survive_a_database_that_cannot_store_them(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
-    let png = cover_png(120, 30, 200);
-    let expected = color::analyze(&png).unwrap().color.hex();
-    let cover = s.fake.add_image("outage.png", png, "image/png");
-    s.fake.rotate_refresh_tokens("rt-outage");
-    s.fake
-        .set_access_token_lifetime("rt-outage", Duration::from_secs(61));
-    let user = connected_user(&s, "outage", "rt-outage", playing(Some(cover))).await;
+    let (user, expected) = rotating_player(&s, "outage", "rt-outage", (120, 30, 200)).await;
     let path = format!("/color/{}", user.id);
     eventually(Duration::from_secs(5), "the cover", || async {
         hex(&s.server.get(&path, None).await.body) == expected
@@ -305,13 +312,7 @@ pub async fn a_callback_racing_with_the_poller_wins(h: &Harness) {
 /// every refresh: neither ever disconnects the user, and both keep showing the cover.
 pub async fn two_servers_share_a_rotating_connection(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
-    let png = cover_png(200, 100, 0);
-    let expected = color::analyze(&png).unwrap().color.hex();
-    let cover = s.fake.add_image("two.png", png, "image/png");
-    s.fake.rotate_refresh_tokens("rt-shared");
-    s.fake
-        .set_access_token_lifetime("rt-shared", Duration::from_secs(61));
-    let user = connected_user(&s, "shared", "rt-shared", playing(Some(cover))).await;
+    let (user, expected) = rotating_player(&s, "shared", "rt-shared", (200, 100, 0)).await;
     let url = s.fake.url();
     let other = second_node(
         h,
