@@ -125,6 +125,10 @@ impl Cluster {
         self.key(&format!("lease:{user_id}"))
     }
 
+    fn hold_key(&self, user_id: &str) -> String {
+        self.key(&format!("hold:{user_id}"))
+    }
+
     fn state_key(&self, user_id: &str) -> String {
         self.key(&format!("now-playing:{user_id}"))
     }
@@ -175,7 +179,7 @@ impl PollCoordinator for Cluster {
         let keys = [
             self.lease_key(user_id),
             self.key(&format!("fence:{user_id}")),
-            self.key(&format!("hold:{user_id}")),
+            self.hold_key(user_id),
             self.state_key(user_id),
         ];
         let owner = self.inner.owner.clone();
@@ -251,10 +255,7 @@ impl PollCoordinator for Cluster {
     }
 
     async fn hold(&self, user_id: &str, lease: PollLease, wait: Duration) {
-        let keys = [
-            self.lease_key(user_id),
-            self.key(&format!("hold:{user_id}")),
-        ];
+        let keys = [self.lease_key(user_id), self.hold_key(user_id)];
         let holder = self.holder(lease);
         let _: Result<i64, _> = self
             .call(|mut connection| async move {
@@ -269,7 +270,7 @@ impl PollCoordinator for Cluster {
     }
 
     async fn lift_hold(&self, user_id: &str) {
-        let key = self.key(&format!("hold:{user_id}"));
+        let key = self.hold_key(user_id);
         let _: Result<i64, _> = self
             .call(|mut connection| async move {
                 redis::cmd("DEL")
