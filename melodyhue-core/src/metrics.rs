@@ -311,6 +311,13 @@ impl Collector for NodeCollector {
             None,
             MetricType::Counter,
         )?)?;
+        let deferred = ConstCounter::new(status.claims_deferred);
+        deferred.encode(encoder.encode_descriptor(
+            "cluster_claims_deferred",
+            "Claims that timed out while Redis was only slow: followed instead of polling alone",
+            None,
+            MetricType::Counter,
+        )?)?;
         Ok(())
     }
 }

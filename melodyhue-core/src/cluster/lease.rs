@@ -16,6 +16,11 @@
 //! - Each write of a holder (the state it shares, a hold) is a script that first checks that
 //!   the lease still holds the holder's token: a node paused past its lease, whose user was
 //!   taken over, cannot overwrite the newer holder's state.
+//! - A claim that times out while Redis answered moments ago (see [`super::SLOW_NOT_GONE`])
+//!   follows and claims again a quarter interval later: under load, a node that polled alone on
+//!   each slow answer added Spotify calls and let leases lapse, and each new holder read the
+//!   connection from the database again. Only a Redis that refuses, or stays silent longer,
+//!   makes the node poll alone.
 //! - A holder whose viewers are gone shortens its lease to the time left until its next poll
 //!   was due, so another node takes over without polling sooner than once per interval.
 
@@ -209,6 +214,16 @@ impl PollCoordinator for Cluster {
                         .and_then(|json| self.decode_state(json))
                         .map(|(_, snapshot)| snapshot),
                     retry_in: wait.clamp(MIN_RETRY, self.inner.interval.saturating_mul(2)),
+                }
+            }
+            // Slow, not gone: polling alone would add a Spotify call, and a lease change when
+            // the holder's lapses, to a cluster already behind. Claim again soon enough to
+            // renew a lease this node holds.
+            Err(trouble) if self.only_slow(&trouble) => {
+                self.inner.claims_deferred.fetch_add(1, Ordering::Relaxed);
+                Claim::Follow {
+                    latest: None,
+                    retry_in: (self.inner.interval / 4).max(MIN_RETRY),
                 }
             }
             // Redis cannot be reached: poll on our own.

@@ -14,7 +14,9 @@
 //! Redis trouble is never an outage: every call has a timeout ([`REDIS_TIMEOUT`]); while Redis
 //! cannot be reached, each node polls the users its own viewers ask for, counts budgets in
 //! memory, logs the outage once and reports it in `/health` and `/metrics`. The connection
-//! manager and the subscriber reconnect by themselves.
+//! manager and the subscriber reconnect by themselves. A Redis that is only slow (a call timed
+//! out, but Redis answered less than [`SLOW_NOT_GONE`] ago) is not read as gone: see
+//! [`lease`].
 
 pub mod budgets;
 pub(crate) mod changes;
@@ -23,7 +25,7 @@ mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -31,6 +33,10 @@ use crate::config::SecretString;
 
 /// The longest any Redis call may take; beyond it the call counts as failed.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// A call that times out less than this long after Redis last answered finds Redis slow (or
+/// this node short of CPU), not gone: a claim then follows instead of polling alone, which
+/// would add Spotify calls and lease changes to a machine already behind.
+pub const SLOW_NOT_GONE: Duration = Duration::from_secs(5);
 /// Users whose newest shared state is remembered (see `ClusterInner::shown`).
 const SHOWN_ENTRIES: u64 = 100_000;
 /// How long the subscriber waits before connecting again after losing Redis.
@@ -60,6 +66,17 @@ pub(crate) enum RedisTrouble {
     Lost,
 }
 
+impl RedisTrouble {
+    /// Whether Redis (or this node) was too slow to answer, rather than unreachable.
+    fn is_timeout(&self) -> bool {
+        match self {
+            RedisTrouble::Timeout => true,
+            RedisTrouble::Redis(err) => err.is_timeout(),
+            RedisTrouble::Lost => false,
+        }
+    }
+}
+
 /// This node's link to the cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct Cluster {
@@ -86,8 +103,12 @@ struct ClusterInner {
     /// `SPOTIFY_POLLING_INTERVAL`.
     interval: Duration,
     redis_up: AtomicBool,
+    /// When Redis last answered, in ms after `started` plus one (0: never).
+    last_answer: AtomicU64,
+    started: Instant,
     redis_failures: AtomicU64,
     leases_taken: AtomicU64,
+    claims_deferred: AtomicU64,
     /// The order (fence, then time shared) of the newest shared state shown of each user, so
     /// that an older one arriving late is not shown over it.
     shown: moka::sync::Cache<String, (u64, u64)>,
@@ -104,6 +125,9 @@ pub struct ClusterStatus {
     pub redis_failures: u64,
     /// Leases this node took (a user it started polling) since start.
     pub leases_taken: u64,
+    /// Claims that timed out while Redis was only slow (see [`SLOW_NOT_GONE`]) and followed
+    /// instead of polling alone, since start.
+    pub claims_deferred: u64,
 }
 
 impl Cluster {
@@ -134,8 +158,11 @@ impl Cluster {
                 connection,
                 interval,
                 redis_up: AtomicBool::new(true),
+                last_answer: AtomicU64::new(0),
+                started: Instant::now(),
                 redis_failures: AtomicU64::new(0),
                 leases_taken: AtomicU64::new(0),
+                claims_deferred: AtomicU64::new(0),
                 shown: moka::sync::Cache::builder()
                     .max_capacity(SHOWN_ENTRIES)
                     .time_to_idle(interval.saturating_mul(10).max(Duration::from_secs(60)))
@@ -161,6 +188,7 @@ impl Cluster {
             redis_up: self.redis_up(),
             redis_failures: self.inner.redis_failures.load(Ordering::Relaxed),
             leases_taken: self.inner.leases_taken.load(Ordering::Relaxed),
+            claims_deferred: self.inner.claims_deferred.load(Ordering::Relaxed),
         }
     }
 
@@ -189,7 +217,22 @@ impl Cluster {
         outcome
     }
 
+    /// Whether `trouble` is a slow Redis rather than a lost one: a timeout, while Redis
+    /// answered less than [`SLOW_NOT_GONE`] ago.
+    fn only_slow(&self, trouble: &RedisTrouble) -> bool {
+        let last = self.inner.last_answer.load(Ordering::Relaxed);
+        let silent_ms = (self.since_start_ms() + 1).saturating_sub(last);
+        trouble.is_timeout() && last > 0 && u128::from(silent_ms) < SLOW_NOT_GONE.as_millis()
+    }
+
+    fn since_start_ms(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn mark_up(&self) {
+        self.inner
+            .last_answer
+            .store(self.since_start_ms() + 1, Ordering::Relaxed);
         if !self.inner.redis_up.swap(true, Ordering::Relaxed) {
             tracing::info!(node_id = %self.inner.node_id, "Redis answers again: back in the cluster");
         }

@@ -204,6 +204,26 @@ impl TestCluster {
         user
     }
 
+    /// Node `i`'s `/metrics` text.
+    pub async fn metrics(&self, i: usize) -> String {
+        let response = self
+            .http
+            .get(self.nodes[i].url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "node {i}'s /metrics");
+        response.text().await.expect("the metrics text")
+    }
+
+    /// The value of the unlabelled sample `name` in node `i`'s `/metrics`.
+    pub async fn metric(&self, i: usize, name: &str) -> u64 {
+        let text = self.metrics(i).await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("node {i}'s /metrics has no {name}: {text}"))
+    }
+
     /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.
     pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
         let client = redis::Client::open(self.redis_url.as_str()).expect("Redis URL");
@@ -345,6 +365,25 @@ impl OwnRedis {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server did not listen within 5 s");
+    }
+
+    /// Stops the server's process (`SIGSTOP`): connections stay open and nothing answers, as
+    /// with a stalled machine. [`OwnRedis::unpause`] lets it go on.
+    pub(super) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub(super) fn unpause(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let sent = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} redis-server");
     }
 
     pub(super) fn kill(&mut self) {
