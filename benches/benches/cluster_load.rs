@@ -231,6 +231,61 @@ impl Drop for Worker {
     }
 }
 
+/// The track names a stream shows, each with when it arrived.
+type Shows = tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>;
+
+/// Reads a `/ws` socket until it closes (answering pings as it goes): each message's track.
+fn read_ws(
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Shows {
+    let (shown, shows) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let name = value["track"]["name"].as_str().unwrap_or_default().to_owned();
+                let _ = shown.send((name, Instant::now()));
+            }
+        }
+    });
+    shows
+}
+
+/// Reads an event stream until it ends: each event's track.
+fn read_events(mut events: reqwest::Response) -> Shows {
+    let (shown, shows) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut pending = String::new();
+        while let Ok(Some(chunk)) = events.chunk().await {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find("\n\n") {
+                let event: String = pending.drain(..end + 2).collect();
+                for data in event.lines().filter_map(|line| line.strip_prefix("data: ")) {
+                    let infos: serde_json::Value = serde_json::from_str(data).unwrap();
+                    let name = infos["track"]["name"].as_str().unwrap_or_default().to_owned();
+                    let _ = shown.send((name, Instant::now()));
+                }
+            }
+        }
+    });
+    shows
+}
+
+/// How long after `changed` the stream showed the track `name` (at most 20 s).
+async fn shown_after(mut shows: Shows, name: String, changed: Instant) -> Duration {
+    loop {
+        let (shown, at) = tokio::time::timeout(Duration::from_secs(20), shows.recv())
+            .await
+            .expect("the change shown within 20 s")
+            .expect("the stream stays open");
+        if shown == name {
+            return at - changed;
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -397,6 +452,8 @@ async fn run_load() {
     let redis_failures = "melodyhue_cluster_redis_failures_total";
     let taken_before = counter(&http, &bases, taken).await;
     let redis_failures_before = counter(&http, &bases, redis_failures).await;
+    let deferred = "melodyhue_cluster_claims_deferred_total";
+    let deferred_before = counter(&http, &bases, deferred).await;
     let window = Instant::now();
     let mut probers = Vec::new();
     for node in 0..NODES {
@@ -442,6 +499,7 @@ async fn run_load() {
     let taken_during = counter(&http, &bases, taken).await - taken_before;
     let redis_failures_during =
         counter(&http, &bases, redis_failures).await - redis_failures_before;
+    let deferred_during = counter(&http, &bases, deferred).await - deferred_before;
     let memory: Vec<u64> = nodes.iter().map(Worker::resident_kib).collect();
 
     eprintln!("measuring change-to-stream latency on nodes that do not poll the user...");
@@ -464,8 +522,7 @@ async fn run_load() {
             "{}/ws?token={token}",
             bases[node].replacen("http://", "ws://", 1)
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        socket.next().await.unwrap().unwrap();
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let events = http
             .get(format!("{}/infos/{id}/events", bases[node]))
             // A stream, open for the whole measurement.
@@ -479,10 +536,16 @@ async fn run_load() {
             "the event stream opens: {:?}",
             events.headers()
         );
-        streams.push((socket, events));
+        // Read from the moment they open, as a browser does (an unread socket answers no ping
+        // and is closed by the server once the others have taken long to open).
+        let mut ws_shows = read_ws(socket);
+        let mut events_shows = read_events(events);
+        ws_shows.recv().await.expect("the first /ws message");
+        events_shows.recv().await.expect("the first event");
+        streams.push((ws_shows, events_shows));
     }
     let mut waits = Vec::new();
-    for (probe, (mut socket, mut events)) in streams.into_iter().enumerate() {
+    for (probe, (ws_shows, events_shows)) in streams.into_iter().enumerate() {
         let name = format!("Changed{probe}");
         let changed = Instant::now();
         assert_eq!(
@@ -491,47 +554,10 @@ async fn run_load() {
                 .ask(&format!("play rt-probe-{probe} {name}")),
             "ok"
         );
-        let on_ws = {
-            let name = name.clone();
-            tokio::spawn(async move {
-                loop {
-                    let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
-                        .await
-                        .expect("a /ws message within 20 s")
-                        .unwrap()
-                        .unwrap();
-                    if let Message::Text(text) = message {
-                        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                        if value["track"]["name"] == name.as_str() {
-                            return changed.elapsed();
-                        }
-                    }
-                }
-            })
-        };
-        let on_events = tokio::spawn(async move {
-            let mut pending = String::new();
-            loop {
-                let chunk = tokio::time::timeout(Duration::from_secs(20), events.chunk())
-                    .await
-                    .expect("an event within 20 s")
-                    .unwrap()
-                    .expect("the stream stays open");
-                pending.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = pending.find("\n\n") {
-                    let event: String = pending.drain(..end + 2).collect();
-                    let shows_change = event
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("data: "))
-                        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
-                        .any(|infos| infos["track"]["name"] == name.as_str());
-                    if shows_change {
-                        return changed.elapsed();
-                    }
-                }
-            }
-        });
-        waits.push((on_ws, on_events));
+        waits.push((
+            tokio::spawn(shown_after(ws_shows, name.clone(), changed)),
+            tokio::spawn(shown_after(events_shows, name, changed)),
+        ));
     }
     let (mut ws_latencies, mut event_latencies) = (Vec::new(), Vec::new());
     for (on_ws, on_events) in waits {
@@ -570,7 +596,7 @@ async fn run_load() {
         PROBE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
     );
     println!(
-        "during the window: {taken_during} leases taken (users changing hands), {redis_failures_during} Redis calls failed or timed out"
+        "during the window: {taken_during} leases taken (users changing hands), {redis_failures_during} Redis calls failed or timed out, {deferred_during} claims deferred (Redis slow)"
     );
     for (stream, latencies) in [
         ("/infos/{id}/events event", &event_latencies),
