@@ -244,9 +244,7 @@ fn read_ws(
     tokio::spawn(async move {
         while let Some(Ok(message)) = socket.next().await {
             if let Message::Text(text) = message {
-                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                let name = value["track"]["name"].as_str().unwrap_or_default().to_owned();
-                let _ = shown.send((name, Instant::now()));
+                let _ = shown.send((track_name(&text), Instant::now()));
             }
         }
     });
@@ -263,14 +261,21 @@ fn read_events(mut events: reqwest::Response) -> Shows {
             while let Some(end) = pending.find("\n\n") {
                 let event: String = pending.drain(..end + 2).collect();
                 for data in event.lines().filter_map(|line| line.strip_prefix("data: ")) {
-                    let infos: serde_json::Value = serde_json::from_str(data).unwrap();
-                    let name = infos["track"]["name"].as_str().unwrap_or_default().to_owned();
-                    let _ = shown.send((name, Instant::now()));
+                    let _ = shown.send((track_name(data), Instant::now()));
                 }
             }
         }
     });
     shows
+}
+
+/// The track name in a `/ws` message or an event's `/infos` JSON ("" when nothing plays).
+fn track_name(json: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    value["track"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// How long after `changed` the stream showed the track `name` (at most 20 s).
