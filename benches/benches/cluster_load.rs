@@ -278,12 +278,14 @@ fn track_name(json: &str) -> String {
         .to_owned()
 }
 
-/// How long after `changed` the stream showed the track `name` (at most 20 s).
+/// How long after `changed` the stream showed the track `name`: at most one polling interval
+/// and 20 s.
 async fn shown_after(mut shows: Shows, name: String, changed: Instant) -> Duration {
+    let patience = Duration::from_secs(interval_secs() + 20);
     loop {
-        let (shown, at) = tokio::time::timeout(Duration::from_secs(20), shows.recv())
+        let (shown, at) = tokio::time::timeout(patience, shows.recv())
             .await
-            .expect("the change shown within 20 s")
+            .expect("the change shown within an interval and 20 s")
             .expect("the stream stays open");
         if shown == name {
             return at - changed;
