@@ -114,8 +114,9 @@ struct ClusterInner {
     shown: moka::sync::Cache<String, (u64, u64)>,
 }
 
-/// What `/health` and `/metrics` show of the cluster.
+/// What `/health` and `/metrics` show of the cluster (fields may be added: not exhaustive).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClusterStatus {
     /// `NODE_ID`.
     pub node_id: String,
@@ -221,7 +222,7 @@ impl Cluster {
     /// answered less than [`SLOW_NOT_GONE`] ago.
     fn only_slow(&self, trouble: &RedisTrouble) -> bool {
         let last = self.inner.last_answer.load(Ordering::Relaxed);
-        let silent_ms = (self.since_start_ms() + 1).saturating_sub(last);
+        let silent_ms = self.since_start_ms().saturating_add(1).saturating_sub(last);
         trouble.is_timeout() && last > 0 && u128::from(silent_ms) < SLOW_NOT_GONE.as_millis()
     }
 
@@ -232,7 +233,7 @@ impl Cluster {
     fn mark_up(&self) {
         self.inner
             .last_answer
-            .store(self.since_start_ms() + 1, Ordering::Relaxed);
+            .store(self.since_start_ms().saturating_add(1), Ordering::Relaxed);
         if !self.inner.redis_up.swap(true, Ordering::Relaxed) {
             tracing::info!(node_id = %self.inner.node_id, "Redis answers again: back in the cluster");
         }
