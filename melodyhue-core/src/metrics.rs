@@ -297,28 +297,24 @@ impl Collector for NodeCollector {
             "Whether the last call to the cluster's Redis succeeded (1) or failed (0)",
             u64::from(status.redis_up),
         )?;
-        let failures = ConstCounter::new(status.redis_failures);
-        failures.encode(encoder.encode_descriptor(
+        counter(
+            &mut encoder,
             "cluster_redis_failures",
             "Calls to Redis that failed or timed out",
-            None,
-            MetricType::Counter,
-        )?)?;
-        let taken = ConstCounter::new(status.leases_taken);
-        taken.encode(encoder.encode_descriptor(
+            status.redis_failures,
+        )?;
+        counter(
+            &mut encoder,
             "cluster_leases_taken",
             "Users whose polling this node took over (a lease taken in Redis)",
-            None,
-            MetricType::Counter,
-        )?)?;
-        let deferred = ConstCounter::new(status.claims_deferred);
-        deferred.encode(encoder.encode_descriptor(
+            status.leases_taken,
+        )?;
+        counter(
+            &mut encoder,
             "cluster_claims_deferred",
             "Claims that timed out while Redis was only slow: followed instead of polling alone",
-            None,
-            MetricType::Counter,
-        )?)?;
-        Ok(())
+            status.claims_deferred,
+        )
     }
 }
 
@@ -344,6 +340,17 @@ fn gauge(
 ) -> std::fmt::Result {
     let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// One unlabelled counter (`<name>_total`).
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
 impl Collector for StateCollector {
