@@ -29,6 +29,7 @@ use melodyhue_core::model::{Role, SpotifyCredentialsPatch, User, new_id};
 use melodyhue_core::secrets::SecretBox;
 use melodyhue_testkit::database::{ScratchDatabase, Server};
 use melodyhue_testkit::fake_spotify::{Endpoint, FakeSpotify, FakeTrack, Scenario};
+use melodyhue_testkit::metrics;
 use tokio_tungstenite::tungstenite::Message;
 
 const MODE: &str = "MELODYHUE_CLUSTER_LOAD_MODE";
@@ -86,23 +87,11 @@ fn interval_secs() -> u64 {
 
 /// The sum over `bases` of the counter `name` in their `/metrics`.
 async fn counter(http: &reqwest::Client, bases: &[String], name: &str) -> u64 {
-    let mut total = 0.0;
+    let mut total = 0;
     for base in bases {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        total += text
-            .lines()
-            .filter_map(|line| line.strip_prefix(name))
-            .filter_map(|rest| rest.trim().parse::<f64>().ok())
-            .sum::<f64>();
+        total += metrics::sample(&metrics::scrape(http, base).await, name);
     }
-    total as u64
+    total
 }
 
 fn cover_png(i: usize) -> Vec<u8> {

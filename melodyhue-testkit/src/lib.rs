@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod database;
 pub mod fake_spotify;
+pub mod metrics;
 pub mod smtp;
 pub mod suite;
 

@@ -512,15 +512,7 @@ pub async fn mail_budgets_limit_each_address_and_ip(h: &Harness) {
         )
         .await
         .assert_status(200);
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(&server.http, &server.url("")).await;
     for line in [
         "melodyhue_mail_requests_refused_total{budget=\"address\"} 18",
         "melodyhue_mail_requests_refused_total{budget=\"ip\"} 1",

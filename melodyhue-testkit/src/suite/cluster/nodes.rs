@@ -204,24 +204,10 @@ impl TestCluster {
         user
     }
 
-    /// Node `i`'s `/metrics` text.
-    pub async fn metrics(&self, i: usize) -> String {
-        let response = self
-            .http
-            .get(self.nodes[i].url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics");
-        assert_eq!(response.status(), 200, "node {i}'s /metrics");
-        response.text().await.expect("the metrics text")
-    }
-
-    /// The value of the unlabelled sample `name` in node `i`'s `/metrics`.
-    pub async fn metric(&self, i: usize, name: &str) -> u64 {
-        let text = self.metrics(i).await;
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("node {i}'s /metrics has no {name}: {text}"))
+    /// The value of the sample `series` in node `i`'s `/metrics`.
+    pub async fn metric(&self, i: usize, series: &str) -> u64 {
+        let text = crate::metrics::scrape(&self.http, &self.nodes[i].base).await;
+        crate::metrics::sample(&text, series)
     }
 
     /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.

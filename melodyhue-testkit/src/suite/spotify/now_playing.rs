@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{CLIENT_ID, CLIENT_SECRET, Setup, connected_user, cover_png, hex, playing, setup};
 use crate::fake_spotify::{Endpoint, FakeEpisode, FakeSpotify, FakeTrack, Scenario};
+use crate::metrics;
 use crate::suite::{Harness, TestServer};
 use melodyhue_core::color::{self, Rgb};
 
@@ -216,20 +217,8 @@ pub async fn metrics_count_spotify_calls_and_cover_cache(h: &Harness) {
             .await
             .assert_status(200);
     }
-    let response = s
-        .server
-        .http
-        .get(s.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
-    let count = |series: &str| -> u64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("missing {series} in:\n{text}"))
-    };
+    let text = metrics::scrape(&s.server.http, &s.server.url("")).await;
+    let count = |series: &str| metrics::sample(&text, series);
     assert!(count(r#"melodyhue_spotify_calls_total{kind="token_refresh",outcome="ok"}"#) >= 3);
     assert!(count(r#"melodyhue_spotify_calls_total{kind="currently_playing",outcome="ok"}"#) >= 2);
     assert_eq!(
