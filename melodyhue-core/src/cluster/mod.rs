@@ -245,7 +245,7 @@ impl Cluster {
             tracing::warn!(
                 node_id = %self.inner.node_id,
                 error = %err,
-                "Redis unavailable: serving from this node's copies, polling its own viewers' users and counting budgets locally until it answers again"
+                "Redis unavailable: serving from this node's copies, polling its own viewers' users (once it has been silent for 5 s, if it only times out) and counting budgets locally until it answers again"
             );
         }
     }
