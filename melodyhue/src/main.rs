@@ -13,6 +13,12 @@ use melodyhue_core::model::Role;
 use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::service::Error;
 
+/// mimalloc rather than the system allocator: under a cluster's polling load, glibc's malloc and
+/// free took about 30% of a node's CPU (perf, the 3-node bench at a 3 s interval); see
+/// docs/DECISIONS.md, "Several nodes".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "melodyhue",
