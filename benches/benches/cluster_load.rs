@@ -14,7 +14,7 @@
 //! interval (cluster-wide), `/color` latency per node (open loop: each measuring client asks at
 //! a fixed pace, and a late answer counts from when it was due), the time from a change at the
 //! fake Spotify to the event on `/infos/{id}/events` and the `/ws` message on a node that does not
-//! poll the user, and resident memory per node.
+//! poll the user (30 changes spread over one polling interval), and resident memory per node.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement program: fail loudly
 
 use std::io::{BufRead, BufReader, Write};
@@ -51,6 +51,11 @@ const WATCH_IN_FLIGHT: usize = 500;
 /// The measured `/color` requests: one per node every `PROBE_EVERY` (100 per second and node), a
 /// sample of the traffic rather than a load of its own.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// The server binary's allocator (`melodyhue/src/main.rs`): the nodes run as it does. The load
+/// generator and the fake Spotify, the same program, use it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Watcher requests not answered `200`.
 static WATCH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -467,26 +472,32 @@ async fn run_load() {
                 next += 7919;
                 let http = http.clone();
                 asks.spawn(async move {
+                    // How late the load generator itself sends: part of the latency, not the
+                    // node's.
+                    let sent_late = due.elapsed();
                     let ok = match http.get(url).send().await {
                         Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
                         Err(_) => false,
                     };
-                    ok.then(|| due.elapsed())
+                    ok.then(|| (due.elapsed(), sent_late))
                 });
             }
-            let mut latencies = Vec::new();
+            let (mut latencies, mut sent_late) = (Vec::new(), Vec::new());
             while let Some(answer) = asks.join_next().await {
                 match answer.unwrap() {
-                    Some(latency) => latencies.push(latency),
+                    Some((latency, late)) => {
+                        latencies.push(latency);
+                        sent_late.push(late);
+                    }
                     None => {
                         PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             }
-            latencies
+            (latencies, sent_late)
         }));
     }
-    let mut per_node: Vec<Vec<Duration>> = Vec::new();
+    let mut per_node: Vec<(Vec<Duration>, Vec<Duration>)> = Vec::new();
     for prober in probers {
         per_node.push(prober.await.unwrap());
     }
@@ -541,7 +552,11 @@ async fn run_load() {
         streams.push((ws_shows, events_shows));
     }
     let mut waits = Vec::new();
+    // The probe users were first watched together, so they are polled together: changes spread
+    // over one interval fall at every point of the polling cycle, not all at one.
+    let mut spread = tokio::time::interval(Duration::from_secs(interval_secs()) / PROBES as u32);
     for (probe, (ws_shows, events_shows)) in streams.into_iter().enumerate() {
+        spread.tick().await;
         let name = format!("Changed{probe}");
         let changed = Instant::now();
         assert_eq!(
@@ -575,14 +590,16 @@ async fn run_load() {
         calls_after - calls_before,
         (calls_after - calls_before) as f64 / intervals / total_users as f64
     );
-    for (node, latencies) in per_node.iter_mut().enumerate() {
+    for (node, (latencies, sent_late)) in per_node.iter_mut().enumerate() {
         latencies.sort();
+        sent_late.sort();
         println!(
-            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; resident memory {} MiB",
+            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which the load generator sent late: p99 {:.2} ms); resident memory {} MiB",
             latencies.len(),
             percentile(latencies, 0.5),
             percentile(latencies, 0.99),
             percentile(latencies, 1.0),
+            percentile(sent_late, 0.99),
             memory[node] / 1024
         );
     }
