@@ -585,11 +585,19 @@ async fn run_load() {
     println!(
         "users: {total_users} watched, viewers round-robin over {NODES} nodes (interval {interval} s)"
     );
-    println!(
-        "currently-playing calls: {} in {elapsed:.1} s = {:.3} per user per interval (cluster-wide)",
-        calls_after - calls_before,
-        (calls_after - calls_before) as f64 / intervals / total_users as f64
-    );
+    let calls = calls_after - calls_before;
+    if intervals >= 1.0 {
+        println!(
+            "currently-playing calls: {calls} in {elapsed:.1} s = {:.3} per user per interval (cluster-wide)",
+            calls as f64 / intervals / total_users as f64
+        );
+    } else {
+        // The users were first watched within WATCH_REFRESH, so their polls come in bunches:
+        // a window shorter than an interval holds one bunch or none, not a rate.
+        println!(
+            "currently-playing calls: {calls} in {elapsed:.1} s (shorter than one interval: no rate)"
+        );
+    }
     for (node, (latencies, sent_late)) in per_node.iter_mut().enumerate() {
         latencies.sort();
         sent_late.sort();
