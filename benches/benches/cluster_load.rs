@@ -602,7 +602,7 @@ async fn run_load() {
         latencies.sort();
         sent_late.sort();
         println!(
-            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (of which the load generator sent late: p99 {:.2} ms); resident memory {} MiB",
+            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load generator itself sent late: p99 {:.2} ms; resident memory {} MiB",
             latencies.len(),
             percentile(latencies, 0.5),
             percentile(latencies, 0.99),
