@@ -9,10 +9,13 @@
 //! CLUSTER_LOAD_USERS=2000 CLUSTER_LOAD_INTERVAL=6 cargo bench -p melodyhue-benches --bench cluster_load
 //! ```
 //!
-//! The fake Spotify and each node run in child processes (this same program), so the memory
-//! measured is each node's own. Reported: Spotify currently-playing calls per user per polling
-//! interval (cluster-wide), `/color` latency per node (open loop: each measuring client asks at
-//! a fixed pace, and a late answer counts from when it was due), the time from a change at the
+//! The fake Spotify, each node and the measuring viewers run in child processes (this same
+//! program), so the memory measured is each node's own and the latency measured is not the
+//! watcher's (the load generator sends 2,000 requests a second). Reported: Spotify
+//! currently-playing calls per user per polling interval (cluster-wide), `/color` latency per
+//! node (open loop: each measuring client asks at a fixed pace, and a late answer counts from
+//! when it was due) beside the node's own handling time (the p99 bucket of its
+//! `http_request_duration_seconds`), the time from a change at the
 //! fake Spotify to the event on `/infos/{id}/events` and the `/ws` message on a node that does not
 //! poll the user (30 changes spread over one polling interval), and resident memory per node.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a measurement program: fail loudly
@@ -51,6 +54,8 @@ const WATCH_IN_FLIGHT: usize = 500;
 /// The measured `/color` requests: one per node every `PROBE_EVERY` (100 per second and node), a
 /// sample of the traffic rather than a load of its own.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// How long calls are counted and `/color` measured.
+const MEASURE_WINDOW: Duration = Duration::from_secs(30);
 
 /// The server binary's allocator (`melodyhue/src/main.rs`): the nodes run as it does. The load
 /// generator and the fake Spotify, the same program, use it too.
@@ -63,13 +68,19 @@ static WATCH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 static PROBE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    match std::env::var(MODE).as_deref() {
-        Ok("fake") => runtime.block_on(run_fake()),
-        Ok("node") => runtime.block_on(run_node()),
+    let mode = std::env::var(MODE).unwrap_or_default();
+    let runtime = if mode == "probe" {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
+    match mode.as_str() {
+        "probe" => runtime.block_on(run_probe()),
+        "fake" => runtime.block_on(run_fake()),
+        "node" => runtime.block_on(run_node()),
         _ => runtime.block_on(run_load()),
     }
 }
@@ -287,9 +298,138 @@ async fn shown_after(mut shows: Shows, name: String, changed: Instant) -> Durati
     }
 }
 
+/// The `/color` buckets of a node's `http_request_duration_seconds` histogram (the time the node
+/// itself took to answer, from the request read to the response made): (upper bound in seconds,
+/// cumulative count), in a `/metrics` text.
+fn color_buckets(text: &str) -> Vec<(f64, u64)> {
+    text.lines()
+        .filter(|line| {
+            line.starts_with("melodyhue_http_request_duration_seconds_bucket{")
+                && line.contains("route=\"/color/{user_id}\"")
+        })
+        .filter_map(|line| {
+            let bound = line.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, line.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound (ms) of the bucket that holds the `q` quantile of what a node observed between
+/// two scrapes of [`color_buckets`].
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
+    let observed = |bound: f64| {
+        let earlier = before
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0, |(_, c)| *c);
+        after
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0, |(_, c)| c - earlier)
+    };
+    let mut bounds: Vec<f64> = after.iter().map(|(b, _)| *b).collect();
+    bounds.sort_by(f64::total_cmp);
+    let total = bounds.last().map_or(0, |b| observed(*b));
+    let wanted = (total as f64 * q).ceil() as u64;
+    bounds
+        .into_iter()
+        .find(|b| observed(*b) >= wanted)
+        .map_or(f64::NAN, |b| b * 1000.0)
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     let index = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
     sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Child: the measuring viewers, in a process of their own with one thread, so that the
+/// latency they see is not the load generator's (its watcher sends 2,000 requests a second).
+/// Reads the nodes' base URLs on one line and the user ids on the next, then measures `/color`
+/// on every node for [`MEASURE_WINDOW`]: one line per node, `<latency µs>:<sent late µs>`
+/// pairs separated by spaces (a failed request is `x`).
+async fn run_probe() {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut lines = std::io::stdin().lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    let bases: Vec<String> = line().split(' ').map(str::to_owned).collect();
+    let ids: Arc<Vec<String>> = Arc::new(line().split(' ').map(str::to_owned).collect());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let window = Instant::now();
+    let mut probers = Vec::new();
+    for (node, base) in bases.into_iter().enumerate() {
+        let (http, ids) = (http.clone(), Arc::clone(&ids));
+        probers.push(tokio::spawn(async move {
+            // Open loop: a request is due every PROBE_EVERY, each sent on its own whatever the
+            // others are doing (as independent overlays would), and timed from when it was due,
+            // so a stalled server (or measuring client) is charged for the delay it caused.
+            let mut asks = tokio::task::JoinSet::new();
+            let mut schedule = tokio::time::interval(PROBE_EVERY);
+            let mut next = node;
+            while window.elapsed() < MEASURE_WINDOW {
+                let due = schedule.tick().await;
+                let url = format!("{base}/color/{}", ids[next % ids.len()]);
+                next += 7919;
+                let http = http.clone();
+                asks.spawn(async move {
+                    // How late the client itself sends: part of the latency, not the node's.
+                    let sent_late = due.elapsed();
+                    let ok = match http.get(url).send().await {
+                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    ok.then(|| (due.elapsed(), sent_late))
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(answer) = asks.join_next().await {
+                answers.push(match answer.unwrap() {
+                    Some((latency, late)) => {
+                        format!("{}:{}", latency.as_micros(), late.as_micros())
+                    }
+                    None => "x".to_owned(),
+                });
+            }
+            answers.join(" ")
+        }));
+    }
+    for prober in probers {
+        println!("{}", prober.await.unwrap());
+    }
+}
+
+/// Measures `/color` on every node (in base order) from the child of [`run_probe`]: per node,
+/// the latencies and how late each request was sent.
+fn measure_color(bases: &[String], ids: &[String]) -> Vec<(Vec<Duration>, Vec<Duration>)> {
+    let (mut probe, _) = Worker::spawn("probe", &[]);
+    writeln!(probe.input, "{}", bases.join(" ")).unwrap();
+    writeln!(probe.input, "{}", ids.join(" ")).unwrap();
+    let micros = |us: &str| Duration::from_micros(us.parse().unwrap());
+    (0..bases.len())
+        .map(|_| {
+            let (mut latencies, mut sent_late) = (Vec::new(), Vec::new());
+            for answer in probe.output.next().unwrap().unwrap().split(' ') {
+                match answer.split_once(':') {
+                    Some((latency, late)) => {
+                        latencies.push(micros(latency));
+                        sent_late.push(micros(late));
+                    }
+                    None => {
+                        PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            (latencies, sent_late)
+        })
+        .collect()
 }
 
 async fn run_load() {
@@ -455,52 +595,13 @@ async fn run_load() {
     let redis_failures_before = counter(&http, &bases, redis_failures).await;
     let deferred = "melodyhue_cluster_claims_deferred_total";
     let deferred_before = counter(&http, &bases, deferred).await;
+    let mut handled_before = Vec::new();
+    for base in bases.iter() {
+        handled_before.push(color_buckets(&metrics::scrape(&http, base).await));
+    }
     let window = Instant::now();
-    let mut probers = Vec::new();
-    for node in 0..NODES {
-        let (http, ids, bases) = (http.clone(), Arc::clone(&ids), Arc::clone(&bases));
-        probers.push(tokio::spawn(async move {
-            // Open loop: a request is due every PROBE_EVERY, each sent on its own whatever the
-            // others are doing (as independent overlays would), and timed from when it was due,
-            // so a stalled server (or load generator) is charged for the delay it caused.
-            let mut asks = tokio::task::JoinSet::new();
-            let mut schedule = tokio::time::interval(PROBE_EVERY);
-            let mut next = node;
-            while window.elapsed() < Duration::from_secs(30) {
-                let due = schedule.tick().await;
-                let url = format!("{}/color/{}", bases[node], ids[next % ids.len()]);
-                next += 7919;
-                let http = http.clone();
-                asks.spawn(async move {
-                    // How late the load generator itself sends: part of the latency, not the
-                    // node's.
-                    let sent_late = due.elapsed();
-                    let ok = match http.get(url).send().await {
-                        Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    ok.then(|| (due.elapsed(), sent_late))
-                });
-            }
-            let (mut latencies, mut sent_late) = (Vec::new(), Vec::new());
-            while let Some(answer) = asks.join_next().await {
-                match answer.unwrap() {
-                    Some((latency, late)) => {
-                        latencies.push(latency);
-                        sent_late.push(late);
-                    }
-                    None => {
-                        PROBE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }
-            (latencies, sent_late)
-        }));
-    }
-    let mut per_node: Vec<(Vec<Duration>, Vec<Duration>)> = Vec::new();
-    for prober in probers {
-        per_node.push(prober.await.unwrap());
-    }
+    // Blocking: it waits for the child's answer while the watcher goes on.
+    let mut per_node = tokio::task::block_in_place(|| measure_color(&bases, &ids));
     let elapsed = window.elapsed().as_secs_f64();
     let calls_after: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
     let taken_during = counter(&http, &bases, taken).await - taken_before;
@@ -508,6 +609,11 @@ async fn run_load() {
         counter(&http, &bases, redis_failures).await - redis_failures_before;
     let deferred_during = counter(&http, &bases, deferred).await - deferred_before;
     let memory: Vec<u64> = nodes.iter().map(Worker::resident_kib).collect();
+    let mut handled_p99 = Vec::new();
+    for (base, before) in bases.iter().zip(&handled_before) {
+        let after = color_buckets(&metrics::scrape(&http, base).await);
+        handled_p99.push(bucket_quantile(before, &after, 0.99));
+    }
 
     eprintln!("measuring change-to-stream latency on nodes that do not poll the user...");
     let redis = redis::Client::open(redis_url.as_str()).unwrap();
@@ -602,12 +708,13 @@ async fn run_load() {
         latencies.sort();
         sent_late.sort();
         println!(
-            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the load generator itself sent late: p99 {:.2} ms; resident memory {} MiB",
+            "node-{node} /color: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; the measuring client itself sent late: p99 {:.2} ms; the node's own handling (all /color, its histogram): p99 <= {} ms; resident memory {} MiB",
             latencies.len(),
             percentile(latencies, 0.5),
             percentile(latencies, 0.99),
             percentile(latencies, 1.0),
             percentile(sent_late, 0.99),
+            handled_p99[node],
             memory[node] / 1024
         );
     }
