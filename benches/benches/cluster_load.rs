@@ -1,6 +1,7 @@
 //! Three nodes over one Redis and one PostgreSQL database, 10,000 watched users, viewers spread
 //! round-robin over the nodes (each round moves every user's viewer to the next node, so every
-//! node watches every user).
+//! node watches every user). The users come online spread over one polling interval, as in a
+//! running service, so their polls are spread over it too.
 //!
 //! ```text
 //! MELODYHUE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -99,6 +100,12 @@ fn interval_secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
+}
+
+/// Over how long the watched users first come online: one polling interval (at least one watch
+/// round), so that their polls, each once per interval from the first, are spread evenly.
+fn arrival_spread() -> Duration {
+    Duration::from_secs(interval_secs()).max(WATCH_REFRESH)
 }
 
 /// The sum over `bases` of the counter `name` in their `/metrics`.
@@ -553,9 +560,18 @@ async fn run_load() {
             let mut pace = tokio::time::interval(WATCH_REFRESH / groups as u32);
             pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let in_flight = Arc::new(tokio::sync::Semaphore::new(WATCH_IN_FLIGHT));
+            // Viewers come online at different moments, as in a running service: group `g`
+            // is first asked in the round that falls `g / groups` of the way into the arrival
+            // spread, so first asks, and the polls that follow each once per interval, are
+            // spread over the whole interval rather than bunched into the first round.
+            let rounds_to_arrive = arrival_spread().as_secs_f64() / WATCH_REFRESH.as_secs_f64();
+            let arrives_in = |g: usize| (g as f64 / groups as f64 * rounds_to_arrive).ceil();
             for round in 0.. {
                 for (g, group) in ids.chunks(WATCH_GROUP).enumerate() {
                     pace.tick().await;
+                    if (round as f64) < arrives_in(g) {
+                        continue;
+                    }
                     let places = Arc::clone(&in_flight)
                         .acquire_many_owned(group.len() as u32)
                         .await
@@ -584,8 +600,10 @@ async fn run_load() {
             }
         })
     };
-    // Every node has watched every user, and the leases have settled.
-    tokio::time::sleep(Duration::from_secs(40).saturating_sub(started.elapsed())).await;
+    // Every user has arrived and been watched by every node, and the leases have settled.
+    let settled =
+        (arrival_spread() + WATCH_REFRESH * (NODES as u32 + 1)).max(Duration::from_secs(40));
+    tokio::time::sleep(settled.saturating_sub(started.elapsed())).await;
 
     eprintln!("counting Spotify calls over 30 s and measuring /color on every node...");
     let calls_before: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
