@@ -88,7 +88,8 @@ impl fmt::Debug for AppCredentials {
 pub struct TokenGrant {
     /// Bearer token for the Web API.
     pub access_token: String,
-    /// How long the access token lives from the moment it was issued.
+    /// How long the access token lives from the moment it was issued (`expires_in`; an hour when
+    /// absent, at most a day).
     pub expires_in: Duration,
     /// A refresh token: always after a code exchange; after a refresh only when Spotify
     /// rotates it, in which case it replaces the stored one.

@@ -9,6 +9,10 @@ use super::client::{CurrentlyPlaying, CurrentlyPlayingType, Playback, SpotifyErr
 
 /// Access-token lifetime assumed when the accounts service does not say (Spotify: 1 h).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime taken from a token answer's `expires_in`. Spotify's access tokens live an
+/// hour; a larger number (a faulty endpoint) is held to a day, as a `Retry-After` is
+/// ([`super::client::MAX_RETRY_AFTER`]), and never overflows a deadline.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 // Spotify's JSON is read leniently: a field that is missing, `null` or of an unexpected
 // type becomes `None`, so that one odd field never loses the whole answer.
@@ -83,9 +87,9 @@ pub(super) fn parse_token_grant(body: &[u8]) -> Result<TokenGrant, SpotifyError>
         })?;
     Ok(TokenGrant {
         access_token,
-        expires_in: json
-            .expires_in
-            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs),
+        expires_in: json.expires_in.map_or(DEFAULT_TOKEN_LIFETIME, |secs| {
+            Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME)
+        }),
         refresh_token: json.refresh_token.filter(|token| !token.is_empty()),
     })
 }
@@ -397,6 +401,16 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+
+    #[test]
+    fn token_lifetimes_are_held_to_a_day() {
+        let grant =
+            parse_token_grant(br#"{"access_token": "at", "expires_in": 18446744073709551615}"#)
+                .unwrap();
+        assert_eq!(grant.expires_in, MAX_TOKEN_LIFETIME);
+        let grant = parse_token_grant(br#"{"access_token": "at", "expires_in": 3600}"#).unwrap();
+        assert_eq!(grant.expires_in, Duration::from_secs(3600));
     }
 
     #[test]

@@ -405,7 +405,10 @@ impl State {
             access_token.clone(),
             AccessGrant {
                 account: account.to_owned(),
-                expires_at: Instant::now() + Duration::from_secs(lifetime),
+                // A lifetime past what an `Instant` can hold never ends.
+                expires_at: Instant::now()
+                    .checked_add(Duration::from_secs(lifetime))
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400)),
             },
         );
         let mut body = json!({

@@ -539,6 +539,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
                 incomplete_covers_show_the_fallback_color,
                 revoked_refresh_tokens_disconnect_the_user,
                 expired_access_tokens_are_renewed,
+                endless_access_tokens_are_kept_a_day_at_most,
                 rotated_refresh_tokens_keep_the_user_connected,
                 rotations_survive_a_database_that_cannot_store_them,
                 a_refused_old_token_never_clears_a_newer_one,

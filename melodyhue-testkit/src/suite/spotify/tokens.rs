@@ -70,6 +70,29 @@ pub async fn expired_access_tokens_are_renewed(h: &Harness) {
     );
 }
 
+/// A token endpoint announcing an access token that lives for ever (`expires_in` past what a
+/// deadline can hold): the server keeps using it (a day at most), polls go on, no panic.
+pub async fn endless_access_tokens_are_kept_a_day_at_most(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let png = cover_png(200, 40, 120);
+    let cover = s.fake.add_image("endless.png", png.clone(), "image/png");
+    s.fake
+        .set_access_token_lifetime("rt-endless", Duration::from_secs(u64::MAX));
+    let user = connected_user(&s, "endless", "rt-endless", playing(Some(cover))).await;
+    let path = format!("/color/{}", user.id);
+    let expected = color::analyze(&png).unwrap().color.hex();
+    assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+    let polls = s.fake.currently_playing_calls_for("rt-endless");
+    // Several polls later, with the same token.
+    eventually(Duration::from_secs(5), "polled again", || async {
+        s.server.get(&path, None).await;
+        s.fake.currently_playing_calls_for("rt-endless") >= polls + 3
+    })
+    .await;
+    assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
+    assert_eq!(s.fake.calls(Endpoint::Token), 1, "one access token, kept");
+}
+
 /// The refresh tokens the server sent, in order.
 fn refresh_tokens_sent(fake: &FakeSpotify) -> Vec<String> {
     fake.token_requests()
