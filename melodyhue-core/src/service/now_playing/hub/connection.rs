@@ -7,9 +7,12 @@ use super::{HubInner, lock};
 use crate::spotify::{AppCredentials, SpotifyError};
 
 /// How often the hub re-reads a user's credentials from the database (they may change on
-/// another server, or the user may be deleted).
+/// another server, or the user may be deleted): after this, plus a random part of up to half of
+/// it drawn at each read (see [`credentials_lifetime`]).
 const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
-/// Access tokens are renewed this long before Spotify says they expire.
+/// Access tokens are renewed this long before Spotify says they expire, plus a random part of
+/// up to a tenth of their lifetime (the tokens got after a start all expire within one polling
+/// interval: one hour later, their renewals are spread over six minutes rather than one poll).
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// Token refreshes one poll may make while its refresh tokens turn out stale.
 const MAX_REFRESH_ATTEMPTS: usize = 3;
@@ -41,8 +44,9 @@ struct Connection {
     /// A newer refresh token from Spotify that could not be stored yet (the database was
     /// unavailable): it is used, and stored again at the next check.
     unsaved: Option<String>,
-    /// When the database was last read; `None` makes the next use read it.
-    checked_at: Option<Instant>,
+    /// Until when the copy is used without reading the database; `None` makes the next use
+    /// read it.
+    fresh_until: Option<Instant>,
     access: Option<AccessToken>,
 }
 
@@ -53,8 +57,7 @@ impl Connection {
     }
 
     fn is_fresh(&self) -> bool {
-        self.checked_at
-            .is_some_and(|checked| checked.elapsed() < CREDENTIALS_TTL)
+        self.fresh_until.is_some_and(|until| Instant::now() < until)
     }
 
     fn valid_access_token(&self) -> Option<&str> {
@@ -80,7 +83,7 @@ pub(super) fn credentials_changed(hub: &HubInner, user_id: &str) {
     let slot = connections.entry(user_id.to_owned()).or_default();
     slot.generation += 1;
     if let Some(connection) = &mut slot.connection {
-        connection.checked_at = None;
+        connection.fresh_until = None;
     }
 }
 
@@ -98,7 +101,7 @@ fn keep_connection(hub: &HubInner, user_id: &str, generation: u64, mut connectio
     let mut connections = lock(&hub.connections);
     let slot = connections.entry(user_id.to_owned()).or_default();
     if slot.generation != generation {
-        connection.checked_at = None;
+        connection.fresh_until = None;
     }
     slot.connection = Some(connection);
 }
@@ -158,7 +161,7 @@ async fn load_connection(
                 encrypted: refresh,
             },
             unsaved: None,
-            checked_at: None,
+            fresh_until: None,
             access: None,
         },
     };
@@ -166,8 +169,23 @@ async fn load_connection(
         // Someone stored another token since: it is newer than ours.
         return Box::pin(load_connection(hub, user_id, None)).await;
     }
-    connection.checked_at = Some(Instant::now());
+    connection.fresh_until = Some(Instant::now() + credentials_lifetime());
     Ok(connection)
+}
+
+/// How long a copy of the credentials just read is used: [`CREDENTIALS_TTL`] to 1.5 times it,
+/// at random. The users polled since a start were all read within one polling interval; with
+/// one fixed lifetime they would all be read again within one interval every minute (in the
+/// cluster bench, nearly all of the `/color` tail fell in those seconds), where a random one
+/// spreads the reads over half a minute, and further apart at each round.
+fn credentials_lifetime() -> Duration {
+    CREDENTIALS_TTL + random_part(0.5, CREDENTIALS_TTL)
+}
+
+/// A random duration from zero to `share` of `of`: the jitter that keeps expiries set together
+/// from falling due together (a cache stampede).
+fn random_part(share: f64, of: Duration) -> Duration {
+    of.mul_f64(share * rand::random::<f64>())
 }
 
 /// Stores the connection's unsaved refresh token in place of the stored one, by
@@ -235,7 +253,7 @@ pub(super) async fn access_token(
     };
     if matches!(outcome, Err(PollFailure::Disconnected)) {
         // Refused app or cleared token: what the database holds decides, next time.
-        connection.checked_at = None;
+        connection.fresh_until = None;
     }
     keep_connection(hub, user_id, generation, connection);
     outcome
@@ -302,7 +320,7 @@ async fn refresh(
         }
         let lifetime = grant
             .expires_in
-            .saturating_sub(TOKEN_MARGIN)
+            .saturating_sub(TOKEN_MARGIN + random_part(0.1, grant.expires_in))
             .max(Duration::from_secs(1));
         connection.access = Some(AccessToken {
             token: grant.access_token.clone(),
@@ -311,4 +329,29 @@ async fn refresh(
         return Ok(grant.access_token);
     }
     Err(PollFailure::Transient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_lifetimes_spread_over_half_the_ttl() {
+        let lifetimes: Vec<Duration> = (0..200).map(|_| credentials_lifetime()).collect();
+        let range = CREDENTIALS_TTL..CREDENTIALS_TTL.mul_f64(1.5);
+        assert!(lifetimes.iter().all(|lifetime| range.contains(lifetime)));
+        // Drawn, not fixed: both halves of the range come up.
+        let middle = CREDENTIALS_TTL.mul_f64(1.25);
+        assert!(lifetimes.iter().any(|lifetime| *lifetime < middle));
+        assert!(lifetimes.iter().any(|lifetime| *lifetime >= middle));
+    }
+
+    #[test]
+    fn random_parts_stay_within_their_share() {
+        let hour = Duration::from_secs(3600);
+        let parts: Vec<Duration> = (0..200).map(|_| random_part(0.1, hour)).collect();
+        assert!(parts.iter().all(|part| *part < hour / 10));
+        assert!(parts.iter().any(|part| *part < hour / 20));
+        assert!(parts.iter().any(|part| *part >= hour / 20));
+    }
 }
