@@ -612,7 +612,9 @@ async fn run_load() {
         );
     tokio::time::sleep(settled.saturating_sub(started.elapsed())).await;
 
-    eprintln!("counting Spotify calls over 30 s and measuring /color on every node...");
+    eprintln!(
+        "counting Spotify calls over {MEASURE_WINDOW:?} and measuring /color on every node..."
+    );
     let calls_before: u64 = fake.lock().unwrap().ask("count").parse().unwrap();
     let taken = "melodyhue_cluster_leases_taken_total";
     let redis_failures = "melodyhue_cluster_redis_failures_total";
