@@ -9,13 +9,12 @@ use super::MemoryStore;
 
 #[async_trait]
 impl SpotifyStore for MemoryStore {
-    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<SpotifyCredentials> {
-        Ok(self
-            .state()
-            .spotify
-            .get(user_id)
-            .cloned()
-            .unwrap_or_default())
+    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<Option<SpotifyCredentials>> {
+        let state = self.state();
+        Ok(state
+            .users
+            .contains_key(user_id)
+            .then(|| state.spotify.get(user_id).cloned().unwrap_or_default()))
     }
 
     async fn update_spotify_credentials(

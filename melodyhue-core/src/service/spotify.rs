@@ -68,7 +68,13 @@ pub struct Spotify<'a> {
 impl<'a> Spotify<'a> {
     /// What the caller has configured.
     pub async fn spotify_status(self, user: &User) -> Result<SpotifyStatus> {
-        let credentials = self.app.inner().store.spotify_credentials(&user.id).await?;
+        let credentials = self
+            .app
+            .inner()
+            .store
+            .spotify_credentials(&user.id)
+            .await?
+            .unwrap_or_default();
         Ok(SpotifyStatus::from(&credentials))
     }
 
@@ -113,7 +119,11 @@ impl<'a> Spotify<'a> {
         redirect_uri: Option<&str>,
     ) -> Result<String> {
         let inner = self.app.inner();
-        let credentials = inner.store.spotify_credentials(&user.id).await?;
+        let credentials = inner
+            .store
+            .spotify_credentials(&user.id)
+            .await?
+            .unwrap_or_default();
         let client_id = credentials
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;
@@ -204,7 +214,11 @@ impl<'a> Spotify<'a> {
     /// The caller's own Spotify app, decrypted.
     async fn spotify_app(self, user: &User) -> Result<AppCredentials> {
         let inner = self.app.inner();
-        let credentials = inner.store.spotify_credentials(&user.id).await?;
+        let credentials = inner
+            .store
+            .spotify_credentials(&user.id)
+            .await?
+            .unwrap_or_default();
         let client_id = credentials
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;

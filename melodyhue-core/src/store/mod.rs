@@ -415,8 +415,9 @@ pub trait OneTimeTokenStore: Send + Sync {
 /// Each user's Spotify app and connection.
 #[async_trait]
 pub trait SpotifyStore: Send + Sync {
-    /// The user's credentials (all `None` when never set).
-    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<SpotifyCredentials>;
+    /// The user's credentials (all `None` when never set); `None` when there is no such user
+    /// (one read tells both: the now-playing hub re-reads them for every polled user).
+    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<Option<SpotifyCredentials>>;
     /// Applies a patch atomically and returns the result.
     async fn update_spotify_credentials(
         &self,

@@ -8,11 +8,11 @@ pub async fn spotify_patches_keep_clear_and_set(store: &dyn Store) {
     let alice = add_user(store, "alice", 0).await;
     assert_eq!(
         store.spotify_credentials(&alice.id).await.unwrap(),
-        SpotifyCredentials::default()
+        Some(SpotifyCredentials::default())
     );
     assert_eq!(
         store.spotify_credentials("no-such-user").await.unwrap(),
-        SpotifyCredentials::default()
+        None
     );
     let app = store
         .update_spotify_credentials(
@@ -34,7 +34,7 @@ pub async fn spotify_patches_keep_clear_and_set(store: &dyn Store) {
     assert_eq!(app, expected);
     assert_eq!(
         store.spotify_credentials(&alice.id).await.unwrap(),
-        expected
+        Some(expected.clone())
     );
     let connected = store
         .update_spotify_credentials(
@@ -74,7 +74,7 @@ pub async fn spotify_patches_keep_clear_and_set(store: &dyn Store) {
     assert_eq!(cleared, expected);
     assert_eq!(
         store.spotify_credentials(&alice.id).await.unwrap(),
-        expected
+        Some(expected.clone())
     );
     let concurrent = (
         SpotifyCredentialsPatch {
@@ -92,7 +92,7 @@ pub async fn spotify_patches_keep_clear_and_set(store: &dyn Store) {
     );
     a.unwrap();
     b.unwrap();
-    let both = store.spotify_credentials(&alice.id).await.unwrap();
+    let both = store.spotify_credentials(&alice.id).await.unwrap().unwrap();
     assert_eq!(
         (
             both.client_secret_encrypted.as_deref(),
@@ -116,7 +116,7 @@ async fn refresh_token_of(store: &dyn Store, user_id: &str) -> Option<String> {
     store
         .spotify_credentials(user_id)
         .await
-        .unwrap()
+        .unwrap()?
         .refresh_token_encrypted
 }
 
@@ -170,11 +170,11 @@ pub async fn spotify_refresh_tokens_compare_and_set(store: &dyn Store) {
     );
     assert_eq!(
         store.spotify_credentials(&alice.id).await.unwrap(),
-        SpotifyCredentials {
+        Some(SpotifyCredentials {
             client_id: Some("id".into()),
             client_secret_encrypted: Some("secret".into()),
             refresh_token_encrypted: Some("Token-B".into()),
-        }
+        })
     );
     // A failure of the old token may not clear the newer one.
     assert!(
@@ -219,6 +219,7 @@ pub async fn spotify_refresh_tokens_compare_and_set(store: &dyn Store) {
         store
             .spotify_credentials(&alice.id)
             .await
+            .unwrap()
             .unwrap()
             .client_id
             .as_deref(),

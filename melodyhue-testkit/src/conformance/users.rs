@@ -413,10 +413,7 @@ pub async fn delete_user_cascades_and_keeps_moderator_actions(store: &dyn Store)
     assert_eq!(store.settings(&victim.id).await.unwrap(), None);
     assert_eq!(store.fallback_color(&victim.id).await.unwrap(), None);
     assert_eq!(store.two_factor(&victim.id).await.unwrap(), None);
-    assert_eq!(
-        store.spotify_credentials(&victim.id).await.unwrap(),
-        SpotifyCredentials::default()
-    );
+    assert_eq!(store.spotify_credentials(&victim.id).await.unwrap(), None);
     assert_eq!(store.challenge(&challenge.id).await.unwrap(), None);
     assert_eq!(
         store
@@ -469,6 +466,7 @@ pub async fn delete_user_cascades_and_keeps_moderator_actions(store: &dyn Store)
         store
             .spotify_credentials(&bystander.id)
             .await
+            .unwrap()
             .unwrap()
             .client_id
             .as_deref(),

@@ -277,7 +277,11 @@ async fn alice_finds_her_overlays_settings_and_color(adopted: &Adopted) {
 async fn secrets_decrypt_with_the_old_key(adopted: &Adopted) {
     let store = adopted.server.app.store();
     let secrets = SecretBox::new(LEGACY_ENCRYPTION_KEY);
-    let spotify = store.spotify_credentials(ALICE_ID).await.expect("spotify");
+    let spotify = store
+        .spotify_credentials(ALICE_ID)
+        .await
+        .expect("spotify")
+        .expect("Alice exists");
     assert_eq!(spotify.client_id.as_deref(), Some("alice-client-id"));
     let decrypt = |value: Option<String>| {
         secrets

@@ -4,7 +4,7 @@ use super::*;
 
 #[async_trait]
 impl SpotifyStore for SqlStore {
-    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<SpotifyCredentials> {
+    async fn spotify_credentials(&self, user_id: &str) -> StoreResult<Option<SpotifyCredentials>> {
         let row = on_pool!(self, |pool, d| {
             sqlx::query_as::<_, SpotifyRow>(d.q(
                 "SELECT s.client_id, s.client_secret, t.refresh_token FROM api_users u \
@@ -16,13 +16,11 @@ impl SpotifyStore for SqlStore {
             .await
         })
         .map_err(map_err)?;
-        Ok(row
-            .map(|row| SpotifyCredentials {
-                client_id: row.client_id,
-                client_secret_encrypted: row.client_secret,
-                refresh_token_encrypted: row.refresh_token,
-            })
-            .unwrap_or_default())
+        Ok(row.map(|row| SpotifyCredentials {
+            client_id: row.client_id,
+            client_secret_encrypted: row.client_secret,
+            refresh_token_encrypted: row.refresh_token,
+        }))
     }
 
     async fn update_spotify_credentials(

@@ -40,6 +40,7 @@ pub async fn spotify_credentials_are_stored_encrypted(h: &Harness) {
         .store()
         .spotify_credentials(&user.id)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(stored.client_id.as_deref(), Some("cid"));
     let secret = stored.client_secret_encrypted.unwrap();

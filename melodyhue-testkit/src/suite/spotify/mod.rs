@@ -155,7 +155,7 @@ async fn stored_refresh_token(server: &TestServer, user_id: &str) -> Option<Stri
         .store()
         .spotify_credentials(user_id)
         .await
-        .unwrap()
+        .unwrap()?
         .refresh_token_encrypted?;
     Some(
         SecretBox::new(TEST_ENCRYPTION_KEY)

@@ -121,20 +121,12 @@ async fn load_connection(
     user_id: &str,
     cached: Option<Connection>,
 ) -> Result<Connection, PollFailure> {
-    if hub
-        .store
-        .user_by_id(user_id)
-        .await
-        .map_err(|_| PollFailure::Transient)?
-        .is_none()
-    {
-        return Err(PollFailure::Gone);
-    }
     let stored = hub
         .store
         .spotify_credentials(user_id)
         .await
-        .map_err(|_| PollFailure::Transient)?;
+        .map_err(|_| PollFailure::Transient)?
+        .ok_or(PollFailure::Gone)?;
     let (Some(client_id), Some(secret), Some(refresh)) = (
         stored.client_id,
         stored.client_secret_encrypted,
