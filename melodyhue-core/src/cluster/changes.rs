@@ -54,6 +54,9 @@ fn apply(inner: &Inner, change: &Change) {
         Change::Overlay { overlay_id } => inner.hot_reads.overlay_changed(overlay_id),
         Change::UserDeleted { user_id } => {
             inner.hot_reads.user_deleted(user_id);
+            // The next poll reads the database and finds the user gone: the account's Spotify
+            // is not called on its behalf again.
+            inner.hub.credentials_changed(user_id);
             // Open event streams look again, find the user gone and end.
             inner.hub.display_changed(user_id);
         }

@@ -534,6 +534,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
                 silence_pauses_ads_and_unknown_items_show_the_fallback,
                 episodes_use_the_episode_or_show_image,
                 many_viewers_share_one_poll_and_idle_users_cost_nothing,
+                a_deleted_accounts_spotify_is_called_no_more,
                 rate_limits_are_honoured,
                 failures_back_off_and_fall_back,
                 incomplete_covers_show_the_fallback_color,

@@ -153,6 +153,35 @@ pub async fn many_viewers_share_one_poll_and_idle_users_cost_nothing(h: &Harness
     assert_eq!(s.fake.currently_playing_calls_for("rt-ignored"), 0);
 }
 
+/// A user deletes their account while viewers still ask for them: their Spotify is not called
+/// on their behalf again (the watch window would otherwise keep the polls going for 30 s, with
+/// the tokens kept in memory).
+pub async fn a_deleted_accounts_spotify_is_called_no_more(h: &Harness) {
+    let s = setup(h, "0.2", &[]).await;
+    let user = connected_user(&s, "leaver", "rt-leaver", playing(None)).await;
+    let path = format!("/color/{}", user.id);
+    let started = Instant::now();
+    while s.fake.currently_playing_calls_for("rt-leaver") < 2 {
+        s.server.get(&path, None).await.assert_status(200);
+        assert!(started.elapsed() < Duration::from_secs(5), "never polled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.server
+        .delete("/users/me", Some(&user.access_token))
+        .await
+        .assert_status(200);
+    // A poll already under way may still finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = s.fake.currently_playing_calls_for("rt-leaver");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        s.fake.currently_playing_calls_for("rt-leaver"),
+        after,
+        "currently-playing calls for a deleted account (interval 0.2 s)"
+    );
+    s.server.get(&path, None).await.assert_status(404);
+}
+
 pub async fn incomplete_covers_show_the_fallback_color(h: &Harness) {
     let s = setup(h, "0.2", &[]).await;
     // A JPEG cut inside its scan, as after an interrupted download: libjpeg-turbo fills the
