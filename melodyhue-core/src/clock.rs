@@ -52,3 +52,23 @@ impl Clock for OffsetClock {
         to_millis(Utc::now() + offset)
     }
 }
+
+/// A random duration from zero to `share` of `of`: the jitter that keeps expiries set together
+/// (copies read together after a start) from falling due together (a cache stampede).
+pub(crate) fn random_part(share: f64, of: std::time::Duration) -> std::time::Duration {
+    of.mul_f64(share * rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_parts_stay_within_their_share() {
+        let hour = std::time::Duration::from_secs(3600);
+        let parts: Vec<_> = (0..200).map(|_| random_part(0.1, hour)).collect();
+        assert!(parts.iter().all(|part| *part < hour / 10));
+        assert!(parts.iter().any(|part| *part < hour / 20));
+        assert!(parts.iter().any(|part| *part >= hour / 20));
+    }
+}

@@ -18,14 +18,14 @@ const USER_NOT_FOUND: &str = "User not found";
 pub const CACHE_STATUS: &str = "cache-status";
 
 /// Marks `response` as served from a stale copy (stale-if-error): RFC 9211's `Cache-Status`,
-/// a hit whose freshness (one polling interval) ran out `-ttl` seconds ago, e.g.
+/// a hit whose freshness ran out `-ttl` seconds ago, e.g.
 /// `melodyhue; hit; ttl=-42; detail=stale-if-error`.
-fn mark_stale(cx: &Ctx<'_>, response: &mut Response<Bytes>, stale: Option<Stale>) {
+fn mark_stale(response: &mut Response<Bytes>, stale: Option<Stale>) {
     let Some(stale) = stale else {
         return;
     };
-    let fresh_for = cx.app.config().spotify.polling_interval;
-    let ttl = -i64::try_from(stale.age.saturating_sub(fresh_for).as_secs()).unwrap_or(i64::MAX);
+    let ttl =
+        -i64::try_from(stale.age.saturating_sub(stale.fresh_for).as_secs()).unwrap_or(i64::MAX);
     let value = format!("melodyhue; hit; ttl={ttl}; detail=stale-if-error");
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(CACHE_STATUS, value);
@@ -97,7 +97,7 @@ pub(super) async fn overlay(cx: &Ctx<'_>, id: &str) -> Reply {
         .public_overlay_or_stale(path_id(id, "Overlay not found")?)
         .await?;
     let mut response = ok(&OverlayView::from(overlay));
-    mark_stale(cx, &mut response, stale);
+    mark_stale(&mut response, stale);
     Ok(response)
 }
 
@@ -266,7 +266,7 @@ pub(super) async fn color(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = path_id(id, USER_NOT_FOUND)?;
     let now_playing = cx.app.now_playing().of(id).await?;
     let mut response = ok(&color_response(id, &now_playing, cx.app.now().timestamp()));
-    mark_stale(cx, &mut response, now_playing.stale);
+    mark_stale(&mut response, now_playing.stale);
     Ok(response)
 }
 
@@ -293,6 +293,6 @@ pub(super) async fn infos(cx: &Ctx<'_>, id: &str) -> Reply {
     let id = user_path_id(id)?;
     let now_playing = cx.app.now_playing().of(id).await?;
     let mut response = ok(&infos_response(id, &now_playing, cx.app.now().timestamp()));
-    mark_stale(cx, &mut response, now_playing.stale);
+    mark_stale(&mut response, now_playing.stale);
     Ok(response)
 }

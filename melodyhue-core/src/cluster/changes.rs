@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::wire::SharedChange;
-use super::{Cluster, RESUBSCRIBE_DELAY};
+use super::{
+    Cluster, REDIS_TIMEOUT, RESUBSCRIBE_DELAY, RedisTrouble, SLOW_NOT_GONE, SUBSCRIPTION_HEARTBEAT,
+};
 use crate::App;
 use crate::app::Inner;
 use crate::service::AccountEvent;
@@ -70,6 +72,14 @@ fn apply(inner: &Inner, change: &Change) {
     }
 }
 
+/// Whether every change made on another node reaches this one (the subscription is up): the
+/// node's copies of connections, fallback colors and overlays are read again much less often
+/// while it does, and all of them once when it starts to (changes made before were missed).
+fn changes_pushed(inner: &Inner, pushed: bool) {
+    inner.hub.set_credentials_pushed(pushed);
+    inner.hot_reads.set_pushed(pushed);
+}
+
 impl App {
     /// Applies `change` here, and publishes it to the other nodes when there are any (at once,
     /// without waiting for Redis).
@@ -112,7 +122,8 @@ impl Cluster {
     }
 
     /// Receives the other nodes' now-playing states and changes for `app`'s node until the app
-    /// is dropped, connecting again whenever the subscription is lost.
+    /// is dropped, connecting again whenever the subscription is lost. While it is up, the node
+    /// relies on it for changes (see [`changes_pushed`]).
     pub(crate) fn spawn_subscriber(&self, app: Weak<Inner>) {
         let cluster = self.clone();
         tokio::spawn(async move {
@@ -120,7 +131,11 @@ impl Cluster {
                 if app.strong_count() == 0 {
                     return;
                 }
-                if let Err(err) = cluster.subscribe(&app).await {
+                let outcome = cluster.subscribe(&app).await;
+                if let Some(inner) = app.upgrade() {
+                    changes_pushed(&inner, false);
+                }
+                if let Err(err) = outcome {
                     cluster.mark_down(&err);
                 }
                 tokio::time::sleep(RESUBSCRIBE_DELAY).await;
@@ -128,8 +143,13 @@ impl Cluster {
         });
     }
 
-    /// One subscription, until it fails or the app is gone.
-    async fn subscribe(&self, app: &Weak<Inner>) -> Result<(), super::RedisTrouble> {
+    /// One subscription, until it fails or the app is gone. Its connection is pinged every
+    /// [`SUBSCRIPTION_HEARTBEAT`], and given up when a ping is not answered within
+    /// [`SLOW_NOT_GONE`]: a connection that died without a reset reaching this node (a stalled
+    /// Redis, a lost route) would otherwise wait forever, missing every change. (Not within
+    /// [`REDIS_TIMEOUT`]: on a machine short of CPU, each subscription given up for a slow
+    /// answer would have every connection read again.)
+    async fn subscribe(&self, app: &Weak<Inner>) -> Result<(), RedisTrouble> {
         let connect = async {
             let mut pubsub = self.inner.client.get_async_pubsub().await?;
             pubsub
@@ -137,34 +157,62 @@ impl Cluster {
                 .await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let pubsub = tokio::time::timeout(super::REDIS_TIMEOUT, connect)
+        let (mut sink, mut messages) = tokio::time::timeout(REDIS_TIMEOUT, connect)
             .await
-            .map_err(|_| super::RedisTrouble::Timeout)??;
+            .map_err(|_| RedisTrouble::Timeout)??
+            .split();
         self.mark_up();
-        let now_playing = self.now_playing_channel();
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let Some(inner) = app.upgrade() else {
-                return Ok(());
-            };
-            let Ok(payload) = message.get_payload::<String>() else {
-                continue;
-            };
-            if message.get_channel_name() == now_playing {
-                if let Some((user_id, snapshot)) = self.decode_state(&payload) {
-                    inner.hub.apply_remote(&user_id, snapshot);
-                }
-            } else {
-                match serde_json::from_str::<SharedChange>(&payload) {
-                    Ok(shared) if shared.origin != self.inner.owner => {
-                        apply(&inner, &shared.change);
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "unreadable change message"),
+        match app.upgrade() {
+            // Subscribed before the copies are marked: a change made from now on is heard of,
+            // and one made before is read from the database.
+            Some(inner) => changes_pushed(&inner, true),
+            None => return Ok(()),
+        }
+        let heartbeat = async {
+            let mut beat = tokio::time::interval(SUBSCRIPTION_HEARTBEAT);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                beat.tick().await;
+                match tokio::time::timeout(SLOW_NOT_GONE, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return Err::<(), _>(RedisTrouble::Redis(err)),
+                    Err(_) => return Err(RedisTrouble::Timeout),
                 }
             }
+        };
+        let now_playing = self.now_playing_channel();
+        let receive = async {
+            while let Some(message) = messages.next().await {
+                let Some(inner) = app.upgrade() else {
+                    return Ok(());
+                };
+                self.receive(&inner, &now_playing, &message);
+            }
+            // The stream ends when the connection is lost.
+            Err(RedisTrouble::Lost)
+        };
+        tokio::select! {
+            outcome = heartbeat => outcome,
+            outcome = receive => outcome,
         }
-        // The stream ends when the connection is lost.
-        Err(super::RedisTrouble::Lost)
+    }
+
+    /// Applies one message of the subscription: another node's now-playing state (on the
+    /// `now_playing` channel) or change.
+    fn receive(&self, inner: &Inner, now_playing: &str, message: &redis::Msg) {
+        let Ok(payload) = message.get_payload::<String>() else {
+            return;
+        };
+        if message.get_channel_name() == now_playing {
+            if let Some((user_id, snapshot)) = self.decode_state(&payload) {
+                inner.hub.apply_remote(&user_id, snapshot);
+            }
+            return;
+        }
+        match serde_json::from_str::<SharedChange>(&payload) {
+            Ok(shared) if shared.origin != self.inner.owner => apply(inner, &shared.change),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "unreadable change message"),
+        }
     }
 }

@@ -41,6 +41,9 @@ pub const SLOW_NOT_GONE: Duration = Duration::from_secs(5);
 const SHOWN_ENTRIES: u64 = 100_000;
 /// How long the subscriber waits before connecting again after losing Redis.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(250);
+/// How often the subscription's connection is pinged (a ping unanswered within
+/// [`SLOW_NOT_GONE`] ends the subscription, which starts again).
+const SUBSCRIPTION_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// `REDIS_URL`, `REDIS_KEY_PREFIX`: where the nodes of one cluster meet.
 #[derive(Debug, Clone)]

@@ -4,17 +4,27 @@
 //! Without them every poll is a database round trip. A copy is *fresh* for one polling
 //! interval, the delay a track change already has; a change made through this server drops the
 //! copy at once, so only a change made through another server over the same database is seen up
-//! to one interval late.
+//! to one interval late. On a cluster node whose subscription is up, every change made through
+//! another node is pushed here too, and a copy is fresh for 10 to 15 minutes (see
+//! [`HotReads::set_pushed`]): only a change made behind the service's back, straight in the
+//! database, waits for that.
+//!
+//! A copy read before a change is never kept as fresh after it: each read starts with
+//! [`HotReads::read_started`], and a copy whose read started before the last change dropped
+//! is not kept.
 //!
 //! A copy is kept, no longer fresh, for [`STALE_IF_ERROR`] after it was read: while the database
 //! is unavailable, viewers get it instead of an error (RFC 5861's stale-if-error), marked as
 //! stale by the API.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use super::Stale;
+use super::{PUSHED_COPY_LIFETIME, Stale};
+use crate::clock::random_part;
 use crate::color::Rgb;
 use crate::model::Overlay;
 
@@ -24,16 +34,29 @@ const MAX_ENTRIES: u64 = 100_000;
 /// How long a copy may still be served while the database is unavailable.
 pub const STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 
-/// A value as read from the database, and when.
+/// A value as read from the database, and when the read started.
 #[derive(Clone)]
 struct Kept<T> {
     value: T,
     read_at: Instant,
+    /// Until when the copy is fresh while changes are pushed.
+    pushed_fresh_until: Instant,
 }
 
+/// When a read of the database started: what [`HotReads`] keeps it by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStarted(Instant);
+
 pub(crate) struct HotReads {
-    /// How long a copy is fresh.
+    /// How long a copy is fresh while changes are not pushed: one polling interval.
     lifetime: Duration,
+    /// Whether every change made on another node reaches this one (see [`HotReads::set_pushed`]).
+    pushed: AtomicBool,
+    /// Copies read before this are not fresh: changes may have been missed before it.
+    resynced_at: Mutex<Instant>,
+    /// The last time a copy was dropped for a change: a read that started before it may hold
+    /// what the change replaced, and is not kept.
+    changed_at: Mutex<Instant>,
     fallback_colors: Cache<String, Kept<Rgb>>,
     overlays: Cache<String, Kept<Overlay>>,
 }
@@ -45,13 +68,39 @@ fn cache<T: Clone + Send + Sync + 'static>(lifetime: Duration) -> Cache<String, 
         .build()
 }
 
+fn lock(instant: &Mutex<Instant>) -> std::sync::MutexGuard<'_, Instant> {
+    instant
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl HotReads {
     pub(crate) fn new(lifetime: Duration) -> Self {
+        let start = Instant::now();
         HotReads {
             lifetime,
+            pushed: AtomicBool::new(false),
+            resynced_at: Mutex::new(start),
+            changed_at: Mutex::new(start),
             fallback_colors: cache(lifetime),
             overlays: cache(lifetime),
         }
+    }
+
+    /// Whether every change made on another node reaches this one as it happens (a cluster
+    /// node's subscription is up). While it does, copies are fresh for 10 to 15 minutes
+    /// instead of one polling interval. When it starts to, every copy kept so far stops being
+    /// fresh: changes made meanwhile were missed.
+    pub(crate) fn set_pushed(&self, pushed: bool) {
+        if pushed {
+            self.changed(|| *lock(&self.resynced_at) = Instant::now());
+        }
+        self.pushed.store(pushed, Ordering::Release);
+    }
+
+    /// Call before reading what is then kept.
+    pub(crate) fn read_started(&self) -> ReadStarted {
+        ReadStarted(Instant::now())
     }
 
     fn fresh<T: Clone + Send + Sync + 'static>(
@@ -59,27 +108,68 @@ impl HotReads {
         cache: &Cache<String, Kept<T>>,
         key: &str,
     ) -> Option<T> {
-        cache
-            .get(key)
-            .filter(|copy| copy.read_at.elapsed() < self.lifetime)
-            .map(|copy| copy.value)
+        let copy = cache.get(key)?;
+        if copy.read_at < *lock(&self.resynced_at) {
+            return None;
+        }
+        let fresh = if self.pushed.load(Ordering::Acquire) {
+            Instant::now() < copy.pushed_fresh_until
+        } else {
+            copy.read_at.elapsed() < self.lifetime
+        };
+        fresh.then_some(copy.value)
     }
 
     fn stale<T: Clone + Send + Sync + 'static>(
+        &self,
         cache: &Cache<String, Kept<T>>,
         key: &str,
     ) -> Option<(T, Stale)> {
         cache.get(key).map(|copy| {
+            let fresh_for = if self.pushed.load(Ordering::Acquire) {
+                copy.pushed_fresh_until - copy.read_at
+            } else {
+                self.lifetime
+            };
             let stale = Stale {
                 age: copy.read_at.elapsed(),
+                fresh_for,
             };
             (copy.value, stale)
         })
     }
 
-    fn keep<T: Clone + Send + Sync + 'static>(cache: &Cache<String, Kept<T>>, key: &str, value: T) {
-        let read_at = Instant::now();
-        cache.insert(key.to_owned(), Kept { value, read_at });
+    fn keep<T: Clone + Send + Sync + 'static>(
+        &self,
+        cache: &Cache<String, Kept<T>>,
+        key: &str,
+        value: T,
+        ReadStarted(read_at): ReadStarted,
+    ) {
+        // Checked and inserted under the lock that drops copies: a change cannot fall between.
+        let changed_at = lock(&self.changed_at);
+        if read_at < *changed_at {
+            return;
+        }
+        // Drawn at random: copies read together (after a start) are not all read again together.
+        let pushed_fresh_until =
+            read_at + PUSHED_COPY_LIFETIME + random_part(0.5, PUSHED_COPY_LIFETIME);
+        cache.insert(
+            key.to_owned(),
+            Kept {
+                value,
+                read_at,
+                pushed_fresh_until,
+            },
+        );
+        drop(changed_at);
+    }
+
+    /// Drops copies for a change (`invalidate`), refusing the copies of reads under way.
+    fn changed(&self, invalidate: impl FnOnce()) {
+        let mut changed_at = lock(&self.changed_at);
+        *changed_at = Instant::now();
+        invalidate();
     }
 
     pub(crate) fn fallback_color(&self, user_id: &str) -> Option<Rgb> {
@@ -88,11 +178,11 @@ impl HotReads {
 
     /// The last fallback color read, however old (within [`STALE_IF_ERROR`]).
     pub(crate) fn stale_fallback_color(&self, user_id: &str) -> Option<(Rgb, Stale)> {
-        Self::stale(&self.fallback_colors, user_id)
+        self.stale(&self.fallback_colors, user_id)
     }
 
-    pub(crate) fn keep_fallback_color(&self, user_id: &str, color: Rgb) {
-        Self::keep(&self.fallback_colors, user_id, color);
+    pub(crate) fn keep_fallback_color(&self, user_id: &str, color: Rgb, read: ReadStarted) {
+        self.keep(&self.fallback_colors, user_id, color, read);
     }
 
     pub(crate) fn overlay(&self, id: &str) -> Option<Overlay> {
@@ -101,25 +191,27 @@ impl HotReads {
 
     /// The last copy of an overlay read, however old (within [`STALE_IF_ERROR`]).
     pub(crate) fn stale_overlay(&self, id: &str) -> Option<(Overlay, Stale)> {
-        Self::stale(&self.overlays, id)
+        self.stale(&self.overlays, id)
     }
 
-    pub(crate) fn keep_overlay(&self, overlay: &Overlay) {
-        Self::keep(&self.overlays, &overlay.id, overlay.clone());
+    pub(crate) fn keep_overlay(&self, overlay: &Overlay, read: ReadStarted) {
+        self.keep(&self.overlays, &overlay.id, overlay.clone(), read);
     }
 
     pub(crate) fn settings_changed(&self, user_id: &str) {
-        self.fallback_colors.invalidate(user_id);
+        self.changed(|| self.fallback_colors.invalidate(user_id));
     }
 
     pub(crate) fn overlay_changed(&self, id: &str) {
-        self.overlays.invalidate(id);
+        self.changed(|| self.overlays.invalidate(id));
     }
 
     /// A deleted user takes their overlays along; which ones are cached is not worth tracking
     /// for so rare an event.
     pub(crate) fn user_deleted(&self, user_id: &str) {
-        self.fallback_colors.invalidate(user_id);
-        self.overlays.invalidate_all();
+        self.changed(|| {
+            self.fallback_colors.invalidate(user_id);
+            self.overlays.invalidate_all();
+        });
     }
 }

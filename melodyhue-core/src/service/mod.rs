@@ -126,12 +126,21 @@ impl Error {
     }
 }
 
+/// How long a node trusts a copy of a row without reading the database while every change made
+/// on another node is pushed to it (a cluster node whose subscription is up), plus up to half
+/// of it at random: a safety net only, for a change written behind the service's back. The
+/// copies of Spotify connections, fallback colors and overlays live this long there.
+pub(crate) const PUSHED_COPY_LIFETIME: Duration = Duration::from_secs(600);
+
 /// A value served from a copy because the database is unavailable (RFC 5861's
 /// stale-if-error; see [`STALE_IF_ERROR`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale {
     /// How long ago the copy was read from the database.
     pub age: Duration,
+    /// How long after its read the copy was fresh (one polling interval; 10 to 15 minutes on
+    /// a cluster node that hears of every change).
+    pub fresh_for: Duration,
 }
 
 /// Result of a use case.

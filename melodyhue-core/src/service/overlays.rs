@@ -61,18 +61,20 @@ impl<'a> Overlays<'a> {
     }
 
     /// Any overlay, for its public page, which OBS polls: from a copy at most one polling
-    /// interval old (see [`HotReads`](super::HotReads)), dropped when the overlay changes.
+    /// interval old (10 to 15 minutes on a subscribed cluster node; see
+    /// [`HotReads`](super::HotReads)), dropped when the overlay changes.
     pub async fn public_overlay(self, id: &str) -> Result<Overlay> {
         let inner = self.app.inner();
         if let Some(overlay) = inner.hot_reads.overlay(id) {
             return Ok(overlay);
         }
+        let read = inner.hot_reads.read_started();
         let overlay = inner
             .store
             .overlay_by_id(id)
             .await?
             .ok_or(Error::NotFound(NOT_FOUND))?;
-        inner.hot_reads.keep_overlay(&overlay);
+        inner.hot_reads.keep_overlay(&overlay, read);
         Ok(overlay)
     }
 

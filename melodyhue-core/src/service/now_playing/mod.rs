@@ -115,8 +115,8 @@ impl<'a> Playing<'a> {
     /// The now-playing state of `user_id`, watching them (see
     /// [`hub`]); `User not found` for an unknown user. While a cover is playing
     /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
-    /// polling interval old (see [`HotReads`](super::HotReads)), dropped when the user's
-    /// settings change. While the database is unavailable, the last fallback color read is
+    /// polling interval old (10 to 15 minutes on a subscribed cluster node; see
+    /// [`HotReads`](super::HotReads)), dropped when the user's settings change. While the database is unavailable, the last fallback color read is
     /// shown instead, marked [`NowPlaying::stale`], for up to
     /// [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
     pub async fn of(self, user_id: &str) -> Result<NowPlaying> {
@@ -183,6 +183,7 @@ impl<'a> Playing<'a> {
         if let Some(color) = inner.hot_reads.fallback_color(user_id) {
             return Ok((color, None));
         }
+        let read = inner.hot_reads.read_started();
         let hex = match inner.store.fallback_color(user_id).await {
             Ok(hex) => hex.ok_or(Error::NotFound("User not found"))?,
             Err(err @ StoreError::Unavailable(_)) => {
@@ -195,7 +196,7 @@ impl<'a> Playing<'a> {
         };
         // Stored colors are validated on the way in; a legacy row with nonsense shows black.
         let color = Rgb::from_hex(&hex).unwrap_or(Rgb::new(0, 0, 0));
-        inner.hot_reads.keep_fallback_color(user_id, color);
+        inner.hot_reads.keep_fallback_color(user_id, color, read);
         Ok((color, None))
     }
 }

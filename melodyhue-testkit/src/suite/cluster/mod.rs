@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::spotify::{close_code, next_json};
+use super::spotify::{close_code, next_json, refresh_tokens_sent};
 use super::{Harness, TestUser, receive, release_together};
 use crate::fake_spotify::{FakeTrack, Scenario};
 use crate::{Need, Trial, trial};
-use melodyhue_core::model::Role;
+use melodyhue_core::model::{Role, SettingsPatch};
 
 mod nodes;
 
@@ -595,6 +595,186 @@ pub async fn a_silent_redis_is_not_polled_around(h: &Harness) {
     every_node_shows(&cluster, &users[0], "Kim 2", Duration::from_secs(3)).await;
 }
 
+/// Redis stays silent for 7 s (its process paused): each node gives up its subscription, whose
+/// pings go unanswered for 5 s, and subscribes again once Redis answers. A subscription kept
+/// through the silence would leave the node relying on it for credentials changes with no sign
+/// of what it missed (a connection that died without a reset looks the same).
+pub async fn a_silent_subscription_is_replaced(h: &Harness) {
+    let redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("sid", "rt-sid", track("Sid")).await];
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(1)).await;
+    let subscribed_before = redis.subscriber_ids();
+    assert_eq!(subscribed_before.len(), 3, "one subscription per node");
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    redis.unpause();
+    let patience = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = redis.subscriber_ids();
+        if now.len() == 3 && now.iter().all(|id| !subscribed_before.contains(id)) {
+            break;
+        }
+        assert!(
+            Instant::now() < patience,
+            "subscriptions {now:?} after the silence, {subscribed_before:?} before"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    every_node_shows(&cluster, &users[0], "Sid", Duration::from_secs(3)).await;
+}
+
+/// A credentials change no node heard of (written straight into the database: as a change
+/// announced while the subscriptions were down) is read by every node once it is subscribed
+/// again: not sooner, since a subscribed node relies on the pushes and reads a connection
+/// again only every 10 to 15 minutes, and not later.
+pub async fn a_change_missed_while_unsubscribed_is_read_after_it(h: &Harness) {
+    let redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("lea", "rt-lea", track("Lea 1")).await];
+    let viewers = view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(5));
+    let change = async {
+        every_node_shows(&cluster, &users[0], "Lea 1", Duration::from_secs(2)).await;
+        cluster
+            .fake
+            .set_scenario("rt-lea-2", Scenario::Playing(track("Lea 2")));
+        cluster
+            .store_refresh_token_unannounced(&users[0].id, "rt-lea-2")
+            .await;
+        // Three polling intervals on: unheard of, the change is not seen.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        every_node_shows(&cluster, &users[0], "Lea 1", Duration::ZERO).await;
+        redis.kill_subscriptions();
+        every_node_shows(&cluster, &users[0], "Lea 2", Duration::from_secs(2)).await;
+    };
+    tokio::join!(viewers, change);
+}
+
+/// An idle user's fallback color: a subscribed node keeps its copy fresh for 10 to 15 minutes
+/// (a change written straight into the database is not seen after three polling intervals);
+/// while Redis is away, for one interval. A copy read while Redis was away, before a change
+/// made then, is not kept as fresh once the node is subscribed again: every copy is read
+/// again then.
+pub async fn copies_read_while_redis_was_away_are_read_again_after_it(h: &Harness) {
+    let mut redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let idle = cluster.register(0, "ida").await;
+    let path = format!("/color/{}", idle.id);
+    let shown_everywhere = |hex: &'static str| {
+        let (cluster, path) = (&cluster, path.as_str());
+        async move {
+            for node in 0..cluster.nodes.len() {
+                let reply = cluster.get(node, path, None).await;
+                if reply.body["color"]["hex"] != hex {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    let write_color = |hex: &'static str| {
+        let store = &cluster.store;
+        let user_id = idle.id.as_str();
+        async move {
+            let patch = SettingsPatch {
+                default_overlay_color: Some(hex.parse().unwrap()),
+                ..SettingsPatch::default()
+            };
+            store.update_settings(user_id, &patch).await.unwrap();
+        }
+    };
+    view_everywhere(
+        &cluster,
+        std::slice::from_ref(&idle),
+        Instant::now() + Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        shown_everywhere("#25d865").await,
+        "the default fallback color"
+    );
+    write_color("#123456").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        shown_everywhere("#25d865").await,
+        "a color changed unannounced"
+    );
+
+    redis.kill();
+    // Away from Redis, copies last one interval: each node reads the new color now...
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(shown_everywhere("#123456").await, "read without Redis");
+    // ...and misses the next change, made before Redis is back.
+    write_color("#abcdef").await;
+    assert!(redis.resume());
+    // Nothing is asked of the nodes until each is subscribed again, so that the copies they
+    // hold are the ones read before the change.
+    let patience = Instant::now() + Duration::from_secs(3);
+    while redis.subscriber_ids().len() < 3 {
+        assert!(
+            Instant::now() < patience,
+            "the nodes did not subscribe again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        shown_everywhere("#abcdef").await,
+        "a copy read before the change is still shown"
+    );
+}
+
+/// A node takes a user over from another holder (here: a lease the test gives away and that
+/// runs out), which rotated the refresh token meanwhile: the node reads the connection again
+/// and never sends the dead refresh token of its older copy.
+pub async fn a_node_taking_a_user_over_reads_the_connection_again(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [cluster.player("lou", "rt-lou", track("Lou 1")).await];
+    // Viewers on node 0 only: it alone polls the user, and keeps a copy of the connection.
+    let viewers = view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_secs(6),
+    );
+    let takeover = async {
+        wait_for_holder(&cluster, &users[0].id, "node-0", Duration::from_secs(2)).await;
+        cluster
+            .lease_elsewhere(&users[0].id, Duration::from_millis(1500))
+            .await;
+        // A poll of node 0 under way ends first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // What the other holder did: Spotify rotated the refresh token (the old one is dead,
+        // and so is the access token node 0 got with it), and the holder stored the new one.
+        cluster
+            .fake
+            .set_scenario("rt-lou-2", Scenario::Playing(track("Lou 2")));
+        cluster.fake.revoke_refresh_token("rt-lou");
+        cluster.fake.expire_access_tokens("rt-lou");
+        cluster
+            .store_refresh_token_unannounced(&users[0].id, "rt-lou-2")
+            .await;
+        cluster.fake.reset_counters();
+        let deadline = Instant::now() + Duration::from_secs(4);
+        loop {
+            let infos = cluster
+                .get(0, &format!("/infos/{}", users[0].id), None)
+                .await;
+            if infos.body["track"]["name"] == "Lou 2" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node 0 shows {:?}", infos.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            cluster.lease_holder(&users[0].id).await.as_deref(),
+            Some("node-0")
+        );
+        assert_eq!(refresh_tokens_sent(&cluster.fake), ["rt-lou-2"]);
+    };
+    tokio::join!(viewers, takeover);
+}
+
 /// The cluster cases for `harness` (its backend is ignored: a cluster needs PostgreSQL),
 /// named `cluster::case`.
 pub fn trials(harness: Harness) -> Vec<Trial> {
@@ -625,6 +805,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         a_refused_spotify_app_holds_for_every_node,
         a_settings_change_reaches_every_node_within_100_ms,
         a_dead_nodes_users_are_polled_again_within_two_intervals,
+        a_node_taking_a_user_over_reads_the_connection_again,
         login_failures_over_three_nodes_are_throttled_as_on_one,
         mail_budgets_hold_across_nodes,
         a_ban_closes_websockets_on_every_node,
@@ -633,6 +814,9 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         OwnRedis::need();
         redis_going_away_is_no_outage,
         a_silent_redis_is_not_polled_around,
+        a_change_missed_while_unsubscribed_is_read_after_it,
+        copies_read_while_redis_was_away_are_read_again_after_it,
+        a_silent_subscription_is_replaced,
     ));
     trials
 }

@@ -16,6 +16,7 @@ use crate::{Need, needed_var};
 use melodyhue_core::App;
 use melodyhue_core::auth::password::HashParams;
 use melodyhue_core::config::Config;
+use melodyhue_core::secrets::SecretBox;
 use melodyhue_core::store::Store;
 
 const CLIENT_ID: &str = "cluster-client-id";
@@ -210,13 +211,57 @@ impl TestCluster {
         crate::metrics::sample(&text, series)
     }
 
-    /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.
-    pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
-        let client = redis::Client::open(self.redis_url.as_str()).expect("Redis URL");
-        let mut connection = client
+    /// Writes `refresh_token` as the user's stored refresh token straight into the database,
+    /// announced to no node: a change each node hears of only by reading the database.
+    pub async fn store_refresh_token_unannounced(&self, user_id: &str, refresh_token: &str) {
+        let stored = self
+            .store
+            .spotify_credentials(user_id)
+            .await
+            .expect("the user's credentials")
+            .expect("the user")
+            .refresh_token_encrypted
+            .expect("a stored refresh token");
+        let newer = SecretBox::new(TEST_ENCRYPTION_KEY).encrypt(refresh_token);
+        let replaced = self
+            .store
+            .replace_spotify_refresh_token(user_id, &stored, Some(&newer), chrono::Utc::now())
+            .await
+            .expect("the refresh token written");
+        assert!(replaced, "the stored refresh token changed meanwhile");
+    }
+
+    /// Gives `user_id`'s lease to a holder that is none of the nodes, for `hold` (with a new
+    /// fencing token, as a real holder would take it): every node follows meanwhile, and the
+    /// next node to claim takes the user over.
+    pub async fn lease_elsewhere(&self, user_id: &str, hold: Duration) {
+        let mut connection = self.redis().await;
+        let fence: u64 = redis::cmd("INCR")
+            .arg(format!("{}fence:{user_id}", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("INCR the fence");
+        let () = redis::cmd("SET")
+            .arg(format!("{}lease:{user_id}", self.prefix))
+            .arg(format!("elsewhere#test|{fence}"))
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).expect("a short hold"))
+            .query_async(&mut connection)
+            .await
+            .expect("SET the lease");
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .expect("Redis URL")
             .get_multiplexed_async_connection()
             .await
-            .expect("Redis connection");
+            .expect("Redis connection")
+    }
+
+    /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.
+    pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
+        let mut connection = self.redis().await;
         let value: Option<String> = redis::cmd("GET")
             .arg(format!("{}lease:{user_id}", self.prefix))
             .query_async(&mut connection)
@@ -370,6 +415,41 @@ impl OwnRedis {
             .status()
             .expect("kill");
         assert!(sent.success(), "kill {signal} redis-server");
+    }
+
+    /// Closes every subscriber's connection (`CLIENT KILL TYPE pubsub`): the nodes lose their
+    /// subscriptions, nothing else.
+    pub(super) fn kill_subscriptions(&self) {
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut self.connection())
+            .expect("CLIENT KILL");
+        assert!(killed > 0, "no subscription to close");
+    }
+
+    /// The ids of the connections subscribed now (`CLIENT LIST TYPE pubsub`), sorted.
+    pub(super) fn subscriber_ids(&self) -> Vec<u64> {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut self.connection())
+            .expect("CLIENT LIST");
+        let mut ids: Vec<u64> = list
+            .lines()
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("Redis URL")
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .expect("a connection to the test's redis-server")
     }
 
     pub(super) fn kill(&mut self) {

@@ -164,6 +164,15 @@ async fn stored_refresh_token(server: &TestServer, user_id: &str) -> Option<Stri
     )
 }
 
+/// The refresh tokens a server sent to `fake`, in order.
+pub(super) fn refresh_tokens_sent(fake: &FakeSpotify) -> Vec<String> {
+    fake.token_requests()
+        .iter()
+        .filter(|r| r.field("grant_type") == Some("refresh_token"))
+        .filter_map(|r| r.field("refresh_token").map(str::to_owned))
+        .collect()
+}
+
 /// Polls `check` every 100 ms until it holds, for at most `limit`.
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where

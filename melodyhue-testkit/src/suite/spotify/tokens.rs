@@ -7,9 +7,9 @@ use serde_json::json;
 
 use super::{
     FRONTEND_CALLBACK, Setup, authorize, connected_user, cover_png, eventually, hex, playing,
-    second_node, setup, stored_refresh_token, user_with_app,
+    refresh_tokens_sent, second_node, setup, stored_refresh_token, user_with_app,
 };
-use crate::fake_spotify::{Endpoint, FakeSpotify, Scenario};
+use crate::fake_spotify::{Endpoint, Scenario};
 use crate::suite::{Harness, TEST_ENCRYPTION_KEY, TestUser};
 use melodyhue_core::color::{self};
 use melodyhue_core::secrets::SecretBox;
@@ -91,15 +91,6 @@ pub async fn endless_access_tokens_are_kept_a_day_at_most(h: &Harness) {
     .await;
     assert_eq!(hex(&s.server.get(&path, None).await.body), expected);
     assert_eq!(s.fake.calls(Endpoint::Token), 1, "one access token, kept");
-}
-
-/// The refresh tokens the server sent, in order.
-fn refresh_tokens_sent(fake: &FakeSpotify) -> Vec<String> {
-    fake.token_requests()
-        .iter()
-        .filter(|r| r.field("grant_type") == Some("refresh_token"))
-        .filter_map(|r| r.field("refresh_token").map(str::to_owned))
-        .collect()
 }
 
 /// Spotify rotates the refresh token on every refresh, each working once, and access tokens

@@ -1,9 +1,12 @@
 //! The hub's copy of each user's Spotify connection, and the access tokens it gets with it.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::polling::{PollFailure, classify};
 use super::{HubInner, lock};
+use crate::clock::random_part;
+use crate::service::PUSHED_COPY_LIFETIME;
 use crate::spotify::{AppCredentials, SpotifyError};
 
 /// How often the hub re-reads a user's credentials from the database (they may change on
@@ -106,6 +109,43 @@ fn keep_connection(hub: &HubInner, user_id: &str, generation: u64, mut connectio
     slot.connection = Some(connection);
 }
 
+/// Whether changes of connections made on other nodes reach this hub as they happen
+/// ([`NowPlayingHub::credentials_changed`](super::NowPlayingHub::credentials_changed)), which
+/// decides how long a copy is used without reading the database (see [`credentials_lifetime`]).
+/// When they start to again, every copy is read again before its next use: changes made
+/// meanwhile were not heard of. When they stop, no copy is used longer than an unpushed one.
+/// Either way, a poll in flight does not keep the copy it read before as fresh.
+pub(super) fn set_credentials_pushed(hub: &HubInner, pushed: bool) {
+    let was = hub.credentials_pushed.swap(pushed, Ordering::AcqRel);
+    if was == pushed && !pushed {
+        return;
+    }
+    let mut connections = lock(&hub.connections);
+    for slot in connections.values_mut() {
+        slot.generation += 1;
+        if let Some(connection) = &mut slot.connection {
+            connection.fresh_until = if pushed {
+                None
+            } else {
+                let unpushed = Instant::now() + credentials_lifetime(false);
+                connection.fresh_until.map(|until| until.min(unpushed))
+            };
+        }
+    }
+}
+
+/// The right to poll the user has just come to this node: the node that polled before may
+/// have rotated the refresh token since this node's copy was read, so the copy is read again
+/// before its next use (rather than trying the dead token and recovering from its refusal).
+pub(super) fn read_again(hub: &HubInner, user_id: &str) {
+    if let Some(connection) = lock(&hub.connections)
+        .get_mut(user_id)
+        .and_then(|slot| slot.connection.as_mut())
+    {
+        connection.fresh_until = None;
+    }
+}
+
 fn forget_connection(hub: &HubInner, user_id: &str) {
     if let Some(slot) = lock(&hub.connections).get_mut(user_id) {
         slot.connection = None;
@@ -161,23 +201,26 @@ async fn load_connection(
         // Someone stored another token since: it is newer than ours.
         return Box::pin(load_connection(hub, user_id, None)).await;
     }
-    connection.fresh_until = Some(Instant::now() + credentials_lifetime());
+    let pushed = hub.credentials_pushed.load(Ordering::Acquire);
+    connection.fresh_until = Some(Instant::now() + credentials_lifetime(pushed));
     Ok(connection)
 }
 
-/// How long a copy of the credentials just read is used: [`CREDENTIALS_TTL`] to 1.5 times it,
-/// at random. The users polled since a start were all read within one polling interval; with
-/// one fixed lifetime they would all be read again within one interval every minute (in the
-/// cluster bench, nearly all of the `/color` tail fell in those seconds), where a random one
-/// spreads the reads over half a minute, and further apart at each round.
-fn credentials_lifetime() -> Duration {
-    CREDENTIALS_TTL + random_part(0.5, CREDENTIALS_TTL)
-}
-
-/// A random duration from zero to `share` of `of`: the jitter that keeps expiries set together
-/// from falling due together (a cache stampede).
-fn random_part(share: f64, of: Duration) -> Duration {
-    of.mul_f64(share * rand::random::<f64>())
+/// How long a copy of the credentials just read is used: [`CREDENTIALS_TTL`] (while changes
+/// are `pushed`, see [`set_credentials_pushed`]: [`PUSHED_COPY_LIFETIME`], since at
+/// [`CREDENTIALS_TTL`] the re-reads were the largest part of a cluster node's database work and
+/// the cluster bench's `/color` tail) to 1.5 times it, at random. The users polled since
+/// a start were all read within one polling interval; with one fixed lifetime they would all be
+/// read again within one interval at each round (in the cluster bench, nearly all of the
+/// `/color` tail fell in those seconds), where a random one spreads the reads over half a
+/// lifetime, and further apart at each round.
+fn credentials_lifetime(pushed: bool) -> Duration {
+    let ttl = if pushed {
+        PUSHED_COPY_LIFETIME
+    } else {
+        CREDENTIALS_TTL
+    };
+    ttl + random_part(0.5, ttl)
 }
 
 /// Stores the connection's unsaved refresh token in place of the stored one, by
@@ -329,21 +372,14 @@ mod tests {
 
     #[test]
     fn credentials_lifetimes_spread_over_half_the_ttl() {
-        let lifetimes: Vec<Duration> = (0..200).map(|_| credentials_lifetime()).collect();
-        let range = CREDENTIALS_TTL..CREDENTIALS_TTL.mul_f64(1.5);
-        assert!(lifetimes.iter().all(|lifetime| range.contains(lifetime)));
-        // Drawn, not fixed: both halves of the range come up.
-        let middle = CREDENTIALS_TTL.mul_f64(1.25);
-        assert!(lifetimes.iter().any(|lifetime| *lifetime < middle));
-        assert!(lifetimes.iter().any(|lifetime| *lifetime >= middle));
-    }
-
-    #[test]
-    fn random_parts_stay_within_their_share() {
-        let hour = Duration::from_secs(3600);
-        let parts: Vec<Duration> = (0..200).map(|_| random_part(0.1, hour)).collect();
-        assert!(parts.iter().all(|part| *part < hour / 10));
-        assert!(parts.iter().any(|part| *part < hour / 20));
-        assert!(parts.iter().any(|part| *part >= hour / 20));
+        for (pushed, ttl) in [(false, CREDENTIALS_TTL), (true, PUSHED_COPY_LIFETIME)] {
+            let lifetimes: Vec<Duration> = (0..200).map(|_| credentials_lifetime(pushed)).collect();
+            let range = ttl..ttl.mul_f64(1.5);
+            assert!(lifetimes.iter().all(|lifetime| range.contains(lifetime)));
+            // Drawn, not fixed: both halves of the range come up.
+            let middle = ttl.mul_f64(1.25);
+            assert!(lifetimes.iter().any(|lifetime| *lifetime < middle));
+            assert!(lifetimes.iter().any(|lifetime| *lifetime >= middle));
+        }
     }
 }

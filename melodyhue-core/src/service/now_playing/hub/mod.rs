@@ -21,7 +21,9 @@
 //! - Several nodes ([`NowPlayingHub::coordinate`]): before each poll the feed asks the
 //!   [`PollCoordinator`] whether this node polls the user; if another does, the feed shows what
 //!   that node shares ([`NowPlayingHub::apply_remote`]), and subscribers are woken exactly as
-//!   by a poll of this node.
+//!   by a poll of this node. While changes made on other nodes are pushed to the hub
+//!   ([`NowPlayingHub::set_credentials_pushed`]), connection copies are read again far less
+//!   often; a node that takes a user over reads the user's connection again.
 //!
 //! This module holds what viewers and subscribers use; the feed task and its polls are in
 //! `polling`, the copy of each user's connection in `connection`, the cover cache in `covers`.
@@ -31,7 +33,7 @@ mod covers;
 mod polling;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -177,6 +179,9 @@ struct HubInner {
     /// Connections outlive feeds: a user watched again costs no token call, and a rotated
     /// refresh token not yet stored is not lost.
     connections: Mutex<HashMap<String, ConnectionSlot>>,
+    /// Whether changes of connections made elsewhere are pushed to this hub (see
+    /// [`NowPlayingHub::set_credentials_pushed`]).
+    credentials_pushed: AtomicBool,
     /// Failing users outlive feeds too: a restarted feed must not poll early, nor make its
     /// first viewer wait for a Spotify known to fail.
     backoffs: Mutex<HashMap<String, Backoff>>,
@@ -233,6 +238,7 @@ impl NowPlayingHub {
                 interval,
                 feeds: Mutex::new(HashMap::new()),
                 connections: Mutex::new(HashMap::new()),
+                credentials_pushed: AtomicBool::new(false),
                 backoffs: Mutex::new(HashMap::new()),
                 covers: covers::cache(),
                 counters: Counters::default(),
@@ -295,6 +301,16 @@ impl NowPlayingHub {
         if let Some(feed) = lock(&self.inner.feeds).get(user_id) {
             feed.wake.notify_one();
         }
+    }
+
+    /// Whether every change of a connection made on another node reaches this hub as it happens
+    /// (through [`NowPlayingHub::credentials_changed`]): `true` while a cluster node's
+    /// subscription is up. The database is then read again only every 10 to 15 minutes per user
+    /// (otherwise every 60 to 90 s), as a safety net. Each time it becomes `true`, every copy
+    /// is read again before its next use (changes made while it was not were missed); `false`
+    /// brings every copy back to the shorter lifetime.
+    pub fn set_credentials_pushed(&self, pushed: bool) {
+        connection::set_credentials_pushed(&self.inner, pushed);
     }
 
     /// The user changed their connection by hand: ends the hold the cluster may keep on them

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connection::access_token;
+use super::connection::{access_token, read_again};
 use super::covers::cover;
 use super::{Feed, HubInner, PlayingItem, Snapshot, lock, publish};
 use crate::service::now_playing::coordination::{Claim, PollLease};
@@ -59,6 +59,12 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                     retry_in
                 }
                 Claim::Poll(granted) => {
+                    let taken_over = granted.is_some_and(|granted| {
+                        lease.is_none_or(|(held, _)| held.fence != granted.fence)
+                    });
+                    if taken_over {
+                        read_again(&hub, &feed.user_id);
+                    }
                     lease = granted.map(|granted| (granted, Instant::now()));
                     let granted = lease.map(|(granted, _)| granted);
                     let outcome = poll(&hub, &feed).await;
