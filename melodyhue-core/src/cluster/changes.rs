@@ -10,6 +10,11 @@ use super::wire::SharedChange;
 use super::{
     Cluster, REDIS_TIMEOUT, RESUBSCRIBE_DELAY, RedisTrouble, SLOW_NOT_GONE, SUBSCRIPTION_HEARTBEAT,
 };
+
+/// How many times a change is published before it is given up (see [`Cluster::broadcast`]).
+const PUBLISH_ATTEMPTS: u32 = 5;
+/// The wait after the first failed publish (then 0.5, 1 and 2 s).
+const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 use crate::App;
 use crate::app::Inner;
 use crate::service::AccountEvent;
@@ -97,7 +102,11 @@ impl Cluster {
         self.key("changes")
     }
 
-    /// Publishes `change` for the other nodes, in the background (bounded by the call timeout).
+    /// Publishes `change` for the other nodes, in the background: tried [`PUBLISH_ATTEMPTS`]
+    /// times, [`PUBLISH_RETRY`] apart and twice as long each time, since the other nodes' copies
+    /// rely on the pushes (a change lost on the way would be seen only at their 10 to 15 minute
+    /// re-read). A change is an invalidation, safe to apply twice: a publish that timed out may
+    /// still have been delivered.
     pub(crate) fn broadcast(&self, change: Change) {
         let message = SharedChange {
             origin: self.inner.owner.clone(),
@@ -109,15 +118,26 @@ impl Cluster {
         let cluster = self.clone();
         let channel = self.changes_channel();
         tokio::spawn(async move {
-            let _: Result<i64, _> = cluster
-                .call(|mut connection| async move {
-                    redis::cmd("PUBLISH")
-                        .arg(channel)
-                        .arg(json)
-                        .query_async(&mut connection)
-                        .await
-                })
-                .await;
+            let mut wait = PUBLISH_RETRY;
+            for attempt in 1..=PUBLISH_ATTEMPTS {
+                let published: Result<i64, _> = cluster
+                    .call(|mut connection| {
+                        let (channel, json) = (channel.clone(), json.clone());
+                        async move {
+                            redis::cmd("PUBLISH")
+                                .arg(channel)
+                                .arg(json)
+                                .query_async(&mut connection)
+                                .await
+                        }
+                    })
+                    .await;
+                if published.is_ok() || attempt == PUBLISH_ATTEMPTS {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
         });
     }
 
@@ -173,6 +193,9 @@ impl Cluster {
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 beat.tick().await;
+                if app.strong_count() == 0 {
+                    return Ok(());
+                }
                 match tokio::time::timeout(SLOW_NOT_GONE, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => return Err::<(), _>(RedisTrouble::Redis(err)),

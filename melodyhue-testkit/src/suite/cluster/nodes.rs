@@ -417,16 +417,28 @@ impl OwnRedis {
         assert!(sent.success(), "kill {signal} redis-server");
     }
 
-    /// Closes every subscriber's connection (`CLIENT KILL TYPE pubsub`): the nodes lose their
-    /// subscriptions, nothing else.
-    pub(super) fn kill_subscriptions(&self) {
+    /// Closes every connection of `kind` (`CLIENT KILL TYPE <kind>`, but the caller's own):
+    /// `pubsub`, the nodes' subscriptions; `normal`, the connections they call Redis on.
+    pub(super) fn kill_connections(&self, kind: &str) {
         let killed: u64 = redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
-            .arg("pubsub")
+            .arg(kind)
             .query(&mut self.connection())
             .expect("CLIENT KILL");
-        assert!(killed > 0, "no subscription to close");
+        assert!(killed > 0, "no {kind} connection to close");
+    }
+
+    /// Lets the default user `PUBLISH` (`ACL SETUSER default +publish`), or not (`-publish`:
+    /// every publication, a node's or a script's, fails with `NOPERM`).
+    pub(super) fn allow_publish(&self, allowed: bool) {
+        let rule = if allowed { "+publish" } else { "-publish" };
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(&mut self.connection())
+            .expect("ACL SETUSER");
     }
 
     /// The ids of the connections subscribed now (`CLIENT LIST TYPE pubsub`), sorted.
