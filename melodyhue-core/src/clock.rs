@@ -53,6 +53,12 @@ impl Clock for OffsetClock {
     }
 }
 
+/// `base` to 1.5 times `base`, at random: the lifetime of a copy read from the database, so
+/// that copies read together (after a start) are not all read again together.
+pub(crate) fn jittered_lifetime(base: std::time::Duration) -> std::time::Duration {
+    base + random_part(0.5, base)
+}
+
 /// A random duration from zero to `share` of `of`: the jitter that keeps expiries set together
 /// (copies read together after a start) from falling due together (a cache stampede).
 pub(crate) fn random_part(share: f64, of: std::time::Duration) -> std::time::Duration {

@@ -7,7 +7,7 @@
 //! to one interval late. On a cluster node whose subscription is up, every change made through
 //! another node is pushed here too, and a copy is fresh for 10 to 15 minutes (see
 //! [`HotReads::set_pushed`]): only a change made behind the service's back, straight in the
-//! database, waits for that.
+//! database, or one whose every publication failed, waits for that.
 //!
 //! A copy read before a change is never kept as fresh after it: each read starts with
 //! [`HotReads::read_started`], and a copy whose read started before the last change dropped
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{PUSHED_COPY_LIFETIME, Stale};
-use crate::clock::random_part;
+use crate::clock::jittered_lifetime;
 use crate::color::Rgb;
 use crate::model::Overlay;
 
@@ -109,10 +109,12 @@ impl HotReads {
         key: &str,
     ) -> Option<T> {
         let copy = cache.get(key)?;
+        // `pushed` first: when it reads true, the resync that came with it is seen too.
+        let pushed = self.pushed.load(Ordering::Acquire);
         if copy.read_at < *lock(&self.resynced_at) {
             return None;
         }
-        let fresh = if self.pushed.load(Ordering::Acquire) {
+        let fresh = if pushed {
             Instant::now() < copy.pushed_fresh_until
         } else {
             copy.read_at.elapsed() < self.lifetime
@@ -151,9 +153,7 @@ impl HotReads {
         if read_at < *changed_at {
             return;
         }
-        // Drawn at random: copies read together (after a start) are not all read again together.
-        let pushed_fresh_until =
-            read_at + PUSHED_COPY_LIFETIME + random_part(0.5, PUSHED_COPY_LIFETIME);
+        let pushed_fresh_until = read_at + jittered_lifetime(PUSHED_COPY_LIFETIME);
         cache.insert(
             key.to_owned(),
             Kept {

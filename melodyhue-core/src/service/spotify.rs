@@ -66,15 +66,16 @@ pub struct Spotify<'a> {
 }
 
 impl<'a> Spotify<'a> {
+    /// The caller's stored credentials (all `None` when never set, or when the account was
+    /// deleted meanwhile).
+    async fn credentials(self, user: &User) -> Result<SpotifyCredentials> {
+        let stored = self.app.inner().store.spotify_credentials(&user.id).await?;
+        Ok(stored.unwrap_or_default())
+    }
+
     /// What the caller has configured.
     pub async fn spotify_status(self, user: &User) -> Result<SpotifyStatus> {
-        let credentials = self
-            .app
-            .inner()
-            .store
-            .spotify_credentials(&user.id)
-            .await?
-            .unwrap_or_default();
+        let credentials = self.credentials(user).await?;
         Ok(SpotifyStatus::from(&credentials))
     }
 
@@ -119,11 +120,7 @@ impl<'a> Spotify<'a> {
         redirect_uri: Option<&str>,
     ) -> Result<String> {
         let inner = self.app.inner();
-        let credentials = inner
-            .store
-            .spotify_credentials(&user.id)
-            .await?
-            .unwrap_or_default();
+        let credentials = self.credentials(user).await?;
         let client_id = credentials
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;
@@ -214,11 +211,7 @@ impl<'a> Spotify<'a> {
     /// The caller's own Spotify app, decrypted.
     async fn spotify_app(self, user: &User) -> Result<AppCredentials> {
         let inner = self.app.inner();
-        let credentials = inner
-            .store
-            .spotify_credentials(&user.id)
-            .await?
-            .unwrap_or_default();
+        let credentials = self.credentials(user).await?;
         let client_id = credentials
             .client_id
             .ok_or(Error::Rejected("Spotify client id not configured"))?;

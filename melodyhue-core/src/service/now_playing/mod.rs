@@ -112,11 +112,11 @@ pub struct Playing<'a> {
 }
 
 impl<'a> Playing<'a> {
-    /// The now-playing state of `user_id`, watching them (see
-    /// [`hub`]); `User not found` for an unknown user. While a cover is playing
-    /// the answer comes from memory; otherwise the fallback color comes from a copy at most one
-    /// polling interval old (10 to 15 minutes on a subscribed cluster node; see
-    /// [`HotReads`](super::HotReads)), dropped when the user's settings change. While the database is unavailable, the last fallback color read is
+    /// The now-playing state of `user_id`, watching them (see [`hub`]); `User not found` for an
+    /// unknown user. While a cover is playing the answer comes from memory; otherwise the
+    /// fallback color comes from a copy at most one polling interval old (10 to 15 minutes on a
+    /// subscribed cluster node; see [`HotReads`](super::HotReads)), dropped when the user's
+    /// settings change. While the database is unavailable, the last fallback color read is
     /// shown instead, marked [`NowPlaying::stale`], for up to
     /// [`STALE_IF_ERROR`](super::STALE_IF_ERROR).
     pub async fn of(self, user_id: &str) -> Result<NowPlaying> {

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use super::polling::{PollFailure, classify};
 use super::{HubInner, lock};
-use crate::clock::random_part;
+use crate::clock::{jittered_lifetime, random_part};
 use crate::service::PUSHED_COPY_LIFETIME;
 use crate::spotify::{AppCredentials, SpotifyError};
 
-/// How often the hub re-reads a user's credentials from the database (they may change on
-/// another server, or the user may be deleted): after this, plus a random part of up to half of
-/// it drawn at each read (see [`credentials_lifetime`]).
+/// How often the hub re-reads a user's credentials from the database while changes are not
+/// pushed to it (they may change on another server, or the user may be deleted): after this,
+/// plus a random part of up to half of it drawn at each read (see [`credentials_lifetime`]).
 const CREDENTIALS_TTL: Duration = Duration::from_secs(60);
 /// Access tokens are renewed this long before Spotify says they expire, plus a random part of
 /// up to a tenth of their lifetime (the tokens got after a start all expire within one polling
@@ -90,23 +90,45 @@ pub(super) fn credentials_changed(hub: &HubInner, user_id: &str) {
     }
 }
 
-/// The user's connection as the hub knows it, with the generation it was read at.
-fn connection_of(hub: &HubInner, user_id: &str) -> (u64, Option<Connection>) {
-    let connections = lock(&hub.connections);
-    connections
-        .get(user_id)
-        .map_or((0, None), |slot| (slot.generation, slot.connection.clone()))
+/// What a poll read a connection at: the user's generation, and the hub's (which moves when
+/// changes start or stop being pushed, for every user, those without a slot yet included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    user: u64,
+    hub: u64,
 }
 
-/// Puts back the connection a poll worked with. When the credentials changed meanwhile, the
-/// copy is marked for a fresh read, so the change is seen before the next call.
-fn keep_connection(hub: &HubInner, user_id: &str, generation: u64, mut connection: Connection) {
+/// The user's connection as the hub knows it, with the generation it was read at.
+fn connection_of(hub: &HubInner, user_id: &str) -> (Generation, Option<Connection>) {
+    let connections = lock(&hub.connections);
+    let (user, connection) = connections
+        .get(user_id)
+        .map_or((0, None), |slot| (slot.generation, slot.connection.clone()));
+    let hub = hub.connections_epoch.load(Ordering::Acquire);
+    (Generation { user, hub }, connection)
+}
+
+/// Puts back the connection a poll worked with. When the credentials changed meanwhile (or
+/// changes started or stopped being pushed), the copy is marked for a fresh read, so the
+/// change is seen before the next call.
+fn keep_connection(
+    hub: &HubInner,
+    user_id: &str,
+    generation: Generation,
+    mut connection: Connection,
+) {
     let mut connections = lock(&hub.connections);
-    let slot = connections.entry(user_id.to_owned()).or_default();
-    if slot.generation != generation {
+    let now = Generation {
+        user: connections.get(user_id).map_or(0, |slot| slot.generation),
+        hub: hub.connections_epoch.load(Ordering::Acquire),
+    };
+    if now != generation {
         connection.fresh_until = None;
     }
-    slot.connection = Some(connection);
+    connections
+        .entry(user_id.to_owned())
+        .or_default()
+        .connection = Some(connection);
 }
 
 /// Whether changes of connections made on other nodes reach this hub as they happen
@@ -114,15 +136,16 @@ fn keep_connection(hub: &HubInner, user_id: &str, generation: u64, mut connectio
 /// decides how long a copy is used without reading the database (see [`credentials_lifetime`]).
 /// When they start to again, every copy is read again before its next use: changes made
 /// meanwhile were not heard of. When they stop, no copy is used longer than an unpushed one.
-/// Either way, a poll in flight does not keep the copy it read before as fresh.
+/// Either way, a poll in flight does not keep the copy it read before as fresh (the hub's
+/// generation moves, under the lock its polls read and keep their copies under).
 pub(super) fn set_credentials_pushed(hub: &HubInner, pushed: bool) {
+    let mut connections = lock(&hub.connections);
     let was = hub.credentials_pushed.swap(pushed, Ordering::AcqRel);
     if was == pushed && !pushed {
         return;
     }
-    let mut connections = lock(&hub.connections);
+    hub.connections_epoch.fetch_add(1, Ordering::AcqRel);
     for slot in connections.values_mut() {
-        slot.generation += 1;
         if let Some(connection) = &mut slot.connection {
             connection.fresh_until = if pushed {
                 None
@@ -220,7 +243,7 @@ fn credentials_lifetime(pushed: bool) -> Duration {
     } else {
         CREDENTIALS_TTL
     };
-    ttl + random_part(0.5, ttl)
+    jittered_lifetime(ttl)
 }
 
 /// Stores the connection's unsaved refresh token in place of the stored one, by

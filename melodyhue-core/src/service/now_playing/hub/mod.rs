@@ -33,7 +33,7 @@ mod covers;
 mod polling;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -134,8 +134,8 @@ pub struct HubStats {
 
 #[derive(Default)]
 struct Counters {
-    cover_lookups: std::sync::atomic::AtomicU64,
-    cover_misses: std::sync::atomic::AtomicU64,
+    cover_lookups: AtomicU64,
+    cover_misses: AtomicU64,
 }
 
 /// One watched user.
@@ -182,6 +182,9 @@ struct HubInner {
     /// Whether changes of connections made elsewhere are pushed to this hub (see
     /// [`NowPlayingHub::set_credentials_pushed`]).
     credentials_pushed: AtomicBool,
+    /// Moves (under the `connections` lock) each time `credentials_pushed` does: a poll that
+    /// read a connection before does not keep its copy as fresh.
+    connections_epoch: AtomicU64,
     /// Failing users outlive feeds too: a restarted feed must not poll early, nor make its
     /// first viewer wait for a Spotify known to fail.
     backoffs: Mutex<HashMap<String, Backoff>>,
@@ -239,6 +242,7 @@ impl NowPlayingHub {
                 feeds: Mutex::new(HashMap::new()),
                 connections: Mutex::new(HashMap::new()),
                 credentials_pushed: AtomicBool::new(false),
+                connections_epoch: AtomicU64::new(0),
                 backoffs: Mutex::new(HashMap::new()),
                 covers: covers::cache(),
                 counters: Counters::default(),

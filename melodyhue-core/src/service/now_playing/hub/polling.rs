@@ -41,6 +41,8 @@ pub(super) enum PollFailure {
 pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
     // The lease this node polls under, and when it last polled.
     let mut lease: Option<(PollLease, Instant)> = None;
+    // The fencing token of the last lease this node polled under (kept while it follows).
+    let mut fence_held: Option<u64> = None;
     loop {
         let retry_at = lock(&hub.backoffs)
             .get(&feed.user_id)
@@ -59,11 +61,12 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                     retry_in
                 }
                 Claim::Poll(granted) => {
-                    let taken_over = granted.is_some_and(|granted| {
-                        lease.is_none_or(|(held, _)| held.fence != granted.fence)
-                    });
-                    if taken_over {
-                        read_again(&hub, &feed.user_id);
+                    if let Some(granted) = granted {
+                        if fence_held != Some(granted.fence) {
+                            // Taken over: see `read_again`.
+                            read_again(&hub, &feed.user_id);
+                        }
+                        fence_held = Some(granted.fence);
                     }
                     lease = granted.map(|granted| (granted, Instant::now()));
                     let granted = lease.map(|(granted, _)| granted);
