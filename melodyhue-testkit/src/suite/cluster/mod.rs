@@ -61,8 +61,21 @@ async fn view_on(cluster: &TestCluster, nodes: &[usize], users: &[TestUser], unt
 
 /// Waits (at most `patience`) until every node's `/infos` of `user` shows the track `name`.
 async fn every_node_shows(cluster: &TestCluster, user: &TestUser, name: &str, patience: Duration) {
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    nodes_show(cluster, &all, user, name, patience).await;
+}
+
+/// Waits (at most `patience`) until the `/infos` of `user` on each of `nodes` shows the track
+/// `name` (asking a node starts watching the user there).
+async fn nodes_show(
+    cluster: &TestCluster,
+    nodes: &[usize],
+    user: &TestUser,
+    name: &str,
+    patience: Duration,
+) {
     let deadline = Instant::now() + patience;
-    for node in 0..cluster.nodes.len() {
+    for &node in nodes {
         loop {
             let infos = cluster
                 .get(node, &format!("/infos/{}", user.id), None)
@@ -216,35 +229,45 @@ pub async fn a_settings_change_reaches_every_node_within_100_ms(h: &Harness) {
         let reply = cluster.get(node, &path, None).await;
         assert_eq!(reply.body["color"]["hex"], "#25d865");
     }
-    cluster
-        .send(
-            0,
-            http::Method::PATCH,
-            "/settings/me",
-            Some(&user.access_token),
-            json!({"default_overlay_color": "#123456"}),
-        )
-        .await
-        .assert_status(200);
+    cluster.set_fallback_color(0, &user, "#123456").await;
     let changed = Instant::now();
     for node in 1..3 {
-        loop {
-            let reply = cluster.get(node, &path, None).await;
-            if reply.body["color"]["hex"] == "#123456" {
-                eprintln!(
-                    "node {node} shows the new color {:?} after the change",
-                    changed.elapsed()
-                );
-                break;
-            }
-            assert!(
-                changed.elapsed() < Duration::from_millis(100),
-                "node {node} still shows {} after {:?}",
-                reply.body["color"]["hex"],
-                changed.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let took = shows_color(
+            &cluster,
+            node,
+            &user,
+            "#123456",
+            changed,
+            Duration::from_millis(100),
+        )
+        .await;
+        eprintln!("node {node} shows the new color {took:?} after the change");
+    }
+}
+
+/// Waits until node `node`'s `/color` of `user` shows `hex`, at most `patience` after `since`;
+/// how long after `since` it did.
+async fn shows_color(
+    cluster: &TestCluster,
+    node: usize,
+    user: &TestUser,
+    hex: &str,
+    since: Instant,
+    patience: Duration,
+) -> Duration {
+    let path = format!("/color/{}", user.id);
+    loop {
+        let reply = cluster.get(node, &path, None).await;
+        if reply.body["color"]["hex"] == hex {
+            return since.elapsed();
         }
+        assert!(
+            since.elapsed() < patience,
+            "node {node} still shows {} after {:?}",
+            reply.body["color"]["hex"],
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -610,18 +633,9 @@ pub async fn a_silent_subscription_is_replaced(h: &Harness) {
     redis.pause();
     tokio::time::sleep(Duration::from_secs(9)).await;
     redis.unpause();
-    let patience = Instant::now() + Duration::from_secs(3);
-    loop {
-        let now = redis.subscriber_ids();
-        if now.len() == 3 && now.iter().all(|id| !subscribed_before.contains(id)) {
-            break;
-        }
-        assert!(
-            Instant::now() < patience,
-            "subscriptions {now:?} after the silence, {subscribed_before:?} before"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    redis
+        .wait_for_subscriptions(3, &subscribed_before, Duration::from_secs(3))
+        .await;
     every_node_shows(&cluster, &users[0], "Sid", Duration::from_secs(3)).await;
 }
 
@@ -641,25 +655,20 @@ pub async fn a_change_whose_publication_failed_reaches_every_node(h: &Harness) {
     )
     .await;
     redis.allow_publish(false);
-    cluster
-        .send(
-            0,
-            http::Method::PATCH,
-            "/settings/me",
-            Some(&user.access_token),
-            json!({"default_overlay_color": "#123456"}),
-        )
-        .await
-        .assert_status(200);
+    cluster.set_fallback_color(0, &user, "#123456").await;
+    let changed = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.allow_publish(true);
-    let path = format!("/color/{}", user.id);
-    let patience = Instant::now() + Duration::from_secs(3);
     for node in 1..3 {
-        while cluster.get(node, &path, None).await.body["color"]["hex"] != "#123456" {
-            assert!(Instant::now() < patience, "node {node} missed the change");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        shows_color(
+            &cluster,
+            node,
+            &user,
+            "#123456",
+            changed,
+            Duration::from_secs(3),
+        )
+        .await;
     }
 }
 
@@ -748,14 +757,9 @@ pub async fn copies_read_while_redis_was_away_are_read_again_after_it(h: &Harnes
     assert!(redis.resume());
     // Nothing is asked of the nodes until each is subscribed again, so that the copies they
     // hold are the ones read before the change.
-    let patience = Instant::now() + Duration::from_secs(3);
-    while redis.subscriber_ids().len() < 3 {
-        assert!(
-            Instant::now() < patience,
-            "the nodes did not subscribe again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    redis
+        .wait_for_subscriptions(3, &[], Duration::from_secs(3))
+        .await;
     // Long enough for each node to have heard its subscription confirmed (its copies then
     // judged by the 10 to 15 minute freshness, under which the copy read before the change
     // would still pass), short of any re-read of its own.
@@ -797,17 +801,8 @@ pub async fn a_node_taking_a_user_over_reads_the_connection_again(h: &Harness) {
             .store_refresh_token_unannounced(&users[0].id, "rt-lou-2")
             .await;
         cluster.fake.reset_counters();
-        let deadline = Instant::now() + Duration::from_secs(4);
-        loop {
-            let infos = cluster
-                .get(0, &format!("/infos/{}", users[0].id), None)
-                .await;
-            if infos.body["track"]["name"] == "Lou 2" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node 0 shows {:?}", infos.body);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Node 0 only: a viewer on another node could take the user over instead.
+        nodes_show(&cluster, &[0], &users[0], "Lou 2", Duration::from_secs(4)).await;
         assert_eq!(
             cluster.lease_holder(&users[0].id).await.as_deref(),
             Some("node-0")

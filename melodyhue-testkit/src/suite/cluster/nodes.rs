@@ -205,6 +205,19 @@ impl TestCluster {
         user
     }
 
+    /// Sets `user`'s fallback color (`default_overlay_color`) through node `i`'s API.
+    pub async fn set_fallback_color(&self, i: usize, user: &TestUser, hex: &str) {
+        self.send(
+            i,
+            http::Method::PATCH,
+            "/settings/me",
+            Some(&user.access_token),
+            json!({"default_overlay_color": hex}),
+        )
+        .await
+        .assert_status(200);
+    }
+
     /// The value of the sample `series` in node `i`'s `/metrics`.
     pub async fn metric(&self, i: usize, series: &str) -> u64 {
         let text = crate::metrics::scrape(&self.http, &self.nodes[i].base).await;
@@ -455,6 +468,28 @@ impl OwnRedis {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Waits (at most `patience`) until exactly `count` connections are subscribed, none of them
+    /// one of `replacing` (ids from [`OwnRedis::subscriber_ids`]).
+    pub(super) async fn wait_for_subscriptions(
+        &self,
+        count: usize,
+        replacing: &[u64],
+        patience: Duration,
+    ) {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let now = self.subscriber_ids();
+            if now.len() == count && now.iter().all(|id| !replacing.contains(id)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "subscriptions {now:?} after {patience:?}, to replace {replacing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn connection(&self) -> redis::Connection {
