@@ -10,14 +10,14 @@ use super::wire::SharedChange;
 use super::{
     Cluster, REDIS_TIMEOUT, RESUBSCRIBE_DELAY, RedisTrouble, SLOW_NOT_GONE, SUBSCRIPTION_HEARTBEAT,
 };
+use crate::App;
+use crate::app::Inner;
+use crate::service::AccountEvent;
 
 /// How many times a change is published before it is given up (see [`Cluster::broadcast`]).
 const PUBLISH_ATTEMPTS: u32 = 5;
 /// The wait after the first failed publish (then 0.5, 1 and 2 s).
 const PUBLISH_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
-use crate::App;
-use crate::app::Inner;
-use crate::service::AccountEvent;
 
 /// Something that changed in the database which nodes keep copies of, or react to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -230,13 +230,12 @@ async fn load_connection(
 }
 
 /// How long a copy of the credentials just read is used: [`CREDENTIALS_TTL`] (while changes
-/// are `pushed`, see [`set_credentials_pushed`]: [`PUSHED_COPY_LIFETIME`], since at
-/// [`CREDENTIALS_TTL`] the re-reads were the largest part of a cluster node's database work and
-/// the cluster bench's `/color` tail) to 1.5 times it, at random. The users polled since
-/// a start were all read within one polling interval; with one fixed lifetime they would all be
-/// read again within one interval at each round (in the cluster bench, nearly all of the
-/// `/color` tail fell in those seconds), where a random one spreads the reads over half a
-/// lifetime, and further apart at each round.
+/// are `pushed`, see [`set_credentials_pushed`]: [`PUSHED_COPY_LIFETIME`]) to 1.5 times it, at
+/// random. The users polled since a start were all read within one polling interval; with one
+/// fixed lifetime they would all be read again within one interval at each round (in the
+/// cluster bench, nearly all of the `/color` tail fell in those seconds, and at
+/// [`CREDENTIALS_TTL`] the re-reads were the largest part of a node's database work), where a
+/// random one spreads the reads over half a lifetime, and further apart at each round.
 fn credentials_lifetime(pushed: bool) -> Duration {
     let ttl = if pushed {
         PUSHED_COPY_LIFETIME
