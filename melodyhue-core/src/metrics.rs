@@ -305,6 +305,12 @@ impl Collector for NodeCollector {
         )?;
         counter(
             &mut encoder,
+            "cluster_redis_outages",
+            "Times this node lost Redis (a failed call after a successful one), each logged once",
+            status.redis_outages,
+        )?;
+        counter(
+            &mut encoder,
             "cluster_leases_taken",
             "Users whose polling this node took over (a lease taken in Redis)",
             status.leases_taken,

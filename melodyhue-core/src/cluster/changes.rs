@@ -170,6 +170,14 @@ impl Cluster {
     /// [`REDIS_TIMEOUT`]: on a machine short of CPU, each subscription given up for a slow
     /// answer would have every connection read again.)
     async fn subscribe(&self, app: &Weak<Inner>) -> Result<(), RedisTrouble> {
+        // The connection the node calls Redis on first: after a restart of Redis that the
+        // subscription noticed, it is broken too, and the next real call would find out (a
+        // failed claim, and the outage logged a second time).
+        let _: () =
+            self.call(|mut connection| async move {
+                redis::cmd("PING").query_async(&mut connection).await
+            })
+            .await?;
         let connect = async {
             let mut pubsub = self.inner.client.get_async_pubsub().await?;
             pubsub

@@ -110,6 +110,7 @@ struct ClusterInner {
     last_answer: AtomicU64,
     started: Instant,
     redis_failures: AtomicU64,
+    redis_outages: AtomicU64,
     leases_taken: AtomicU64,
     claims_deferred: AtomicU64,
     /// The order (fence, then time shared) of the newest shared state shown of each user, so
@@ -127,6 +128,8 @@ pub struct ClusterStatus {
     pub redis_up: bool,
     /// Redis calls that failed or timed out since start.
     pub redis_failures: u64,
+    /// Times Redis was lost since start: each failure after a success (each logged once).
+    pub redis_outages: u64,
     /// Leases this node took (a user it started polling) since start.
     pub leases_taken: u64,
     /// Claims that timed out while Redis was only slow (see [`SLOW_NOT_GONE`]) and followed
@@ -165,6 +168,7 @@ impl Cluster {
                 last_answer: AtomicU64::new(0),
                 started: Instant::now(),
                 redis_failures: AtomicU64::new(0),
+                redis_outages: AtomicU64::new(0),
                 leases_taken: AtomicU64::new(0),
                 claims_deferred: AtomicU64::new(0),
                 shown: moka::sync::Cache::builder()
@@ -191,6 +195,7 @@ impl Cluster {
             node_id: self.inner.node_id.clone(),
             redis_up: self.redis_up(),
             redis_failures: self.inner.redis_failures.load(Ordering::Relaxed),
+            redis_outages: self.inner.redis_outages.load(Ordering::Relaxed),
             leases_taken: self.inner.leases_taken.load(Ordering::Relaxed),
             claims_deferred: self.inner.claims_deferred.load(Ordering::Relaxed),
         }
@@ -245,6 +250,7 @@ impl Cluster {
     fn mark_down(&self, err: &RedisTrouble) {
         self.inner.redis_failures.fetch_add(1, Ordering::Relaxed);
         if self.inner.redis_up.swap(false, Ordering::Relaxed) {
+            self.inner.redis_outages.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 node_id = %self.inner.node_id,
                 error = %err,

@@ -580,6 +580,50 @@ pub async fn redis_going_away_is_no_outage(h: &Harness) {
     );
 }
 
+/// Redis restarts while nothing calls it (no viewers): each node's subscription notices at
+/// once, and the node checks its other connection, broken too, before rejoining. The restart is
+/// one outage on each node (counted, and logged, once), and no call after it meets the broken
+/// connection (before, the first one did: a second outage, and a login counted locally).
+pub async fn a_restart_of_redis_is_one_outage(h: &Harness) {
+    let mut redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("noa", "rt-noa", track("Noa")).await];
+    redis
+        .wait_for_subscriptions(3, &[], Duration::from_secs(3))
+        .await;
+    let outages = "melodyhue_cluster_redis_outages_total";
+    for node in 0..3 {
+        assert_eq!(cluster.metric(node, outages).await, 0, "node {node}");
+    }
+    redis.kill();
+    assert!(redis.resume());
+    redis
+        .wait_for_subscriptions(3, &[], Duration::from_secs(5))
+        .await;
+    // Calls on the other connection: claims and shares, and a login on each node.
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(1)).await;
+    for node in 0..3 {
+        cluster
+            .send(
+                node,
+                http::Method::POST,
+                "/auth/login",
+                None,
+                json!({ "username_or_email": users[0].email, "password": "not-her-password" }),
+            )
+            .await
+            .assert_status(401);
+    }
+    for node in 0..3 {
+        assert_eq!(cluster.metric(node, outages).await, 1, "node {node}");
+        assert_eq!(
+            cluster.metric(node, "melodyhue_cluster_redis_up").await,
+            1,
+            "node {node}"
+        );
+    }
+}
+
 /// Redis stops answering for 2 s (its process paused, as on a stalled machine): a slow Redis
 /// is not a lost one, so no node polls alone meanwhile (each claim times out, and follows),
 /// and the cluster goes on when Redis answers again.
@@ -850,6 +894,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
     trials.extend(cases!(
         OwnRedis::need();
         redis_going_away_is_no_outage,
+        a_restart_of_redis_is_one_outage,
         a_silent_redis_is_not_polled_around,
         a_change_missed_while_unsubscribed_is_read_after_it,
         copies_read_while_redis_was_away_are_read_again_after_it,
