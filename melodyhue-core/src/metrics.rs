@@ -383,6 +383,12 @@ impl Collector for StateCollector {
         ConstCounter::new(hits).encode(covers.encode_family(&[("result", "hit")])?)?;
         ConstCounter::new(stats.cover_misses)
             .encode(covers.encode_family(&[("result", "miss")])?)?;
+        counter(
+            &mut encoder,
+            "late_first_answers",
+            "Viewers answered with the fallback color because nothing was known of the user within 1 s",
+            stats.late_first_answers,
+        )?;
         gauge(
             &mut encoder,
             "watched_users",

@@ -38,7 +38,8 @@ use crate::service::now_playing::hub::Snapshot;
 
 /// A lease lasts this many polling intervals.
 const LEASE_TURNS: f64 = 1.5;
-/// The shared state outlives this many polling intervals without a poll.
+/// The shared state outlives this many polling intervals without a poll (beyond a hold: see
+/// [`SHARE_SCRIPT`]).
 const STATE_TURNS: u32 = 4;
 /// A follower never waits less than this between claims.
 const MIN_RETRY: Duration = Duration::from_millis(10);
@@ -71,8 +72,12 @@ return {2, fence, false}
     )
 });
 
-/// KEYS: lease, state. ARGV: owner|fence, state, state lifetime (ms), channel, publish (1/0),
-/// lease length (ms).
+/// KEYS: lease, state, hold. ARGV: owner|fence, state, state lifetime (ms), channel, publish
+/// (1/0), lease length (ms).
+///
+/// The state lives its lifetime beyond the user's hold, if any (a `429`'s wait, a refusal's
+/// 30 s pause, set just before): nobody polls meanwhile, and a node whose viewers arrive then
+/// shows it at once instead of waiting a second for a first answer that cannot come.
 static SHARE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -80,7 +85,8 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+local lifetime = tonumber(ARGV[3]) + math.max(redis.call('PTTL', KEYS[3]), 0)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', lifetime)
 if ARGV[5] == '1' then
   redis.call('PUBLISH', ARGV[4], ARGV[2])
 end
@@ -245,7 +251,11 @@ impl PollCoordinator for Cluster {
         let Ok(json) = serde_json::to_string(&state) else {
             return;
         };
-        let keys = [self.lease_key(user_id), self.state_key(user_id)];
+        let keys = [
+            self.lease_key(user_id),
+            self.state_key(user_id),
+            self.hold_key(user_id),
+        ];
         let holder = self.holder(lease);
         let lifetime = millis(self.inner.interval.saturating_mul(STATE_TURNS));
         let lease_ms = millis(self.inner.interval.mul_f64(LEASE_TURNS));

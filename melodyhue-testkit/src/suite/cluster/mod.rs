@@ -856,6 +856,52 @@ pub async fn a_node_taking_a_user_over_reads_the_connection_again(h: &Harness) {
     tokio::join!(viewers, takeover);
 }
 
+/// A user whose app is refused is paused for 30 s, on every node: a node whose viewers arrive
+/// late in the pause (here after more than the shared state's 4 intervals) shows the state the
+/// holder shared at once, instead of waiting a second for a first answer nobody will poll.
+pub async fn a_viewer_arriving_during_a_pause_is_answered_at_once(h: &Harness) {
+    let cluster = TestCluster::start(h, "0.5", &[]).await;
+    let users = [cluster.player("max", "rt-max", track("Max")).await];
+    cluster
+        .send(
+            0,
+            http::Method::PATCH,
+            "/spotify/credentials",
+            Some(&users[0].access_token),
+            json!({ "client_secret": "not-the-app-secret" }),
+        )
+        .await
+        .assert_status(200);
+    let before = cluster.fake.token_requests().len();
+    view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_secs(1),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let late = "melodyhue_late_first_answers_total";
+    let late_before = cluster.metric(1, late).await;
+    view_on(
+        &cluster,
+        &[1],
+        &users,
+        Instant::now() + Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        cluster.metric(1, late).await,
+        late_before,
+        "node 1 had nothing to show its first viewer"
+    );
+    assert_eq!(
+        cluster.fake.token_requests().len() - before,
+        1,
+        "the refused app was tried again during its pause"
+    );
+}
+
 /// The cluster cases for `harness` (its backend is ignored: a cluster needs PostgreSQL),
 /// named `cluster::case`.
 pub fn trials(harness: Harness) -> Vec<Trial> {
@@ -887,6 +933,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         a_settings_change_reaches_every_node_within_100_ms,
         a_dead_nodes_users_are_polled_again_within_two_intervals,
         a_node_taking_a_user_over_reads_the_connection_again,
+        a_viewer_arriving_during_a_pause_is_answered_at_once,
         login_failures_over_three_nodes_are_throttled_as_on_one,
         mail_budgets_hold_across_nodes,
         a_ban_closes_websockets_on_every_node,

@@ -144,9 +144,12 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
             "a viewer waited {waited:?}"
         );
     }
+    let late = || s.server.app.now_playing().stats().late_first_answers;
+    assert_eq!(late(), 10, "first answers counted late");
     // While the poll still hangs, later viewers do not wait at all.
     let (waited, _) = timed(&s.server).await;
     assert!(waited < Duration::from_millis(700), "waited {waited:?}");
+    assert_eq!(late(), 10);
     // Nobody watches for the watch window; the poll times out meanwhile and the feed stops.
     eventually(Duration::from_secs(45), "the feed stopped", || async {
         s.server.app.now_playing().stats().watched_users == 0
@@ -158,4 +161,5 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
         waited < Duration::from_millis(700),
         "a known failure made the viewer wait {waited:?}"
     );
+    assert_eq!(late(), 10);
 }

@@ -130,12 +130,16 @@ pub struct HubStats {
     pub cover_lookups: u64,
     /// Lookups that had to download and analyse the image (the rest were cache hits).
     pub cover_misses: u64,
+    /// Viewers answered with the fallback because nothing was known of the user within
+    /// [`VIEWER_WAIT`] (the first poll, or the polling node's state, came later).
+    pub late_first_answers: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     cover_lookups: AtomicU64,
     cover_misses: AtomicU64,
+    late_first_answers: AtomicU64,
 }
 
 /// One watched user.
@@ -265,6 +269,10 @@ impl NowPlayingHub {
         match first {
             Ok(Ok(snapshot)) => snapshot.clone(),
             _ => {
+                self.inner
+                    .counters
+                    .late_first_answers
+                    .fetch_add(1, Ordering::Relaxed);
                 // Spotify is slower than our patience: the fallback now, and for the next
                 // viewers too until the poll ends (which wakes subscribers if it shows more).
                 feed.snapshot.send_if_modified(|snapshot| {
@@ -356,6 +364,7 @@ impl NowPlayingHub {
             watched_users: lock(&self.inner.feeds).len(),
             cover_lookups: c.cover_lookups.load(Ordering::Relaxed),
             cover_misses: c.cover_misses.load(Ordering::Relaxed),
+            late_first_answers: c.late_first_answers.load(Ordering::Relaxed),
         }
     }
 
