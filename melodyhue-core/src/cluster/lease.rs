@@ -5,11 +5,16 @@
 //! state, see [`super::wire`]).
 //!
 //! - A lease lives [`LEASE_TURNS`] polling intervals and is renewed by each poll of its holder,
-//!   which polls once per interval: at the claim before the poll and again when it shares what
-//!   the poll found, so a poll that Spotify answers late does not cost the holder its lease (and
-//!   the user a new holder, which reads the connection and gets a token again). A dead
-//!   holder's lease runs out at most 1.5 intervals after its last poll, and the next claim of
-//!   another node takes it then — within two intervals.
+//!   which polls once per interval, when it shares what the poll found. The holder polls next
+//!   without claiming first while its lease has more than a quarter interval left (half an
+//!   interval is, normally): one script per poll, not two, on the busiest path of Redis. A poll
+//!   that Spotify answers late renews the lease a quarter interval before it would end (see
+//!   `hub::polling`), so it does not cost the holder its lease (and the user a new holder,
+//!   which reads the connection and gets a token again). A dead holder's lease runs out at
+//!   most 1.5 intervals after its last poll, and the next claim of another node takes it
+//!   then — within two intervals.
+//! - A holder that lost its lease without knowing (paused, or Redis lost its keys) polls at
+//!   most once more before its share is refused; it then claims, and follows.
 //! - The claim script takes a free lease (`SET NX PX`, with a new token from `INCR`), renews
 //!   the caller's own, and otherwise answers how long the holder's lease still runs, with the
 //!   shared state: a follower claims again when it runs out.
@@ -26,7 +31,7 @@
 
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::Script;
@@ -186,7 +191,8 @@ impl Cluster {
 #[async_trait]
 impl PollCoordinator for Cluster {
     async fn claim(&self, user_id: &str) -> Claim {
-        let lease_ms = millis(self.inner.interval.mul_f64(LEASE_TURNS));
+        let lease_length = self.inner.interval.mul_f64(LEASE_TURNS);
+        let lease_ms = millis(lease_length);
         let keys = [
             self.lease_key(user_id),
             self.key(&format!("fence:{user_id}")),
@@ -194,6 +200,7 @@ impl PollCoordinator for Cluster {
             self.state_key(user_id),
         ];
         let owner = self.inner.owner.clone();
+        let asked = Instant::now();
         let answer: Result<(i64, i64, Option<String>), _> = self
             .call(|mut connection| async move {
                 CLAIM_SCRIPT
@@ -209,8 +216,10 @@ impl PollCoordinator for Cluster {
                 if taken == 2 {
                     self.inner.leases_taken.fetch_add(1, Ordering::Relaxed);
                 }
-                let fence = u64::try_from(fence).unwrap_or_default();
-                Claim::Poll(Some(PollLease { fence }))
+                Claim::Poll(Some(PollLease {
+                    fence: u64::try_from(fence).unwrap_or_default(),
+                    holds_until: asked + lease_length,
+                }))
             }
             Ok((_, wait_ms, state)) => {
                 let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or_default());
@@ -237,10 +246,14 @@ impl PollCoordinator for Cluster {
         }
     }
 
-    async fn share(&self, user_id: &str, lease: PollLease, snapshot: &Snapshot, changed: bool) {
-        let Some(wire) = WireSnapshot::from_snapshot(snapshot) else {
-            return;
-        };
+    async fn share(
+        &self,
+        user_id: &str,
+        lease: PollLease,
+        snapshot: &Snapshot,
+        changed: bool,
+    ) -> Option<PollLease> {
+        let wire = WireSnapshot::from_snapshot(snapshot)?;
         let state = SharedState {
             user_id: user_id.to_owned(),
             origin: self.inner.owner.clone(),
@@ -248,9 +261,7 @@ impl PollCoordinator for Cluster {
             shared_at_ms: unix_ms(),
             snapshot: wire,
         };
-        let Ok(json) = serde_json::to_string(&state) else {
-            return;
-        };
+        let json = serde_json::to_string(&state).ok()?;
         let keys = [
             self.lease_key(user_id),
             self.state_key(user_id),
@@ -258,8 +269,10 @@ impl PollCoordinator for Cluster {
         ];
         let holder = self.holder(lease);
         let lifetime = millis(self.inner.interval.saturating_mul(STATE_TURNS));
-        let lease_ms = millis(self.inner.interval.mul_f64(LEASE_TURNS));
+        let lease_length = self.inner.interval.mul_f64(LEASE_TURNS);
+        let lease_ms = millis(lease_length);
         let channel = self.now_playing_channel();
+        let asked = Instant::now();
         let shared: Result<i64, _> = self
             .call(|mut connection| async move {
                 SHARE_SCRIPT
@@ -274,8 +287,16 @@ impl PollCoordinator for Cluster {
                     .await
             })
             .await;
-        if matches!(shared, Ok(0)) {
-            tracing::debug!(node_id = %self.inner.node_id, %user_id, "lease lost while polling: state not shared");
+        match shared {
+            Ok(1) => Some(PollLease {
+                holds_until: asked + lease_length,
+                ..lease
+            }),
+            Ok(_) => {
+                tracing::debug!(node_id = %self.inner.node_id, %user_id, "lease lost while polling: state not shared");
+                None
+            }
+            Err(_) => None,
         }
     }
 

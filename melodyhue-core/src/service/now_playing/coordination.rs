@@ -2,7 +2,7 @@
 //! the others learn what it saw. The hub alone (one node) needs none of it; `crate::cluster`
 //! implements it over Redis.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -15,6 +15,10 @@ use super::hub::Snapshot;
 pub struct PollLease {
     /// The fencing token: strictly increasing each time a user's right to poll changes hands.
     pub fence: u64,
+    /// Until when the right surely holds, on this node's clock (counted from before the
+    /// request that took or renewed it was sent): the holder polls again without asking while
+    /// enough of it is left.
+    pub holds_until: Instant,
 }
 
 /// The answer of [`PollCoordinator::claim`].
@@ -41,8 +45,16 @@ pub trait PollCoordinator: Send + Sync + 'static {
     async fn claim(&self, user_id: &str) -> Claim;
 
     /// After a poll under `lease`: shares `snapshot` with the other nodes (`changed`: whether
-    /// it shows something new, which is announced; otherwise only kept).
-    async fn share(&self, user_id: &str, lease: PollLease, snapshot: &Snapshot, changed: bool);
+    /// it shows something new, which is announced; otherwise only kept), and renews the lease.
+    /// The renewed lease, `None` when it was lost meanwhile or the coordinator could not be
+    /// reached (the next poll then claims first).
+    async fn share(
+        &self,
+        user_id: &str,
+        lease: PollLease,
+        snapshot: &Snapshot,
+        changed: bool,
+    ) -> Option<PollLease>;
 
     /// No node polls the user for `wait`: a `429`'s `Retry-After`, or the pause after a refused
     /// connection (as one node waits before trying it again).

@@ -643,7 +643,8 @@ pub async fn a_silent_redis_is_not_polled_around(h: &Harness) {
     };
     let ((), during) = tokio::join!(viewers, silence);
     eprintln!("{during} currently-playing calls while Redis was silent for 2 s");
-    // One poll may have claimed just before the pause.
+    // One poll may have been decided just before the pause (by a claim, or under the lease the
+    // holder's last share renewed).
     assert!(
         during <= 1,
         "{during} currently-playing calls while Redis was silent for 2 s (4 intervals)"
@@ -832,7 +833,8 @@ pub async fn a_node_taking_a_user_over_reads_the_connection_again(h: &Harness) {
         cluster
             .lease_elsewhere(&users[0].id, Duration::from_millis(2500))
             .await;
-        // A poll of node 0 under way ends first, and node 0 claims again and follows.
+        // Node 0 polls at most once more under the lease it believes it holds; its share is
+        // refused, and it claims again and follows.
         tokio::time::sleep(Duration::from_millis(700)).await;
         // What the other holder did: Spotify rotated the refresh token (the old one is dead,
         // and so is the access token node 0 got with it), and the holder stored the new one.
@@ -902,6 +904,45 @@ pub async fn a_viewer_arriving_during_a_pause_is_answered_at_once(h: &Harness) {
     );
 }
 
+/// A holder polls under the lease its last share renewed, without claiming first: one Redis
+/// script per poll (the share), not two, on the path that keeps Redis busiest.
+pub async fn a_holder_runs_one_script_per_poll(h: &Harness) {
+    let redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("ivy", "rt-ivy", track("Ivy")).await];
+    // Viewers on node 0 only: it polls, and no other node claims.
+    view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_secs(1),
+    )
+    .await;
+    let before = cluster.fake.currently_playing_calls_for("rt-ivy");
+    redis.take_command_counts();
+    view_on(
+        &cluster,
+        &[0],
+        &users,
+        Instant::now() + Duration::from_secs(3),
+    )
+    .await;
+    let commands = redis.take_command_counts();
+    let polls = cluster.fake.currently_playing_calls_for("rt-ivy") - before;
+    let scripts: usize = ["evalsha", "eval"]
+        .iter()
+        .filter_map(|command| commands.get(*command))
+        .map(|&calls| usize::try_from(calls).expect("a count"))
+        .sum();
+    eprintln!("{scripts} scripts for {polls} polls");
+    assert!(polls >= 4, "{polls} polls in 3 s at a 0.5 s interval");
+    // The counts are read a moment apart: a poll's share may fall on either side.
+    assert!(
+        scripts <= polls + 1,
+        "{scripts} Redis scripts for {polls} polls of one holder"
+    );
+}
+
 /// The cluster cases for `harness` (its backend is ignored: a cluster needs PostgreSQL),
 /// named `cluster::case`.
 pub fn trials(harness: Harness) -> Vec<Trial> {
@@ -947,6 +988,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         copies_read_while_redis_was_away_are_read_again_after_it,
         a_silent_subscription_is_replaced,
         a_change_whose_publication_failed_reaches_every_node,
+        a_holder_runs_one_script_per_poll,
     ));
     trials
 }

@@ -2,6 +2,7 @@
 //! one scratch PostgreSQL database, a Redis (the machine's, or one of the test's own) and a fake
 //! Spotify.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -468,6 +469,33 @@ impl OwnRedis {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// How many times each command ran since the last call, by lower-case name (`INFO
+    /// commandstats`, then `CONFIG RESETSTAT`).
+    pub(super) fn take_command_counts(&self) -> HashMap<String, u64> {
+        let mut connection = self.connection();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut connection)
+            .expect("INFO commandstats");
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut connection)
+            .expect("CONFIG RESETSTAT");
+        // Lines such as `cmdstat_evalsha:calls=12,usec=340,...`.
+        info.lines()
+            .filter_map(|line| {
+                let (command, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((command.to_owned(), calls))
+            })
+            .collect()
     }
 
     /// Waits (at most `patience`) until exactly `count` connections are subscribed, none of them

@@ -18,8 +18,9 @@
 //!   otherwise the stored one is tried.
 //! - Covers are downloaded and analysed once per image URL for all users, through a bounded
 //!   cache; failures are remembered briefly so a broken cover is not fetched every poll.
-//! - Several nodes ([`NowPlayingHub::coordinate`]): before each poll the feed asks the
-//!   [`PollCoordinator`] whether this node polls the user; if another does, the feed shows what
+//! - Several nodes ([`NowPlayingHub::coordinate`]): before a poll the feed asks the
+//!   [`PollCoordinator`] whether this node polls the user (unless the lease its last poll
+//!   renewed still runs long enough); if another does, the feed shows what
 //!   that node shares ([`NowPlayingHub::apply_remote`]), and subscribers are woken exactly as
 //!   by a poll of this node. While changes made on other nodes are pushed to the hub
 //!   ([`NowPlayingHub::set_credentials_pushed`]), connection copies are read again far less

@@ -52,7 +52,7 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                 publish(&feed, Snapshot::Idle);
                 at - Instant::now()
             }
-            None => match claim(&hub, &feed.user_id).await {
+            None => match claim(&hub, &feed.user_id, lease.map(|(held, _)| held)).await {
                 Claim::Follow { latest, retry_in } => {
                     lease = None;
                     if let Some(latest) = latest {
@@ -68,10 +68,11 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                         }
                         fence_held = Some(granted.fence);
                     }
-                    lease = granted.map(|granted| (granted, Instant::now()));
-                    let granted = lease.map(|(granted, _)| granted);
-                    let outcome = poll(&hub, &feed).await;
-                    let Some(delay) = settle(&hub, &feed, granted, outcome).await else {
+                    let polled_at = Instant::now();
+                    let (outcome, mut granted) = poll_holding(&hub, &feed, granted).await;
+                    let delay = settle(&hub, &feed, &mut granted, outcome).await;
+                    lease = granted.map(|granted| (granted, polled_at));
+                    let Some(delay) = delay else {
                         break;
                     };
                     delay
@@ -102,11 +103,60 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
     release(&hub, &feed.user_id, lease).await;
 }
 
-/// Asks the coordinator, if any, whether this node polls `user_id` now.
-async fn claim(hub: &HubInner, user_id: &str) -> Claim {
-    match hub.coordinator.get() {
-        Some(coordinator) => coordinator.claim(user_id).await,
-        None => Claim::Poll(None),
+/// Whether this node polls `user_id` now: without a coordinator, always; under a lease `held`
+/// (renewed by the last poll's share) with more than [`renewal_margin`] left, without asking;
+/// otherwise the coordinator says.
+async fn claim(hub: &HubInner, user_id: &str, held: Option<PollLease>) -> Claim {
+    let Some(coordinator) = hub.coordinator.get() else {
+        return Claim::Poll(None);
+    };
+    match held {
+        Some(held)
+            if held.holds_until.saturating_duration_since(Instant::now())
+                > renewal_margin(hub.interval) =>
+        {
+            Claim::Poll(Some(held))
+        }
+        _ => coordinator.claim(user_id).await,
+    }
+}
+
+/// How long before its lease ends a holder still polling renews it: a quarter interval, so a
+/// poll answered late keeps its lease and one answered in time needs no renewal.
+fn renewal_margin(interval: Duration) -> Duration {
+    interval / 4
+}
+
+/// One poll under `lease` (if any); a poll still running [`renewal_margin`] before the lease
+/// ends renews it by claiming again. What the poll found, and the lease to share it under (the
+/// renewed one, when the renewal granted one).
+async fn poll_holding(
+    hub: &HubInner,
+    feed: &Feed,
+    lease: Option<PollLease>,
+) -> (Result<Snapshot, PollFailure>, Option<PollLease>) {
+    // On the heap, and only one: a feed sleeps between polls nearly all its life, and the
+    // kilobytes of a poll's future (the Spotify request, the cover) would otherwise be part of
+    // every feed task's size, once per await that holds one.
+    let mut polling = Box::pin(poll(hub, feed));
+    let (Some(coordinator), Some(held)) = (hub.coordinator.get(), lease) else {
+        return (polling.await, lease);
+    };
+    let renew_at = held
+        .holds_until
+        .checked_sub(renewal_margin(hub.interval))
+        .unwrap_or(held.holds_until);
+    tokio::select! {
+        biased;
+        outcome = &mut polling => (outcome, lease),
+        () = tokio::time::sleep_until(renew_at.into()) => {
+            // Lost (another node holds it now): the share is refused, and the next poll claims.
+            let renewed = match coordinator.claim(&feed.user_id).await {
+                Claim::Poll(Some(renewed)) => Some(renewed),
+                _ => lease,
+            };
+            (polling.await, renewed)
+        }
     }
 }
 
@@ -118,12 +168,12 @@ async fn release(hub: &HubInner, user_id: &str, lease: Option<(PollLease, Instan
     }
 }
 
-/// Shows (and shares, under `lease`) what a poll found; the wait before the next one, or
-/// `None` when the user is gone.
+/// Shows (and shares, under `lease`, which the share renews or ends) what a poll found; the
+/// wait before the next one, or `None` when the user is gone.
 async fn settle(
     hub: &HubInner,
     feed: &Feed,
-    lease: Option<PollLease>,
+    lease: &mut Option<PollLease>,
     outcome: Result<Snapshot, PollFailure>,
 ) -> Option<Duration> {
     let (snapshot, delay) = match outcome {
@@ -141,7 +191,7 @@ async fn settle(
             let wait = hub.interval.max(REFUSED_PAUSE);
             if let Some(coordinator) = hub.coordinator.get() {
                 // Held before the others hear of it: woken by the news, they find the hold.
-                if let Some(lease) = lease {
+                if let Some(lease) = *lease {
                     coordinator.hold(&feed.user_id, lease, wait).await;
                 }
                 coordinator.disconnected(&feed.user_id);
@@ -151,7 +201,7 @@ async fn settle(
         Err(PollFailure::RateLimited(retry_after)) => {
             let wait = retry_after.max(hub.interval);
             back_off(hub, &feed.user_id, |failures| (failures, wait));
-            if let (Some(coordinator), Some(lease)) = (hub.coordinator.get(), lease) {
+            if let (Some(coordinator), Some(lease)) = (hub.coordinator.get(), *lease) {
                 coordinator.hold(&feed.user_id, lease, wait).await;
             }
             (Snapshot::Idle, wait)
@@ -164,11 +214,11 @@ async fn settle(
             (Snapshot::Idle, wait)
         }
     };
-    match (hub.coordinator.get(), lease) {
-        (Some(coordinator), Some(lease)) => {
+    match (hub.coordinator.get(), *lease) {
+        (Some(coordinator), Some(held)) => {
             let changed = publish(feed, snapshot.clone());
-            coordinator
-                .share(&feed.user_id, lease, &snapshot, changed)
+            *lease = coordinator
+                .share(&feed.user_id, held, &snapshot, changed)
                 .await;
         }
         _ => {
