@@ -16,11 +16,8 @@ const MAX_CONNECTIONS: u32 = 16;
 /// Every later call waits at most a few seconds for a connection, then fails with
 /// [`StoreError::Unavailable`]; the pool reconnects by itself once the server is back.
 pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|err| StoreError::Backend(Box::new(err)))?
-        // PostgreSQL's notices are no news (`relation "_sqlx_migrations" already exists,
-        // skipping` at every start), and sqlx would log each one at INFO.
-        .options([("client_min_messages", "warning")]);
+    let options =
+        PgConnectOptions::from_str(url).map_err(|err| StoreError::Backend(Box::new(err)))?;
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
