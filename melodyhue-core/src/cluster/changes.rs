@@ -170,14 +170,18 @@ impl Cluster {
     /// [`REDIS_TIMEOUT`]: on a machine short of CPU, each subscription given up for a slow
     /// answer would have every connection read again.)
     async fn subscribe(&self, app: &Weak<Inner>) -> Result<(), RedisTrouble> {
-        // The connection the node calls Redis on first: after a restart of Redis that the
-        // subscription noticed, it is broken too, and the next real call would find out (a
-        // failed claim, and the outage logged a second time).
-        let _: () =
-            self.call(|mut connection| async move {
-                redis::cmd("PING").query_async(&mut connection).await
-            })
-            .await?;
+        // The connection the node calls Redis on, pinged first: after a restart of Redis that
+        // the subscription noticed, it is broken too, and the next real call would find out (a
+        // failed claim, and the outage logged a second time). A failed ping makes the connection
+        // manager connect again. Its outcome is not the subscription's, and not counted: a slow
+        // or failing command connection must not keep the node from subscribing.
+        let mut connection = self.inner.connection.clone();
+        let ping = redis::cmd("PING");
+        let _ = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            ping.query_async::<redis::Value>(&mut connection),
+        )
+        .await;
         let connect = async {
             let mut pubsub = self.inner.client.get_async_pubsub().await?;
             pubsub

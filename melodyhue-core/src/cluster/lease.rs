@@ -13,8 +13,12 @@
 //!   which reads the connection and gets a token again). A dead holder's lease runs out at
 //!   most 1.5 intervals after its last poll, and the next claim of another node takes it
 //!   then — within two intervals.
-//! - A holder that lost its lease without knowing (paused, or Redis lost its keys) polls at
-//!   most once more before its share is refused; it then claims, and follows.
+//! - A holder that lost its lease without knowing (Redis lost its keys, or the machine was
+//!   suspended) polls at most once more before its share is refused; it then claims, and
+//!   follows.
+//! - The fencing counter never goes back: one that Redis lost is started again from the clock
+//!   (ms), above every token it gave, so the other nodes rank a new holder's states above the
+//!   ones they showed before.
 //! - The claim script takes a free lease (`SET NX PX`, with a new token from `INCR`), renews
 //!   the caller's own, and otherwise answers how long the holder's lease still runs, with the
 //!   shared state: a follower claims again when it runs out.
@@ -67,6 +71,13 @@ if current then
     return {1, tonumber(string.sub(current, sep + 1)), false}
   end
   return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[4])}
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- A counter lost (Redis restarted, or a day without a new holder) starts again above every
+  -- fence it gave: from the clock, in ms. Counted up from 1 again, the new holder's states
+  -- would rank below the last ones the other nodes showed, and be ignored by them.
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[2], string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000)))
 end
 local fence = redis.call('INCR', KEYS[2])
 -- The counter of a user nobody polled for a day is not worth keeping.
@@ -232,8 +243,9 @@ impl PollCoordinator for Cluster {
                 }
             }
             // Slow, not gone: polling alone would add a Spotify call, and a lease change when
-            // the holder's lapses, to a cluster already behind. Claim again soon enough to
-            // renew a lease this node holds.
+            // the holder's lapses, to a cluster already behind. Claim again a quarter interval
+            // later (a holder claims with a quarter interval or less left on its lease: that
+            // lease may run out meanwhile, and the user change hands).
             Err(trouble) if self.only_slow(&trouble) => {
                 self.inner.claims_deferred.fetch_add(1, Ordering::Relaxed);
                 Claim::Follow {

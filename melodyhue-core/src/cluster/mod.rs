@@ -128,7 +128,8 @@ pub struct ClusterStatus {
     pub redis_up: bool,
     /// Redis calls that failed or timed out since start.
     pub redis_failures: u64,
-    /// Times Redis was lost since start: each failure after a success (each logged once).
+    /// Times Redis was lost since start (each logged once): a failed call while Redis was
+    /// thought up, as it is at start.
     pub redis_outages: u64,
     /// Leases this node took (a user it started polling) since start.
     pub leases_taken: u64,

@@ -41,7 +41,9 @@ pub enum Claim {
 /// cannot be reached answers at once (see [`Claim::Poll`]`(None)`), never an error.
 #[async_trait]
 pub trait PollCoordinator: Send + Sync + 'static {
-    /// Before a poll of `user_id`: whether this node polls now.
+    /// Whether this node polls `user_id` now; for the holder, also a renewal of its lease
+    /// (the hub claims before a poll unless the lease it holds runs long enough, and during a
+    /// poll that runs late).
     async fn claim(&self, user_id: &str) -> Claim;
 
     /// After a poll under `lease`: shares `snapshot` with the other nodes (`changed`: whether

@@ -624,6 +624,49 @@ pub async fn a_restart_of_redis_is_one_outage(h: &Harness) {
     }
 }
 
+/// Redis restarts (it keeps nothing) after a user changed hands: the fencing counter starts
+/// again above the tokens it gave, so the new holder's states rank above the ones the other
+/// nodes showed, and a track change after the restart shows on every node. (Counted from 1
+/// again, they ranked below and were ignored: the other nodes kept the old track.)
+pub async fn a_track_change_after_a_restart_of_redis_shows_everywhere(h: &Harness) {
+    let mut redis = OwnRedis::start();
+    let cluster = TestCluster::start_on(h, &redis.url(), "0.5", &[]).await;
+    let users = [cluster.player("ros", "rt-ros", track("Ros 1")).await];
+    let user = &users[0];
+    let viewers = view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(20));
+    let steps = async {
+        every_node_shows(&cluster, user, "Ros 1", Duration::from_secs(3)).await;
+        // The user changes hands: its fences climb past the first.
+        cluster
+            .lease_elsewhere(&user.id, Duration::from_millis(600))
+            .await;
+        cluster
+            .fake
+            .set_scenario("rt-ros", Scenario::Playing(track("Ros 2")));
+        every_node_shows(&cluster, user, "Ros 2", Duration::from_secs(3)).await;
+        redis.kill();
+        assert!(redis.resume());
+        // Back in the cluster (no node polling alone any more): one holder again.
+        let patience = Instant::now() + Duration::from_secs(5);
+        for node in 0..3 {
+            while cluster.get(node, "/health", None).await.body["redis"] != "ok" {
+                assert!(Instant::now() < patience, "node {node} did not rejoin");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        while cluster.lease_holder(&user.id).await.is_none() {
+            assert!(Instant::now() < patience, "nobody holds the lease again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster
+            .fake
+            .set_scenario("rt-ros", Scenario::Playing(track("Ros 3")));
+        every_node_shows(&cluster, user, "Ros 3", Duration::from_secs(3)).await;
+    };
+    tokio::join!(viewers, steps);
+}
+
 /// Redis stops answering for 2 s (its process paused, as on a stalled machine): a slow Redis
 /// is not a lost one, so no node polls alone meanwhile (each claim times out, and follows),
 /// and the cluster goes on when Redis answers again.
@@ -833,9 +876,9 @@ pub async fn a_node_taking_a_user_over_reads_the_connection_again(h: &Harness) {
         cluster
             .lease_elsewhere(&users[0].id, Duration::from_millis(2500))
             .await;
-        // Node 0 polls at most once more under the lease it believes it holds; its share is
-        // refused, and it claims again and follows.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Node 0 polls at most once more under the lease it believes it holds (decided up to
+        // 0.625 s from now); its share is refused, and it claims again and follows.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         // What the other holder did: Spotify rotated the refresh token (the old one is dead,
         // and so is the access token node 0 got with it), and the holder stored the new one.
         cluster
@@ -937,8 +980,10 @@ pub async fn a_holder_runs_one_script_per_poll(h: &Harness) {
     eprintln!("{scripts} scripts for {polls} polls");
     assert!(polls >= 4, "{polls} polls in 3 s at a 0.5 s interval");
     // The counts are read a moment apart: a poll's share may fall on either side.
+    // Room for a claim or two on a loaded machine (a late wake-up, a renewal mid-poll); a
+    // claim before each poll makes it two per poll.
     assert!(
-        scripts <= polls + 1,
+        2 * scripts < 3 * polls,
         "{scripts} Redis scripts for {polls} polls of one holder"
     );
 }
@@ -983,6 +1028,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         OwnRedis::need();
         redis_going_away_is_no_outage,
         a_restart_of_redis_is_one_outage,
+        a_track_change_after_a_restart_of_redis_shows_everywhere,
         a_silent_redis_is_not_polled_around,
         a_change_missed_while_unsubscribed_is_read_after_it,
         copies_read_while_redis_was_away_are_read_again_after_it,

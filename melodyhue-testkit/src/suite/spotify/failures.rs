@@ -145,11 +145,17 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
         );
     }
     let late = || s.server.app.now_playing().stats().late_first_answers;
-    assert_eq!(late(), 10, "first answers counted late");
+    // Each viewer that waited the full second (one that arrived after the first gave up finds
+    // the fallback already there).
+    let first_waits = late();
+    assert!(
+        (1..=10).contains(&first_waits),
+        "{first_waits} first answers counted late"
+    );
     // While the poll still hangs, later viewers do not wait at all.
     let (waited, _) = timed(&s.server).await;
     assert!(waited < Duration::from_millis(700), "waited {waited:?}");
-    assert_eq!(late(), 10);
+    assert_eq!(late(), first_waits);
     // Nobody watches for the watch window; the poll times out meanwhile and the feed stops.
     eventually(Duration::from_secs(45), "the feed stopped", || async {
         s.server.app.now_playing().stats().watched_users == 0
@@ -161,5 +167,5 @@ pub async fn a_spotify_that_never_answers_never_holds_viewers(h: &Harness) {
         waited < Duration::from_millis(700),
         "a known failure made the viewer wait {waited:?}"
     );
-    assert_eq!(late(), 10);
+    assert_eq!(late(), first_waits);
 }

@@ -43,6 +43,9 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
     let mut lease: Option<(PollLease, Instant)> = None;
     // The fencing token of the last lease this node polled under (kept while it follows).
     let mut fence_held: Option<u64> = None;
+    // Woken early (a credentials change): the next poll claims, which also finds a hold (a
+    // `429`) that the lease alone would not show.
+    let mut woken = false;
     loop {
         let retry_at = lock(&hub.backoffs)
             .get(&feed.user_id)
@@ -52,7 +55,13 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
                 publish(&feed, Snapshot::Idle);
                 at - Instant::now()
             }
-            None => match claim(&hub, &feed.user_id, lease.map(|(held, _)| held)).await {
+            None => match claim(
+                &hub,
+                &feed.user_id,
+                lease.filter(|_| !woken).map(|(held, _)| held),
+            )
+            .await
+            {
                 Claim::Follow { latest, retry_in } => {
                     lease = None;
                     if let Some(latest) = latest {
@@ -82,7 +91,7 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
         // Sleep until the next poll, waking early on a credentials change, and at least once
         // per interval to notice that nobody watches any more.
         let deadline = tokio::time::Instant::now() + delay;
-        let mut woken = false;
+        woken = false;
         while !woken && tokio::time::Instant::now() < deadline {
             let nap = (deadline - tokio::time::Instant::now())
                 .min(hub.interval.max(Duration::from_secs(1)));
