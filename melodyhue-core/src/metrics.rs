@@ -306,7 +306,7 @@ impl Collector for NodeCollector {
         counter(
             &mut encoder,
             "cluster_redis_outages",
-            "Times this node lost Redis (a failed call after a successful one), each logged once",
+            "Times this node lost Redis (a failed call while it was thought up, as at start), each logged once",
             status.redis_outages,
         )?;
         counter(

@@ -165,6 +165,11 @@ impl Cluster {
         self.key("now-playing")
     }
 
+    /// How long a lease runs from a claim or a share: [`LEASE_TURNS`] polling intervals.
+    fn lease_length(&self) -> Duration {
+        self.inner.interval.mul_f64(LEASE_TURNS)
+    }
+
     fn holder(&self, lease: PollLease) -> String {
         format!("{}|{}", self.inner.owner, lease.fence)
     }
@@ -202,7 +207,7 @@ impl Cluster {
 #[async_trait]
 impl PollCoordinator for Cluster {
     async fn claim(&self, user_id: &str) -> Claim {
-        let lease_length = self.inner.interval.mul_f64(LEASE_TURNS);
+        let lease_length = self.lease_length();
         let lease_ms = millis(lease_length);
         let keys = [
             self.lease_key(user_id),
@@ -281,7 +286,7 @@ impl PollCoordinator for Cluster {
         ];
         let holder = self.holder(lease);
         let lifetime = millis(self.inner.interval.saturating_mul(STATE_TURNS));
-        let lease_length = self.inner.interval.mul_f64(LEASE_TURNS);
+        let lease_length = self.lease_length();
         let lease_ms = millis(lease_length);
         let channel = self.now_playing_channel();
         let asked = Instant::now();

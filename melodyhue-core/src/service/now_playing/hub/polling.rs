@@ -113,31 +113,29 @@ pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
 }
 
 /// Whether this node polls `user_id` now: without a coordinator, always; under a lease `held`
-/// (renewed by the last poll's share) with more than [`renewal_margin`] left, without asking;
+/// (renewed by the last poll's share) not yet due for renewal ([`renew_at`]), without asking;
 /// otherwise the coordinator says.
 async fn claim(hub: &HubInner, user_id: &str, held: Option<PollLease>) -> Claim {
     let Some(coordinator) = hub.coordinator.get() else {
         return Claim::Poll(None);
     };
     match held {
-        Some(held)
-            if held.holds_until.saturating_duration_since(Instant::now())
-                > renewal_margin(hub.interval) =>
-        {
-            Claim::Poll(Some(held))
-        }
+        Some(held) if Instant::now() < renew_at(held, hub.interval) => Claim::Poll(Some(held)),
         _ => coordinator.claim(user_id).await,
     }
 }
 
-/// How long before its lease ends a holder still polling renews it: a quarter interval, so a
-/// poll answered late keeps its lease and one answered in time needs no renewal.
-fn renewal_margin(interval: Duration) -> Duration {
-    interval / 4
+/// When a holder renews `lease` by claiming: a quarter interval before it ends, so a poll
+/// answered late keeps its lease and one answered in time needs no renewal.
+fn renew_at(lease: PollLease, interval: Duration) -> Instant {
+    lease
+        .holds_until
+        .checked_sub(interval / 4)
+        .unwrap_or(lease.holds_until)
 }
 
-/// One poll under `lease` (if any); a poll still running [`renewal_margin`] before the lease
-/// ends renews it by claiming again. What the poll found, and the lease to share it under (the
+/// One poll under `lease` (if any); a poll still running at [`renew_at`] renews the lease by
+/// claiming again. What the poll found, and the lease to share it under (the
 /// renewed one, when the renewal granted one).
 async fn poll_holding(
     hub: &HubInner,
@@ -151,14 +149,10 @@ async fn poll_holding(
     let (Some(coordinator), Some(held)) = (hub.coordinator.get(), lease) else {
         return (polling.await, lease);
     };
-    let renew_at = held
-        .holds_until
-        .checked_sub(renewal_margin(hub.interval))
-        .unwrap_or(held.holds_until);
     tokio::select! {
         biased;
         outcome = &mut polling => (outcome, lease),
-        () = tokio::time::sleep_until(renew_at.into()) => {
+        () = tokio::time::sleep_until(renew_at(held, hub.interval).into()) => {
             // Lost (another node holds it now): the share is refused, and the next poll claims.
             let renewed = match coordinator.claim(&feed.user_id).await {
                 Claim::Poll(Some(renewed)) => Some(renewed),
