@@ -320,7 +320,9 @@ pub async fn a_dead_nodes_users_are_polled_again_within_two_intervals(h: &Harnes
 
 /// Spotify refuses a user's refresh token (`invalid_grant`) on the node that polls: no node
 /// tries that token again, not even one that polled the user before and still holds a copy of
-/// the connection it read then (its access token expired with the others).
+/// the connection it read then (its access token expired with the others), and the refusal's
+/// pause holds for every node although the poll that met it (which waits 2 s before clearing
+/// the token) outlasted a lease (0.75 s) several times.
 ///
 /// Node 0 polls first, then its viewers leave for node 1, which takes the user over once node
 /// 0's watch window (30 s) has run out. Node 1 meets the refusal and clears the token; then it
@@ -342,6 +344,12 @@ pub async fn a_refused_spotify_grant_holds_for_every_node(h: &Harness) {
     );
     let refusals_before = async {
         wait_for_holder(&cluster, &user.id, "node-1", Duration::from_secs(45)).await;
+        // Node 1 gets its access token with the first poll after taking the user over: that
+        // refresh must be over (it polled) before the token is revoked, or it would count.
+        let polls = cluster.fake.currently_playing_calls_for("rt-gus");
+        while cluster.fake.currently_playing_calls_for("rt-gus") == polls {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let before = cluster.fake.token_requests().len();
         cluster.fake.revoke_refresh_token("rt-gus");
         cluster.fake.expire_access_tokens("rt-gus");
@@ -371,6 +379,8 @@ pub async fn a_refused_spotify_grant_holds_for_every_node(h: &Harness) {
         before = refusals_before => before,
         () = node_1_viewers => unreachable!("the viewers outlast the case"),
     };
+    let taken = "melodyhue_cluster_leases_taken_total";
+    let taken_by_node_0 = cluster.metric(0, taken).await;
     cluster.nodes[1].stop();
     view_on(
         &cluster,
@@ -379,6 +389,11 @@ pub async fn a_refused_spotify_grant_holds_for_every_node(h: &Harness) {
         Instant::now() + Duration::from_secs(3),
     )
     .await;
+    assert_eq!(
+        cluster.metric(0, taken).await,
+        taken_by_node_0,
+        "node 0 took the user during the refusal's pause"
+    );
     let tries: Vec<_> = cluster.fake.token_requests()[before..]
         .iter()
         .filter(|request| request.field("refresh_token") == Some("rt-gus"))
@@ -988,6 +1003,38 @@ pub async fn a_holder_runs_one_script_per_poll(h: &Harness) {
     );
 }
 
+/// A poll that outlasts its lease several times (Spotify answers after 2.5 s; a lease runs
+/// 1.5 s at a 1 s interval) keeps it: the holder renews it for as long as the poll runs, so no
+/// node whose viewers ask meanwhile takes the user over (and polls it too).
+pub async fn a_poll_outlasting_its_lease_keeps_it(h: &Harness) {
+    let cluster = TestCluster::start(h, "1", &[]).await;
+    let users = [cluster.player("una", "rt-una", track("Una")).await];
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(2)).await;
+    let taken = "melodyhue_cluster_leases_taken_total";
+    let mut taken_before = 0;
+    for node in 0..3 {
+        taken_before += cluster.metric(node, taken).await;
+    }
+    assert_eq!(taken_before, 1, "one node took the user");
+    cluster.fake.set_scenario(
+        "rt-una",
+        Scenario::slow(Duration::from_millis(2500), Scenario::Playing(track("Una"))),
+    );
+    let polls_before = cluster.fake.currently_playing_calls_for("rt-una");
+    view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(8)).await;
+    let polls = cluster.fake.currently_playing_calls_for("rt-una") - polls_before;
+    let mut taken_after = 0;
+    for node in 0..3 {
+        taken_after += cluster.metric(node, taken).await;
+    }
+    eprintln!("{polls} slow polls in 8 s");
+    assert!(polls >= 2, "{polls} polls in 8 s of 2.5 s answers");
+    assert_eq!(
+        taken_after, taken_before,
+        "the user changed hands during polls that outlasted the lease"
+    );
+}
+
 /// The cluster cases for `harness` (its backend is ignored: a cluster needs PostgreSQL),
 /// named `cluster::case`.
 pub fn trials(harness: Harness) -> Vec<Trial> {
@@ -1035,6 +1082,7 @@ pub fn trials(harness: Harness) -> Vec<Trial> {
         a_silent_subscription_is_replaced,
         a_change_whose_publication_failed_reaches_every_node,
         a_holder_runs_one_script_per_poll,
+        a_poll_outlasting_its_lease_keeps_it,
     ));
     trials
 }

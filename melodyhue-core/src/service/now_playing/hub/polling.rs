@@ -134,33 +134,43 @@ fn renew_at(lease: PollLease, interval: Duration) -> Instant {
         .unwrap_or(lease.holds_until)
 }
 
-/// One poll under `lease` (if any); a poll still running at [`renew_at`] renews the lease by
-/// claiming again. What the poll found, and the lease to share it under (the
-/// renewed one, when the renewal granted one).
+/// One poll under `lease` (if any), which is renewed by claiming again each time [`renew_at`]
+/// comes while the poll runs: a poll that outlasts its lease (a refused refresh token waits
+/// two seconds before it is cleared; Spotify may answer late) would let another node poll the
+/// user meanwhile, with the same connection, and find the lease gone when it shares what it
+/// found, or holds the user (a refusal's pause) for every node. What the poll found, and the
+/// lease to share it under (the last renewed one).
 async fn poll_holding(
     hub: &HubInner,
     feed: &Feed,
-    lease: Option<PollLease>,
+    mut lease: Option<PollLease>,
 ) -> (Result<Snapshot, PollFailure>, Option<PollLease>) {
     // On the heap, and only one: a feed sleeps between polls nearly all its life, and the
     // kilobytes of a poll's future (the Spotify request, the cover) would otherwise be part of
     // every feed task's size, once per await that holds one.
     let mut polling = Box::pin(poll(hub, feed));
-    let (Some(coordinator), Some(held)) = (hub.coordinator.get(), lease) else {
+    let Some(coordinator) = hub.coordinator.get() else {
         return (polling.await, lease);
     };
-    tokio::select! {
-        biased;
-        outcome = &mut polling => (outcome, lease),
-        () = tokio::time::sleep_until(renew_at(held, hub.interval).into()) => {
-            // Lost (another node holds it now): the share is refused, and the next poll claims.
-            let renewed = match coordinator.claim(&feed.user_id).await {
-                Claim::Poll(Some(renewed)) => Some(renewed),
-                _ => lease,
-            };
-            (polling.await, renewed)
+    while let Some(held) = lease {
+        // The poll goes on while the renewal is asked for; a renewal cut short by the poll's
+        // end is harmless (the share renews the lease anyway).
+        let renewal = async {
+            tokio::time::sleep_until(renew_at(held, hub.interval).into()).await;
+            coordinator.claim(&feed.user_id).await
+        };
+        tokio::select! {
+            biased;
+            outcome = &mut polling => return (outcome, lease),
+            claim = renewal => match claim {
+                Claim::Poll(Some(renewed)) => lease = Some(renewed),
+                // Lost (another node holds it now: the share is refused, and the next poll
+                // claims), or out of reach: renewing again cannot help.
+                _ => break,
+            },
         }
     }
+    (polling.await, lease)
 }
 
 /// Hands the user's polling over once nobody watches here.
