@@ -9,10 +9,10 @@
 //!   without claiming first while its lease has more than a quarter interval left (half an
 //!   interval is, normally): one script per poll, not two, on the busiest path of Redis. A poll
 //!   that Spotify answers late renews the lease a quarter interval before it would end, and
-//!   again each time, for as long as it runs (see `hub::polling`), so it does not cost the
-//!   holder its lease (and the user a new holder, which reads the connection and gets a token
-//!   again). A dead holder's lease runs out at most 1.5 intervals after its last poll, and the
-//!   next claim of another node takes it then — within two intervals.
+//!   again each time while the claims succeed, up to a minute (see `hub::polling`), so it does
+//!   not cost the holder its lease (and the user a new holder, which reads the connection and
+//!   gets a token again). A dead holder's lease runs out at most 1.5 intervals after its last
+//!   poll, and the next claim of another node takes it then — within two intervals.
 //! - A holder that lost its lease without knowing (Redis lost its keys, or the machine was
 //!   suspended) polls at most once more before its share is refused; it then claims, and
 //!   follows.

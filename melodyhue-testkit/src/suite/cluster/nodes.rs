@@ -273,6 +273,18 @@ impl TestCluster {
             .expect("Redis connection")
     }
 
+    /// How long the pause the cluster keeps on `user_id` (a `429`'s wait, a refusal's pause)
+    /// still runs, read from Redis: zero when there is none.
+    pub async fn hold_left(&self, user_id: &str) -> Duration {
+        let mut connection = self.redis().await;
+        let millis: i64 = redis::cmd("PTTL")
+            .arg(format!("{}hold:{user_id}", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("PTTL the hold");
+        Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+    }
+
     /// The `NODE_ID` of the node holding `user_id`'s lease now, read from Redis.
     pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
         let mut connection = self.redis().await;

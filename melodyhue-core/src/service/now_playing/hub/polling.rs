@@ -11,6 +11,11 @@ use crate::spotify::{CurrentlyPlayingType, Playback, SpotifyError};
 
 /// Longest wait between two polls after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a poll keeps its lease by renewing it: far beyond any poll whose calls all end
+/// in time (each call to Spotify is bounded by `SPOTIFY_TIMEOUT`, 5 s; a poll makes a few), so
+/// only a poll stuck on something without a bound of its own (a database that stopped
+/// answering mid-query) lets its lease go, and another node poll the user.
+const LONGEST_HELD_POLL: Duration = Duration::from_secs(60);
 /// The wait before a connection found unusable (no credentials, a refused app or refresh
 /// token) is tried again, unless the user changes it first.
 const REFUSED_PAUSE: Duration = Duration::from_secs(30);
@@ -41,7 +46,9 @@ pub(super) enum PollFailure {
 pub(super) async fn run_feed(hub: Arc<HubInner>, feed: Arc<Feed>) {
     // The lease this node polls under, and when it last polled.
     let mut lease: Option<(PollLease, Instant)> = None;
-    // The fencing token of the last lease this node polled under (kept while it follows).
+    // The fencing token of the last lease this node claimed to poll under (kept while it
+    // follows). A renewal during a poll that took a lapsed lease again brings a new fence: the
+    // next poll reads the connection again, as after any gap in the lease.
     let mut fence_held: Option<u64> = None;
     // Woken early (a credentials change): the next poll claims, which also finds a hold (a
     // `429`) that the lease alone would not show.
@@ -135,11 +142,11 @@ fn renew_at(lease: PollLease, interval: Duration) -> Instant {
 }
 
 /// One poll under `lease` (if any), which is renewed by claiming again each time [`renew_at`]
-/// comes while the poll runs: a poll that outlasts its lease (a refused refresh token waits
-/// two seconds before it is cleared; Spotify may answer late) would let another node poll the
-/// user meanwhile, with the same connection, and find the lease gone when it shares what it
-/// found, or holds the user (a refusal's pause) for every node. What the poll found, and the
-/// lease to share it under (the last renewed one).
+/// comes while the poll runs, up to [`LONGEST_HELD_POLL`]: a poll that outlasts its lease (a
+/// refused refresh token waits two seconds before it is cleared; Spotify may answer late)
+/// would let another node poll the user meanwhile, with the same connection, and find the
+/// lease gone when it shares what it found, or holds the user (a refusal's pause) for every
+/// node. What the poll found, and the lease to share it under (the last one a claim gave).
 async fn poll_holding(
     hub: &HubInner,
     feed: &Feed,
@@ -152,22 +159,36 @@ async fn poll_holding(
     let Some(coordinator) = hub.coordinator.get() else {
         return (polling.await, lease);
     };
+    let give_up_at = Instant::now() + LONGEST_HELD_POLL;
     while let Some(held) = lease {
-        // The poll goes on while the renewal is asked for; a renewal cut short by the poll's
-        // end is harmless (the share renews the lease anyway).
-        let renewal = async {
-            tokio::time::sleep_until(renew_at(held, hub.interval).into()).await;
-            coordinator.claim(&feed.user_id).await
-        };
+        let due = renew_at(held, hub.interval);
+        if due > give_up_at {
+            break;
+        }
         tokio::select! {
             biased;
             outcome = &mut polling => return (outcome, lease),
-            claim = renewal => match claim {
-                Claim::Poll(Some(renewed)) => lease = Some(renewed),
-                // Lost (another node holds it now: the share is refused, and the next poll
-                // claims), or out of reach: renewing again cannot help.
-                _ => break,
-            },
+            () = tokio::time::sleep_until(due.into()) => {}
+        }
+        // The poll goes on while the claim is asked, and the claim's answer is awaited even
+        // when the poll ends first: a lapsed lease taken again has a new fence, under which
+        // alone the share (or a hold) is accepted.
+        let mut renewal = coordinator.claim(&feed.user_id);
+        let mut outcome = None;
+        let claim = loop {
+            tokio::select! {
+                biased;
+                claim = &mut renewal => break claim,
+                polled = &mut polling, if outcome.is_none() => outcome = Some(polled),
+            }
+        };
+        match (claim, outcome) {
+            (Claim::Poll(Some(renewed)), None) => lease = Some(renewed),
+            (Claim::Poll(Some(renewed)), Some(outcome)) => return (outcome, Some(renewed)),
+            // Lost (another node holds it now: the share is refused, and the next poll
+            // claims), or out of reach: renewing again cannot help.
+            (_, Some(outcome)) => return (outcome, lease),
+            (_, None) => break,
         }
     }
     (polling.await, lease)
