@@ -715,12 +715,9 @@ pub async fn a_silent_redis_is_not_polled_around(h: &Harness) {
         during <= 1,
         "{during} currently-playing calls while Redis was silent for 2 s (4 intervals)"
     );
-    let mut deferred = 0;
-    for node in 0..cluster.nodes.len() {
-        deferred += cluster
-            .metric(node, "melodyhue_cluster_claims_deferred_total")
-            .await;
-    }
+    let deferred = cluster
+        .metric_total("melodyhue_cluster_claims_deferred_total")
+        .await;
     assert!(deferred >= 3, "{deferred} claims deferred");
 
     cluster
@@ -1019,10 +1016,7 @@ pub async fn a_poll_outlasting_its_lease_keeps_it(h: &Harness) {
     let users = [cluster.player("una", "rt-una", track("Una")).await];
     view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(3)).await;
     let taken = "melodyhue_cluster_leases_taken_total";
-    let mut taken_before = 0;
-    for node in 0..3 {
-        taken_before += cluster.metric(node, taken).await;
-    }
+    let taken_before = cluster.metric_total(taken).await;
     assert_eq!(taken_before, 1, "one node took the user");
     cluster.fake.set_scenario(
         "rt-una",
@@ -1031,10 +1025,7 @@ pub async fn a_poll_outlasting_its_lease_keeps_it(h: &Harness) {
     let polls_before = cluster.fake.currently_playing_calls_for("rt-una");
     view_everywhere(&cluster, &users, Instant::now() + Duration::from_secs(14)).await;
     let polls = cluster.fake.currently_playing_calls_for("rt-una") - polls_before;
-    let mut taken_after = 0;
-    for node in 0..3 {
-        taken_after += cluster.metric(node, taken).await;
-    }
+    let taken_after = cluster.metric_total(taken).await;
     eprintln!("{polls} slow polls in 14 s");
     assert!(polls >= 2, "{polls} polls in 14 s of 4 s answers");
     assert_eq!(

@@ -225,6 +225,15 @@ impl TestCluster {
         crate::metrics::sample(&text, series)
     }
 
+    /// The sum of the sample `series` over every node's `/metrics` (all of them running).
+    pub async fn metric_total(&self, series: &str) -> u64 {
+        let mut total = 0;
+        for node in 0..self.nodes.len() {
+            total += self.metric(node, series).await;
+        }
+        total
+    }
+
     /// Writes `refresh_token` as the user's stored refresh token straight into the database,
     /// announced to no node: a change each node hears of only by reading the database.
     pub async fn store_refresh_token_unannounced(&self, user_id: &str, refresh_token: &str) {
@@ -251,18 +260,24 @@ impl TestCluster {
     pub async fn lease_elsewhere(&self, user_id: &str, hold: Duration) {
         let mut connection = self.redis().await;
         let fence: u64 = redis::cmd("INCR")
-            .arg(format!("{}fence:{user_id}", self.prefix))
+            .arg(self.user_key("fence", user_id))
             .query_async(&mut connection)
             .await
             .expect("INCR the fence");
         let () = redis::cmd("SET")
-            .arg(format!("{}lease:{user_id}", self.prefix))
+            .arg(self.user_key("lease", user_id))
             .arg(format!("elsewhere#test|{fence}"))
             .arg("PX")
             .arg(u64::try_from(hold.as_millis()).expect("a short hold"))
             .query_async(&mut connection)
             .await
             .expect("SET the lease");
+    }
+
+    /// The Redis key of `kind` (`lease`, `fence`, `hold`) for `user_id`, under this test's
+    /// prefix, as the nodes name it.
+    fn user_key(&self, kind: &str, user_id: &str) -> String {
+        format!("{}{kind}:{user_id}", self.prefix)
     }
 
     async fn redis(&self) -> redis::aio::MultiplexedConnection {
@@ -278,7 +293,7 @@ impl TestCluster {
     pub async fn hold_left(&self, user_id: &str) -> Duration {
         let mut connection = self.redis().await;
         let millis: i64 = redis::cmd("PTTL")
-            .arg(format!("{}hold:{user_id}", self.prefix))
+            .arg(self.user_key("hold", user_id))
             .query_async(&mut connection)
             .await
             .expect("PTTL the hold");
@@ -289,7 +304,7 @@ impl TestCluster {
     pub async fn lease_holder(&self, user_id: &str) -> Option<String> {
         let mut connection = self.redis().await;
         let value: Option<String> = redis::cmd("GET")
-            .arg(format!("{}lease:{user_id}", self.prefix))
+            .arg(self.user_key("lease", user_id))
             .query_async(&mut connection)
             .await
             .expect("GET the lease");
